@@ -1,0 +1,1 @@
+//! Test harness crate; see tests/.

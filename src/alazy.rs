@@ -1,0 +1,810 @@
+//! [`ALazy`]: an async once-cell that caches errors and hands off on cancellation.
+//!
+//! # State machine
+//!
+//! ```text
+//!                      CAS by the first caller (it now holds the baton)
+//!            EMPTY ───────────────────────────────────────────────► INITIALIZING
+//!              ▲                                                     │  │  │  │
+//!              │ leader cancelled or panicked and nobody waits       │  │  │  │
+//!              └─────────────────────────────────────────────────────┘  │  │  │
+//!                                                                       │  │  │
+//!        leader cancelled or panicked with waiters: the baton goes to   │  │  │
+//!        the longest waiter; the state stays INITIALIZING ◄─────────────┘  │  │
+//!                                                                          │  │
+//!   FILLED ◄────────── init returned Ok(v): value written, then published ─┘  │
+//!   FAILED ◄────────── init returned Err(e): error written, then published ───┘
+//!
+//!   FILLED / FAILED ── take(&mut self) ──► EMPTY
+//! ```
+//!
+//! `INITIALIZING` carries one flag, `OWNED`, when the running initializer is
+//! owned by the cell ([`ALazy::get_or_init_owned`]) rather than by the
+//! caller that started it. An owned initializer is not tied to any caller:
+//! whichever caller polls the cell drives it, so a leader that is parked
+//! (polled once, then never again) cannot stall the others. If an owned
+//! initializer panics, the cell drops it and goes back to `EMPTY`, and every
+//! waiter re-runs the state machine (one of them becomes the next leader).
+//!
+//! # Access rules
+//!
+//! * `slot` (the value or the error) is written exactly once per fill, by the
+//!   caller holding the baton (or, for an owned initializer, by whichever
+//!   caller saw it complete while holding `Driver::fut`), *before* the
+//!   `Release` store that publishes `FILLED`/`FAILED`. It is read only after an
+//!   `Acquire` load has seen `FILLED`/`FAILED`, and from then on only shared
+//!   references are handed out. `&mut self` ([`ALazy::take`], `Drop`) may move
+//!   it out.
+//! * The *baton* ([`Baton`]) is the right to initialize. Exactly one exists
+//!   while the state is `INITIALIZING` without `OWNED`: held by the leader, or
+//!   in transit inside the waiter queue as a [`Notify::One`]. Dropping it
+//!   without completing (cancellation, panic) passes it to the next waiter in
+//!   FIFO order, or stores `EMPTY` if nobody waits — under the queue lock, so
+//!   that a caller about to queue either sees `EMPTY` or is in the queue.
+//! * `driver` holds the owned initializer while the state is
+//!   `INITIALIZING | OWNED`; it is set before that state is published and
+//!   cleared after the state leaves it.
+//!
+//! # Invariants
+//!
+//! * At most one initializer runs at a time: the baton is unique, and an
+//!   owned initializer's future is polled only under `Driver::fut`'s lock.
+//! * Once `FILLED` or `FAILED`, the state never changes again until `&mut self`.
+//! * Every waiter is woken when the state leaves `INITIALIZING`, or is handed
+//!   the baton: nobody waits on a cell that nobody initializes, except while a
+//!   caller-owned leader is itself parked (use the owned mode for that).
+//!
+//! # Orderings
+//!
+//! | operation                                       | ordering  | pairs with                                                   |
+//! |-------------------------------------------------|-----------|--------------------------------------------------------------|
+//! | `get`, `get_result`, state loads on every path  | `Acquire` | the `Release` store that publishes `FILLED`/`FAILED`          |
+//! | publish `FILLED` / `FAILED`                     | `Release` | the `Acquire` loads above: the slot write happens-before any read |
+//! | CAS `EMPTY → INITIALIZING` (success)            | `Acquire` | the `Release` store of `EMPTY` by a cancelled leader or `take` |
+//! | store `EMPTY` on an unclaimed hand-off          | `Release` | the CAS above                                                 |
+//! | store `INITIALIZING \| OWNED`                   | `Release` | the `Acquire` load that makes a caller read `driver`          |
+//!
+//! A `Relaxed` fast-path load (as in the seed design) would let a reader see
+//! `FILLED` without the value's bytes: see `docs/design.md` and the
+//! `relaxed_get` negative control, which loom rejects with a causality
+//! violation.
+
+use core::fmt;
+use core::future::Future;
+use core::mem::{self, ManuallyDrop};
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+
+use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+use crate::sync::{Arc, Mutex, MutexGuard, UnsafeCell};
+use crate::wait_queue::{Notify, WaitKey, WaitQueue};
+
+/// Encoding of `ALazy::state`: the two low bits are the [`State`]; bit 2 is
+/// `OWNED` and only appears together with `INITIALIZING`.
+const EMPTY: u8 = 0;
+const INITIALIZING: u8 = 1;
+const FILLED: u8 = 2;
+const FAILED: u8 = 3;
+const STATE_MASK: u8 = 0b011;
+const OWNED: u8 = 0b100;
+
+/// Ordering of the fast-path load. The `relaxed_get` negative control
+/// weakens it to show that the loom suite notices.
+#[cfg(not(lazyflight_break = "relaxed_get"))]
+const FAST_LOAD: core::sync::atomic::Ordering = Acquire;
+#[cfg(lazyflight_break = "relaxed_get")]
+const FAST_LOAD: core::sync::atomic::Ordering = Relaxed;
+
+/// The observable state of an [`ALazy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No value, no error, no initializer running.
+    Empty,
+    /// An initializer is running (or the right to run one is being handed to
+    /// the next waiter).
+    Initializing,
+    /// The initializer returned `Ok`; the value is cached.
+    Filled,
+    /// The initializer returned `Err`; the error is cached.
+    Failed,
+}
+
+impl State {
+    #[inline]
+    fn decode(word: u8) -> State {
+        match word & STATE_MASK {
+            EMPTY => {
+                debug_assert_eq!(word & OWNED, 0, "OWNED without INITIALIZING");
+                State::Empty
+            }
+            INITIALIZING => State::Initializing,
+            FILLED => State::Filled,
+            FAILED => State::Failed,
+            _ => unreachable!("two-bit state"),
+        }
+    }
+}
+
+/// The value or the error; which one is recorded in the state word.
+union Slot<T, E> {
+    empty: (),
+    value: ManuallyDrop<T>,
+    error: ManuallyDrop<E>,
+}
+
+/// An async once-cell with error caching and FIFO hand-off.
+///
+/// * [`get_or_init`](Self::get_or_init) runs at most one initializer at a time.
+///   `Ok(v)` fills the cell; `Err(e)` is cached too, and every current and
+///   later caller receives `Err(&e)` without running another initializer.
+/// * If the running initializer is cancelled (its caller's future is dropped)
+///   or panics, the longest-waiting caller runs its own initializer next.
+/// * [`get`](Self::get) on a filled cell is one `Acquire` load and a branch.
+/// * [`get_or_init_owned`](Self::get_or_init_owned) moves the initializer
+///   into the cell, so any caller can drive it: a parked leader cannot stall
+///   the others.
+///
+/// Works on any executor and under `loom::future::block_on` /
+/// `shuttle::future::block_on`; it depends on no runtime.
+///
+/// # Examples
+///
+/// ```
+/// # lazyflight::sync::future::block_on(async {
+/// use lazyflight::{ALazy, State};
+///
+/// let lazy = ALazy::new();
+/// assert_eq!(lazy.state(), State::Empty);
+///
+/// let v = lazy.get_or_init(|| async { Ok::<_, ()>(42) }).await;
+/// assert_eq!(v, Ok(&42));
+/// assert_eq!(lazy.get(), Some(&42));
+///
+/// // Errors are cached: the second initializer never runs.
+/// let failing = ALazy::<u32, &str>::new();
+/// assert_eq!(failing.get_or_init(|| async { Err("down") }).await, Err(&"down"));
+/// assert_eq!(failing.get_or_init(|| async { Ok(1) }).await, Err(&"down"));
+/// assert_eq!(failing.state(), State::Failed);
+/// # });
+/// ```
+pub struct ALazy<T, E> {
+    /// `EMPTY | INITIALIZING | FILLED | FAILED` in bits 0–1, `OWNED` in bit 2.
+    state: AtomicU8,
+    slot: UnsafeCell<Slot<T, E>>,
+    waiters: WaitQueue,
+    driver: Mutex<Option<Arc<Driver<T, E>>>>,
+}
+
+// SAFETY: like `OnceLock`: `&ALazy` hands out `&T`/`&E` to several threads
+// (needs `Sync`) and lets any thread create the value that another thread
+// will drop (needs `Send`). Everything else inside is `Sync` already.
+unsafe impl<T: Send + Sync, E: Send + Sync> Sync for ALazy<T, E> {}
+
+impl<T, E> ALazy<T, E> {
+    /// Creates an empty cell.
+    ///
+    /// `const` in normal builds (not under `--cfg loom`/`--cfg shuttle`,
+    /// whose atomics cannot be built in a constant), so it fits a `static`.
+    #[cfg(not(any(loom, shuttle)))]
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU8::new(EMPTY),
+            slot: UnsafeCell::new(Slot { empty: () }),
+            waiters: WaitQueue::new(),
+            driver: Mutex::new(None),
+        }
+    }
+
+    /// Creates an empty cell.
+    #[cfg(any(loom, shuttle))]
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            state: AtomicU8::new(EMPTY),
+            slot: UnsafeCell::new(Slot { empty: () }),
+            waiters: WaitQueue::new(),
+            driver: Mutex::new(None),
+        }
+    }
+
+    /// The value, if the cell is filled.
+    ///
+    /// One `Acquire` load and a branch; never waits.
+    #[inline]
+    pub fn get(&self) -> Option<&T> {
+        // Acquire: pairs with the Release store in `publish`, so the value's
+        // bytes written before it are visible here.
+        if self.state.load(FAST_LOAD) == FILLED {
+            // SAFETY: FILLED was observed, so `slot.value` is initialized and
+            // is never written again while `&self` lives.
+            Some(unsafe { self.value_unchecked() })
+        } else {
+            None
+        }
+    }
+
+    /// The cached value or error, if the cell is filled or failed.
+    ///
+    /// Never waits.
+    #[inline]
+    pub fn get_result(&self) -> Option<Result<&T, &E>> {
+        // Acquire: pairs with the Release store in `publish`.
+        let s = self.state.load(FAST_LOAD);
+        // SAFETY: `s` was loaded with Acquire from the state word.
+        unsafe { self.result_if_done(s) }
+    }
+
+    /// The current [`State`]. A snapshot: it may change right after.
+    pub fn state(&self) -> State {
+        // Acquire: a caller that sees Filled may go on to `get` the value.
+        State::decode(self.state.load(Acquire))
+    }
+
+    /// Returns the cached result, or runs `f` to produce it.
+    ///
+    /// * If the cell is filled or failed, resolves at once to the cached
+    ///   `Ok(&value)` / `Err(&error)`.
+    /// * If it is empty, this caller becomes the leader: it runs `f().await`
+    ///   and caches its `Ok` or `Err`.
+    /// * If another caller is initializing, waits for its result. If that
+    ///   leader is cancelled or panics, the waiter that has waited longest runs
+    ///   its own `f` next (FIFO hand-off).
+    ///
+    /// `f` is called at most once per call, and only by the leader.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. Dropping a waiting call removes it from the queue in O(1)
+    /// (if it had just been handed the right to initialize, that right passes
+    /// to the next waiter). Dropping the leading call drops `f`'s future and
+    /// hands off as above; the cell never stays `Initializing` without a
+    /// leader. A leader that is kept alive but never polled again does stall
+    /// the waiters: use [`get_or_init_owned`](Self::get_or_init_owned) when
+    /// that can happen.
+    ///
+    /// # Panics
+    ///
+    /// If `f` or its future panics, the panic propagates to this caller, and
+    /// the cell hands off as if the leader were cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use lazyflight::ALazy;
+    ///
+    /// static CONFIG: ALazy<String, std::io::ErrorKind> = ALazy::new();
+    ///
+    /// let cfg = CONFIG.get_or_init(|| async { Ok("debug=1".to_owned()) }).await;
+    /// assert_eq!(cfg.map(String::as_str), Ok("debug=1"));
+    /// # });
+    /// ```
+    #[inline]
+    pub async fn get_or_init<F, Fut>(&self, f: F) -> Result<&T, &E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some(done) = self.get_result() {
+            return done;
+        }
+        match self.acquire(None).await {
+            Acquired::Done(done) => done,
+            Acquired::MinePanicked => unreachable!("no owned initializer of ours"),
+            Acquired::Lead(baton) => {
+                // If `f` or the future panics, or this future is dropped
+                // here, `baton` is dropped and hands off.
+                let result = f().await;
+                baton.complete(result)
+            }
+        }
+    }
+
+    /// Like [`get_or_init`](Self::get_or_init), but the initializer is moved
+    /// into the cell, so it does not depend on the caller that started it.
+    ///
+    /// Every caller waiting on an owned initializer helps drive it: the
+    /// future is polled by whichever caller is polled next, and its wake-ups
+    /// reach every waiting caller. A leader that is parked (kept alive but
+    /// never polled again) or cancelled does not stall the others, and the
+    /// initializer keeps its progress: the next caller resumes it where it
+    /// stopped.
+    ///
+    /// If the owned initializer panics, the panic propagates to the caller
+    /// that was polling it, the cell drops it and returns to `Empty`, and the
+    /// remaining callers start over (one of them leads with its own `f`). The
+    /// caller whose `f` built the panicking future also panics.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping any caller, the one that started the initializer
+    /// included, leaves the initializer in the cell, and later callers resume
+    /// it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use lazyflight::ALazy;
+    ///
+    /// let cell = ALazy::<u32, ()>::new();
+    /// assert_eq!(cell.get_or_init_owned(|| async { Ok(7) }).await, Ok(&7));
+    /// # });
+    /// ```
+    pub async fn get_or_init_owned<F, Fut>(&self, f: F) -> Result<&T, &E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        if let Some(done) = self.get_result() {
+            return done;
+        }
+        let mut f = Some(f);
+        let mut installed: Option<Arc<Driver<T, E>>> = None;
+        loop {
+            match self.acquire(installed.as_deref()).await {
+                Acquired::Done(done) => return done,
+                Acquired::MinePanicked => {
+                    panic!("ALazy: the owned initializer started by this call panicked")
+                }
+                Acquired::Lead(baton) => {
+                    let Some(f) = f.take() else {
+                        // Our initializer panicked between the check in
+                        // `acquire` and our win of the CAS: pass the baton on.
+                        drop(baton);
+                        panic!("ALazy: the owned initializer started by this call panicked");
+                    };
+                    // A panic in `f` drops the baton, which hands off.
+                    let fut: BoxFuture<T, E> = Box::pin(f());
+                    installed = Some(baton.install(fut));
+                }
+            }
+        }
+    }
+
+    /// Takes the value or error out, leaving the cell `Empty`.
+    ///
+    /// Returns `None` if the cell was empty. An owned initializer that was
+    /// still pending is dropped.
+    pub fn take(&mut self) -> Option<Result<T, E>> {
+        // Exclusive access: no other thread can touch the cell now; Acquire
+        // only documents that any earlier publication is visible.
+        let s = self.state.load(Acquire);
+        self.state.store(EMPTY, Release);
+        if let Some(driver) = self.driver.get_mut().take() {
+            driver.retire();
+        }
+        match s & STATE_MASK {
+            // SAFETY: FILLED: `value` is initialized; the state is now EMPTY
+            // so it will not be read or dropped again.
+            FILLED => Some(Ok(self.slot.with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).value) }))),
+            // SAFETY: as above, for `error`.
+            FAILED => Some(Err(self.slot.with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).error) }))),
+            _ => None,
+        }
+    }
+
+    /// Consumes the cell, returning its value or error, if any.
+    pub fn into_inner(mut self) -> Option<Result<T, E>> {
+        self.take()
+    }
+
+    /// Number of callers currently queued behind the initializer.
+    ///
+    /// Meant for diagnostics and tests; the answer may be stale at once.
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// # Safety
+    /// `FILLED` must have been observed with `Acquire` (or `&mut self`).
+    #[inline]
+    unsafe fn value_unchecked(&self) -> &T {
+        // SAFETY: the caller guarantees `value` is initialized and published.
+        self.slot.with(|p| unsafe { &*core::ptr::addr_of!((*p).value).cast::<T>() })
+    }
+
+    /// # Safety
+    /// `s` must have been loaded from `self.state` with `Acquire`.
+    #[inline]
+    unsafe fn result_if_done(&self, s: u8) -> Option<Result<&T, &E>> {
+        match s {
+            // SAFETY: FILLED observed with Acquire (caller's contract).
+            FILLED => Some(Ok(unsafe { self.value_unchecked() })),
+            // SAFETY: FAILED observed with Acquire: `error` is initialized
+            // and never written again while `&self` lives.
+            FAILED => Some(Err(self.slot.with(|p| unsafe { &*core::ptr::addr_of!((*p).error).cast::<E>() }))),
+            _ => None,
+        }
+    }
+
+    /// Waits until the cell is done, or until this caller holds the baton.
+    ///
+    /// `mine` is the owned initializer this caller installed, if any: if it
+    /// panicked (polled by another caller), we stop with `MinePanicked`.
+    async fn acquire(&self, mine: Option<&Driver<T, E>>) -> Acquired<'_, T, E> {
+        loop {
+            // Acquire: pairs with the Release store in PanicGuard.
+            if mine.is_some_and(|d| d.sig.panicked.load(Acquire)) {
+                return Acquired::MinePanicked;
+            }
+            // Acquire: pairs with the Release store in `publish`.
+            let s = self.state.load(Acquire);
+            match s & STATE_MASK {
+                EMPTY => {
+                    // Acquire on success: pairs with the Release store of
+                    // EMPTY by a cancelled leader. Failure: we reload above.
+                    if self.state.compare_exchange(EMPTY, INITIALIZING, Acquire, Relaxed).is_ok() {
+                        return Acquired::Lead(Baton { cell: self });
+                    }
+                }
+                INITIALIZING if s & OWNED != 0 => {
+                    let driver = self.driver.lock().clone();
+                    if let Some(driver) = driver {
+                        Drive { cell: self, driver, key: WaitKey::new() }.await;
+                    }
+                }
+                INITIALIZING => {
+                    if (Wait { cell: self, key: WaitKey::new() }).await == Notify::One {
+                        // The previous leader handed us the baton.
+                        debug_assert_eq!(self.state.load(Relaxed), INITIALIZING);
+                        return Acquired::Lead(Baton { cell: self });
+                    }
+                }
+                // SAFETY: `s` was loaded with Acquire.
+                _ => return Acquired::Done(unsafe { self.result_if_done(s) }.expect("FILLED or FAILED")),
+            }
+        }
+    }
+
+    /// Writes the result, publishes it and wakes every waiter.
+    ///
+    /// # Safety
+    /// The caller must be the only initializer: it holds the baton, or it
+    /// took an owned initializer's output while holding `Driver::fut`.
+    unsafe fn publish(&self, result: Result<T, E>) -> Result<&T, &E> {
+        debug_assert_eq!(self.state.load(Relaxed) & STATE_MASK, INITIALIZING);
+        let s = match result {
+            Ok(v) => {
+                // SAFETY: unique initializer (caller's contract); nobody reads
+                // the slot before the Release store below.
+                self.slot.with_mut(|p| unsafe { p.write(Slot { value: ManuallyDrop::new(v) }) });
+                FILLED
+            }
+            Err(e) => {
+                // SAFETY: as above.
+                self.slot.with_mut(|p| unsafe { p.write(Slot { error: ManuallyDrop::new(e) }) });
+                FAILED
+            }
+        };
+        // Release: pairs with the Acquire loads in `get`, `get_result`,
+        // `acquire`; makes the slot write visible to whoever sees `s`.
+        self.state.store(s, Release);
+        self.waiters.notify_all();
+        // SAFETY: we just wrote and published the slot.
+        unsafe { self.result_if_done(s) }.expect("just published")
+    }
+
+    /// The leader gave up (cancelled or panicked): pass the baton on.
+    fn hand_off(&self) {
+        debug_assert_eq!(self.state.load(Relaxed), INITIALIZING);
+        #[cfg(lazyflight_break = "no_handoff")]
+        {
+            // Negative control: go back to EMPTY but wake nobody.
+            self.state.store(EMPTY, Release);
+        }
+        #[cfg(not(lazyflight_break = "no_handoff"))]
+        // Release: pairs with the Acquire CAS of the next leader. Runs under
+        // the queue lock, so a caller about to queue sees EMPTY instead.
+        self.waiters.notify_one(|| self.state.store(EMPTY, Release));
+    }
+}
+
+impl<T, E> Default for ALazy<T, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, E> Drop for ALazy<T, E> {
+    fn drop(&mut self) {
+        // Exclusive access; Acquire documents that the publication is visible.
+        match self.state.load(Acquire) & STATE_MASK {
+            // SAFETY: FILLED: `value` is initialized and dropped only here.
+            FILLED => self.slot.with_mut(|p| unsafe { ManuallyDrop::drop(&mut (*p).value) }),
+            // SAFETY: FAILED: `error` is initialized and dropped only here.
+            FAILED => self.slot.with_mut(|p| unsafe { ManuallyDrop::drop(&mut (*p).error) }),
+            _ => {}
+        }
+        if let Some(driver) = self.driver.get_mut().take() {
+            driver.retire();
+        }
+    }
+}
+
+impl<T: fmt::Debug, E: fmt::Debug> fmt::Debug for ALazy<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ALazy");
+        d.field("state", &self.state());
+        match self.get_result() {
+            Some(Ok(v)) => d.field("value", v),
+            Some(Err(e)) => d.field("error", e),
+            None => d.field("waiting", &self.waiters.len()),
+        };
+        d.finish()
+    }
+}
+
+enum Acquired<'a, T, E> {
+    Done(Result<&'a T, &'a E>),
+    Lead(Baton<'a, T, E>),
+    MinePanicked,
+}
+
+/// The right to initialize. Dropping it without [`complete`](Self::complete)
+/// or [`install`](Self::install) hands it to the next waiter.
+struct Baton<'a, T, E> {
+    cell: &'a ALazy<T, E>,
+}
+
+impl<'a, T, E> Baton<'a, T, E> {
+    fn complete(self, result: Result<T, E>) -> Result<&'a T, &'a E> {
+        let cell = self.cell;
+        mem::forget(self);
+        // SAFETY: we held the baton, so we are the only initializer.
+        unsafe { cell.publish(result) }
+    }
+
+    /// Moves the initializer into the cell; the baton becomes the cell's.
+    fn install(self, fut: BoxFuture<T, E>) -> Arc<Driver<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let cell = self.cell;
+        let sig = Arc::new(Signals {
+            waiters: WaitQueue::new(),
+            done: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
+            repoll: AtomicBool::new(false),
+        });
+        let waker = crate::sync::waker_from(SignalsWaker(sig.clone()));
+        let driver = Arc::new(Driver { fut: Mutex::new(Some(fut)), waker, sig });
+        *cell.driver.lock() = Some(driver.clone());
+        mem::forget(self);
+        // Release: pairs with the Acquire load in `acquire` that then reads
+        // `driver` (the mutex orders the `driver` write as well).
+        cell.state.store(INITIALIZING | OWNED, Release);
+        // Callers queued behind us come and help drive.
+        cell.waiters.notify_all();
+        driver
+    }
+}
+
+impl<T, E> Drop for Baton<'_, T, E> {
+    fn drop(&mut self) {
+        self.cell.hand_off();
+    }
+}
+
+/// Waits in the cell's queue while a caller-owned initializer runs.
+struct Wait<'a, T, E> {
+    cell: &'a ALazy<T, E>,
+    key: WaitKey,
+}
+
+impl<T, E> Future for Wait<'_, T, E> {
+    type Output = Notify;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Notify> {
+        // `Wait` is `Unpin`: it holds only a reference and a key.
+        let this = self.get_mut();
+        if this.key.is_registered() {
+            return this.cell.waiters.poll(&mut this.key, cx);
+        }
+        let state = &this.cell.state;
+        // Re-checked under the queue lock: the leader's hand-off changes the
+        // state under the same lock, and its completion stores the state
+        // before it takes the lock to wake everyone.
+        let still_waiting =
+            || cfg!(lazyflight_break = "no_recheck") || state.load(Acquire) == INITIALIZING;
+        if this.cell.waiters.register(&mut this.key, cx.waker(), still_waiting) {
+            Poll::Pending
+        } else {
+            Poll::Ready(Notify::All)
+        }
+    }
+}
+
+impl<T, E> Drop for Wait<'_, T, E> {
+    fn drop(&mut self) {
+        let cell = self.cell;
+        // If we were handed the baton but are going away, it goes to the next
+        // waiter; with nobody left the cell is EMPTY again. Release: pairs with
+        // the next leader's Acquire CAS.
+        cell.waiters.cancel(&mut self.key, || cell.state.store(EMPTY, Release));
+    }
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// An owned initializer and the callers helping to drive it.
+struct Driver<T, E> {
+    /// The initializer; `None` once it completed, panicked or was retired.
+    /// Polled only while this lock is held.
+    fut: Mutex<Option<BoxFuture<T, E>>>,
+    /// The waker the initializer is polled with: wakes every helper.
+    waker: Waker,
+    sig: Arc<Signals>,
+}
+
+/// The part of a [`Driver`] its waker needs (no `T`/`E`, so no cycle
+/// through the future and no bounds on the cell's types).
+struct Signals {
+    /// Callers waiting for the initializer to make progress.
+    waiters: WaitQueue,
+    /// Set (before `waiters` is notified) once the initializer is gone.
+    done: AtomicBool,
+    /// Set when the initializer panicked.
+    panicked: AtomicBool,
+    /// Set by the waker; tells the caller polling the initializer that a
+    /// wake-up arrived meanwhile (see `Drive::poll`).
+    repoll: AtomicBool,
+}
+
+impl Signals {
+    /// Marks the initializer gone and wakes every helper.
+    fn finish(&self) {
+        // Release: pairs with the Acquire load in `Drive::poll`'s register
+        // predicate; `notify_all` below takes the queue lock after it.
+        self.done.store(true, Release);
+        self.waiters.notify_all();
+    }
+}
+
+impl<T, E> Driver<T, E> {
+    /// Drops a pending initializer (the cell was dropped or taken).
+    fn retire(&self) {
+        let fut = self.fut.lock().take();
+        self.sig.finish();
+        drop(fut);
+    }
+}
+
+/// Shares a shim `Arc<Signals>` with the std waker machinery.
+struct SignalsWaker(Arc<Signals>);
+
+impl std::task::Wake for SignalsWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        // SeqCst: see `Drive::poll`.
+        self.0.repoll.store(true, SeqCst);
+        self.0.waiters.notify_all();
+    }
+}
+
+/// How many times one `Drive::poll` re-polls an initializer that woke itself
+/// while being polled, before it yields to the executor.
+const REPOLL_LIMIT: u32 = 32;
+
+/// Helps drive an owned initializer until it is done.
+struct Drive<'a, T, E> {
+    cell: &'a ALazy<T, E>,
+    driver: Arc<Driver<T, E>>,
+    key: WaitKey,
+}
+
+impl<T, E> Future for Drive<'_, T, E> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let driver = &*this.driver;
+        let sig = &*driver.sig;
+        // Stay registered while we try to drive, so that any wake-up the
+        // initializer raises from now on reaches us. A notification (if any)
+        // is consumed here and we register afresh below.
+        if this.key.is_registered() {
+            let _ = sig.waiters.poll(&mut this.key, cx);
+        }
+        if !this.key.is_registered()
+            && !sig.waiters.register(&mut this.key, cx.waker(), || !sig.done.load(Acquire))
+        {
+            return Poll::Ready(());
+        }
+        let mut rounds = 0;
+        loop {
+            let Some(slot) = driver.fut.try_lock() else {
+                // Another caller is polling it. Its wake-ups reach us, and a
+                // wake-up that lands before it unlocks makes it poll again.
+                return Poll::Pending;
+            };
+            let mut guard = PanicGuard { cell: this.cell, driver, slot: Some(slot) };
+            let Some(fut) = guard.slot.as_mut().and_then(|s| s.as_mut()) else {
+                drop(guard.disarm());
+                return Poll::Ready(());
+            };
+            // SeqCst, with the store in `SignalsWaker::wake_by_ref` and the load below:
+            // a wake-up either precedes this store (and the poll sees its
+            // event) or is seen by the load after we unlock.
+            sig.repoll.store(false, SeqCst);
+            let polled = fut.as_mut().poll(&mut Context::from_waker(&driver.waker));
+            let mut slot = guard.disarm();
+            match polled {
+                Poll::Ready(result) => {
+                    let done = slot.take();
+                    drop(slot);
+                    // SAFETY: we took the owned initializer's output under
+                    // `Driver::fut`'s lock; nobody else can publish.
+                    let _ = unsafe { this.cell.publish(result) };
+                    *this.cell.driver.lock() = None;
+                    sig.finish();
+                    drop(done);
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {
+                    drop(slot);
+                    // SeqCst: see the store above.
+                    if !sig.repoll.load(SeqCst) {
+                        return Poll::Pending;
+                    }
+                    rounds += 1;
+                    if rounds == REPOLL_LIMIT {
+                        // It keeps waking itself: yield, and make sure some
+                        // caller (maybe us) polls it again.
+                        sig.waiters.notify_all();
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T, E> Drop for Drive<'_, T, E> {
+    fn drop(&mut self) {
+        // Notifications here are broadcasts; nothing to pass on.
+        self.driver.sig.waiters.cancel(&mut self.key, || {});
+    }
+}
+
+/// Holds `Driver::fut` while an owned initializer is polled. If the poll
+/// panics, it drops the initializer and resets the cell to `EMPTY`.
+struct PanicGuard<'a, T, E> {
+    cell: &'a ALazy<T, E>,
+    driver: &'a Driver<T, E>,
+    slot: Option<MutexGuard<'a, Option<BoxFuture<T, E>>>>,
+}
+
+impl<'a, T, E> PanicGuard<'a, T, E> {
+    fn disarm(mut self) -> MutexGuard<'a, Option<BoxFuture<T, E>>> {
+        self.slot.take().expect("armed guard holds the lock")
+    }
+}
+
+impl<T, E> Drop for PanicGuard<'_, T, E> {
+    fn drop(&mut self) {
+        let Some(mut slot) = self.slot.take() else { return };
+        // We are unwinding out of the initializer's `poll`.
+        let fut = slot.take();
+        drop(slot);
+        // Release: pairs with the Acquire load in `get_or_init_owned`.
+        self.driver.sig.panicked.store(true, Release);
+        *self.cell.driver.lock() = None;
+        // Release: pairs with the Acquire CAS of the next leader. Nobody
+        // queues on the cell while it is OWNED (they drive instead), so no
+        // queue lock is needed to keep registration consistent.
+        self.cell.state.store(EMPTY, Release);
+        self.cell.waiters.notify_all();
+        self.driver.sig.finish();
+        // A panic while dropping a panicked future aborts, as in `std`.
+        drop(fut);
+    }
+}

@@ -1,0 +1,132 @@
+//! The synchronization shim: the only place where the crate chooses between
+//! `std`, [loom] and [shuttle].
+//!
+//! | build                       | atomics, `Arc`, `Mutex`, `thread` | `UnsafeCell`                 |
+//! |-----------------------------|-----------------------------------|------------------------------|
+//! | default                     | `std`                             | a thin wrapper over `core`'s |
+//! | `RUSTFLAGS="--cfg loom"`    | `loom`                            | `loom::cell::UnsafeCell`     |
+//! | `RUSTFLAGS="--cfg shuttle"` | `shuttle`                         | a thin wrapper over `core`'s |
+//!
+//! Every primitive in lazyflight is written against this module and nothing
+//! else, so under `--cfg loom` every atomic access, lock and cell access is
+//! visible to the model checker. CI rejects any use of `std::sync`,
+//! `std::thread` or `core::cell::UnsafeCell` outside this directory.
+//!
+//! The module is public so that downstream crates can write their own glue
+//! against the same types and model-check their code *through* lazyflight:
+//! build with `RUSTFLAGS="--cfg loom"` and wrap the test in [`crate::model`].
+//!
+//! The API mirrors loom's: [`UnsafeCell::with`] / [`UnsafeCell::with_mut`]
+//! instead of raw `get()`, and a [`Mutex`] whose `lock()` never reports
+//! poisoning (a panic while holding one of lazyflight's locks cannot leave the
+//! protected data half-updated; every critical section is panic-free).
+//!
+//! [loom]: https://docs.rs/loom
+//! [shuttle]: https://docs.rs/shuttle
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[cfg(all(loom, shuttle))]
+compile_error!("`--cfg loom` and `--cfg shuttle` are mutually exclusive: build with one of them");
+
+mod cell;
+mod mutex;
+pub mod future;
+
+pub use cell::UnsafeCell;
+pub use mutex::{Mutex, MutexGuard};
+
+/// Atomic types: `std::sync::atomic`, or loom's / shuttle's under their cfg.
+pub mod atomic {
+    #[cfg(loom)]
+    pub use loom::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+    };
+    #[cfg(shuttle)]
+    pub use shuttle::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+    };
+    #[cfg(not(any(loom, shuttle)))]
+    pub use std::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+    };
+    pub use core::sync::atomic::Ordering;
+}
+
+/// Threads: `std::thread`, or loom's / shuttle's under their cfg.
+pub mod thread {
+    #[cfg(loom)]
+    pub use loom::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
+    #[cfg(shuttle)]
+    pub use shuttle::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
+    #[cfg(not(any(loom, shuttle)))]
+    pub use std::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
+}
+
+#[cfg(loom)]
+pub use loom::sync::Arc;
+#[cfg(shuttle)]
+pub use shuttle::sync::Arc;
+#[cfg(not(any(loom, shuttle)))]
+pub use std::sync::Arc;
+
+/// Builds a [`Waker`](core::task::Waker) from a shared wake handle.
+///
+/// The handle's own reference count is a plain `std::sync::Arc` in every
+/// build: it only manages the waker's memory, which is not part of any
+/// protocol the model checkers need to see. Whatever the handle does when
+/// woken goes through the shim.
+pub(crate) fn waker_from<W>(wake: W) -> core::task::Waker
+where
+    W: std::task::Wake + Send + Sync + 'static,
+{
+    core::task::Waker::from(std::sync::Arc::new(wake))
+}
+
+/// Runs `f` under the model checker selected at build time.
+///
+/// * `--cfg loom`: [`loom::model`](https://docs.rs/loom/latest/loom/fn.model.html),
+///   which explores every interleaving within loom's budget
+///   (`LOOM_MAX_PREEMPTIONS`, `LOOM_MAX_BRANCHES`, ...).
+/// * `--cfg shuttle`: shuttle's PCT scheduler (depth 3) or, with
+///   `LAZYFLIGHT_SHUTTLE_SCHEDULER=random`, its random scheduler, for
+///   `LAZYFLIGHT_SHUTTLE_ITERATIONS` runs (default 1000).
+/// * otherwise: `f` runs once, on the calling thread (spawned threads are real).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::sync::{thread, Arc};
+/// use lazyflight::ALazy;
+///
+/// lazyflight::model(|| {
+///     let cell = Arc::new(ALazy::<u32, ()>::new());
+///     let c2 = cell.clone();
+///     let t = thread::spawn(move || {
+///         lazyflight::sync::future::block_on(c2.get_or_init(|| async { Ok(1) })).copied()
+///     });
+///     let mine = lazyflight::sync::future::block_on(cell.get_or_init(|| async { Ok(1) })).copied();
+///     assert_eq!(mine, t.join().unwrap());
+/// });
+/// ```
+pub fn model<F>(f: F)
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    #[cfg(loom)]
+    loom::model(f);
+
+    #[cfg(shuttle)]
+    {
+        let iterations = std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        match std::env::var("LAZYFLIGHT_SHUTTLE_SCHEDULER").as_deref() {
+            Ok("random") => shuttle::check_random(f, iterations),
+            _ => shuttle::check_pct(f, iterations, 3),
+        }
+    }
+
+    #[cfg(not(any(loom, shuttle)))]
+    f();
+}

@@ -1,0 +1,303 @@
+//! The waiter queue shared by every primitive in the crate.
+//!
+//! A FIFO of parked tasks behind one shim [`Mutex`]. Nodes live in a
+//! [`slab::Slab`] and are linked by index, so a waiter is inserted at the tail
+//! and removed from anywhere in O(1), and the slab's storage is reused without
+//! a per-wait allocation once it has grown.
+//!
+//! # Protocol
+//!
+//! A waiting future keeps a [`WaitKey`]. It:
+//!
+//! 1. [`register`](WaitQueue::register)s, passing a predicate that is
+//!    re-checked *under the queue lock*. The primitive changes the condition
+//!    the predicate reads either under the same lock, or before it calls one of
+//!    the `notify_*` methods (which take the lock). Either way a waiter that
+//!    registered after the change sees it, and a waiter that registered before
+//!    it is in the list when the notification walks it: no lost wake-ups.
+//! 2. [`poll`](WaitQueue::poll)s until it is notified, which also removes its
+//!    node.
+//! 3. On drop, [`cancel`](WaitQueue::cancel)s. If it had been chosen by
+//!    [`notify_one`](WaitQueue::notify_one) and never saw it, the notification
+//!    is passed to the next waiter in line (or, if there is none, handed back
+//!    to the primitive through a callback that runs under the lock).
+//!
+//! Notifications come in two kinds, see [`Notify`].
+//!
+//! # Waker hygiene
+//!
+//! Wakers are cloned before the lock is taken, replaced only when
+//! `will_wake` says the task changed, and both the replaced wakers and the
+//! ones being woken are dropped or called after the lock is released, so a
+//! waker that re-enters the queue cannot deadlock and user code never runs
+//! under our lock.
+
+use core::fmt;
+use core::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+use crate::sync::Mutex;
+
+const NIL: usize = usize::MAX;
+
+/// What a waiter was told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Notify {
+    /// From [`WaitQueue::notify_all`]: re-check the condition. Never passed on,
+    /// since everyone queued at the time got one.
+    All,
+    /// From [`WaitQueue::notify_one`]: the waiter was singled out (for
+    /// `ALazy`, it now owns the right to initialize). If the waiter goes away
+    /// without taking it, it is passed on to the next waiter in line.
+    One,
+}
+
+enum Slot {
+    Waiting(Option<Waker>),
+    Notified(Notify),
+}
+
+struct Node {
+    prev: usize,
+    next: usize,
+    slot: Slot,
+}
+
+struct List {
+    nodes: Slab<Node>,
+    head: usize,
+    tail: usize,
+    /// Linked (waiting, not yet notified) nodes.
+    linked: usize,
+}
+
+impl List {
+    fn push_back(&mut self, waker: Waker) -> usize {
+        let key = self.nodes.insert(Node { prev: self.tail, next: NIL, slot: Slot::Waiting(Some(waker)) });
+        match self.tail {
+            NIL => self.head = key,
+            tail => self.nodes[tail].next = key,
+        }
+        self.tail = key;
+        self.linked += 1;
+        key
+    }
+
+    /// Unlinks `key` from the FIFO; the node stays in the slab.
+    fn unlink(&mut self, key: usize) {
+        let (prev, next) = {
+            let node = &self.nodes[key];
+            (node.prev, node.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.nodes[p].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.nodes[n].prev = prev,
+        }
+        let node = &mut self.nodes[key];
+        node.prev = NIL;
+        node.next = NIL;
+        self.linked -= 1;
+    }
+
+    /// Marks the head as notified with `n`, unlinks it and returns its waker.
+    fn notify_head(&mut self, n: Notify) -> Option<Option<Waker>> {
+        let key = self.head;
+        if key == NIL {
+            return None;
+        }
+        self.unlink(key);
+        let node = &mut self.nodes[key];
+        match core::mem::replace(&mut node.slot, Slot::Notified(n)) {
+            Slot::Waiting(waker) => Some(waker),
+            Slot::Notified(_) => unreachable!("a notified node is never linked"),
+        }
+    }
+}
+
+/// A waiter's place in a [`WaitQueue`]: `None` until registered.
+///
+/// The future that owns it must call [`WaitQueue::cancel`] when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct WaitKey(Option<usize>);
+
+impl WaitKey {
+    pub(crate) const fn new() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn is_registered(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// FIFO of waiting tasks; see the module docs.
+pub(crate) struct WaitQueue {
+    list: Mutex<List>,
+}
+
+impl WaitQueue {
+    #[cfg(not(any(loom, shuttle)))]
+    pub(crate) const fn new() -> Self {
+        Self { list: Mutex::new(List { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }) }
+    }
+
+    #[cfg(any(loom, shuttle))]
+    pub(crate) fn new() -> Self {
+        Self { list: Mutex::new(List { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }) }
+    }
+
+    /// Appends the current task, unless `still_waiting()` (evaluated under the
+    /// lock) says the condition it waits for has already changed.
+    ///
+    /// Returns whether the task was registered.
+    pub(crate) fn register(
+        &self,
+        key: &mut WaitKey,
+        waker: &Waker,
+        still_waiting: impl FnOnce() -> bool,
+    ) -> bool {
+        debug_assert!(key.0.is_none(), "waiter registered twice");
+        // Clone before locking: a waker's clone may run arbitrary code.
+        let waker = waker.clone();
+        let mut list = self.list.lock();
+        if !still_waiting() {
+            drop(list);
+            drop(waker);
+            return false;
+        }
+        key.0 = Some(list.push_back(waker));
+        true
+    }
+
+    /// Polls a registered waiter: `Ready` once it has been notified (its node
+    /// is then freed and `key` reset), otherwise refreshes the stored waker.
+    pub(crate) fn poll(&self, key: &mut WaitKey, cx: &mut Context<'_>) -> Poll<Notify> {
+        let k = key.0.expect("polled a waiter that is not registered");
+        let mut list = self.list.lock();
+        match &list.nodes[k].slot {
+            Slot::Notified(n) => {
+                let n = *n;
+                list.nodes.remove(k);
+                key.0 = None;
+                Poll::Ready(n)
+            }
+            Slot::Waiting(Some(w)) if w.will_wake(cx.waker()) => Poll::Pending,
+            Slot::Waiting(_) => {
+                // The task changed: clone outside the lock, then swap.
+                drop(list);
+                let fresh = cx.waker().clone();
+                let mut list = self.list.lock();
+                let old = match &mut list.nodes[k].slot {
+                    Slot::Waiting(w) => w.replace(fresh),
+                    Slot::Notified(n) => {
+                        let n = *n;
+                        list.nodes.remove(k);
+                        key.0 = None;
+                        drop(list);
+                        drop(fresh);
+                        return Poll::Ready(n);
+                    }
+                };
+                drop(list);
+                drop(old);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Removes a waiter that is going away. If it had been singled out by
+    /// [`notify_one`](Self::notify_one) without seeing it, the notification
+    /// goes to the next waiter in line, or, if the queue is empty,
+    /// `on_unclaimed` runs under the lock.
+    pub(crate) fn cancel(&self, key: &mut WaitKey, on_unclaimed: impl FnOnce()) {
+        let Some(k) = key.0.take() else { return };
+        let mut list = self.list.lock();
+        let (old, pass) = match list.nodes[k].slot {
+            Slot::Waiting(_) => {
+                list.unlink(k);
+                (list.nodes.remove(k), None)
+            }
+            Slot::Notified(Notify::All) => (list.nodes.remove(k), None),
+            Slot::Notified(Notify::One) => {
+                let old = list.nodes.remove(k);
+                #[cfg(lazyflight_break = "drop_baton")]
+                let pass = {
+                    let _ = on_unclaimed;
+                    None
+                };
+                #[cfg(not(lazyflight_break = "drop_baton"))]
+                let pass = match list.notify_head(Notify::One) {
+                    Some(waker) => waker,
+                    None => {
+                        on_unclaimed();
+                        None
+                    }
+                };
+                (old, pass)
+            }
+        };
+        drop(list);
+        drop(old);
+        if let Some(w) = pass {
+            w.wake();
+        }
+    }
+
+    /// Singles out the longest-waiting task with [`Notify::One`]. If nobody
+    /// waits, runs `if_none` under the lock instead (so the primitive can
+    /// change state atomically with respect to [`register`](Self::register)).
+    ///
+    /// Returns whether a waiter was notified.
+    pub(crate) fn notify_one(&self, if_none: impl FnOnce()) -> bool {
+        let mut list = self.list.lock();
+        match list.notify_head(Notify::One) {
+            Some(waker) => {
+                drop(list);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                true
+            }
+            None => {
+                if_none();
+                false
+            }
+        }
+    }
+
+    /// Notifies every queued task with [`Notify::All`].
+    pub(crate) fn notify_all(&self) {
+        let mut list = self.list.lock();
+        if list.head == NIL {
+            return;
+        }
+        let mut wakers = Vec::new();
+        while let Some(waker) = list.notify_head(Notify::All) {
+            wakers.extend(waker);
+        }
+        drop(list);
+        // The `no_wake` negative control drops the broadcast's wake-ups.
+        #[cfg(lazyflight_break = "no_wake")]
+        drop(wakers);
+        #[cfg(not(lazyflight_break = "no_wake"))]
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Number of tasks currently queued (not yet notified).
+    pub(crate) fn len(&self) -> usize {
+        self.list.lock().linked
+    }
+}
+
+impl fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitQueue").field("waiting", &self.len()).finish()
+    }
+}
