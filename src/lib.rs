@@ -5,6 +5,7 @@
 
 mod alazy;
 pub mod sync;
+pub mod task;
 mod wait_queue;
 
 pub use alazy::{ALazy, State};
