@@ -4,6 +4,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod alazy;
+mod cache;
+mod group;
 pub mod sync;
 pub mod task;
 mod wait_queue;

@@ -1,0 +1,1 @@
+//! Keyed async `Cache` (contract §3). Under construction.

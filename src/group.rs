@@ -1,0 +1,1 @@
+//! Single-flight `Group` (contract §4). Under construction.
