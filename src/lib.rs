@@ -10,5 +10,13 @@ pub mod sync;
 pub mod task;
 mod wait_queue;
 
+/// The shared waiter queue, exposed only to the loom and shuttle models so
+/// that they can check its protocol directly. Not part of the public API.
+#[cfg(any(loom, shuttle))]
+#[doc(hidden)]
+pub mod __wait_queue {
+    pub use crate::wait_queue::{Notify, WaitKey, WaitQueue};
+}
+
 pub use alazy::{ALazy, State};
 pub use sync::model;

@@ -43,7 +43,8 @@ const NIL: usize = usize::MAX;
 
 /// What a waiter was told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Notify {
+#[allow(unreachable_pub)] // `pub` only for the loom/shuttle models (`__wait_queue`).
+pub enum Notify {
     /// From [`WaitQueue::notify_all`]: re-check the condition. Never passed on,
     /// since everyone queued at the time got one.
     All,
@@ -123,31 +124,40 @@ impl List {
 ///
 /// The future that owns it must call [`WaitQueue::cancel`] when dropped.
 #[derive(Debug, Default)]
-pub(crate) struct WaitKey(Option<usize>);
+#[allow(unreachable_pub)] // `pub` only for the loom/shuttle models (`__wait_queue`).
+pub struct WaitKey(Option<usize>);
 
+#[allow(unreachable_pub)]
 impl WaitKey {
-    pub(crate) const fn new() -> Self {
+    /// A key that is not registered yet.
+    pub const fn new() -> Self {
         Self(None)
     }
 
-    pub(crate) fn is_registered(&self) -> bool {
+    /// Whether the key holds a place in a queue (registered, not yet
+    /// consumed by `poll` or `cancel`).
+    pub fn is_registered(&self) -> bool {
         self.0.is_some()
     }
 }
 
 /// FIFO of waiting tasks; see the module docs.
-pub(crate) struct WaitQueue {
+#[allow(unreachable_pub)] // `pub` only for the loom/shuttle models (`__wait_queue`).
+pub struct WaitQueue {
     list: Mutex<List>,
 }
 
+#[allow(unreachable_pub)]
 impl WaitQueue {
+    /// Creates an empty queue.
     #[cfg(not(any(loom, shuttle)))]
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self { list: Mutex::new(List { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }) }
     }
 
+    /// Creates an empty queue.
     #[cfg(any(loom, shuttle))]
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self { list: Mutex::new(List { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }) }
     }
 
@@ -155,7 +165,7 @@ impl WaitQueue {
     /// lock) says the condition it waits for has already changed.
     ///
     /// Returns whether the task was registered.
-    pub(crate) fn register(
+    pub fn register(
         &self,
         key: &mut WaitKey,
         waker: &Waker,
@@ -176,7 +186,7 @@ impl WaitQueue {
 
     /// Polls a registered waiter: `Ready` once it has been notified (its node
     /// is then freed and `key` reset), otherwise refreshes the stored waker.
-    pub(crate) fn poll(&self, key: &mut WaitKey, cx: &mut Context<'_>) -> Poll<Notify> {
+    pub fn poll(&self, key: &mut WaitKey, cx: &mut Context<'_>) -> Poll<Notify> {
         let k = key.0.expect("polled a waiter that is not registered");
         let mut list = self.list.lock();
         match &list.nodes[k].slot {
@@ -214,7 +224,7 @@ impl WaitQueue {
     /// [`notify_one`](Self::notify_one) without seeing it, the notification
     /// goes to the next waiter in line, or, if the queue is empty,
     /// `on_unclaimed` runs under the lock.
-    pub(crate) fn cancel(&self, key: &mut WaitKey, on_unclaimed: impl FnOnce()) {
+    pub fn cancel(&self, key: &mut WaitKey, on_unclaimed: impl FnOnce()) {
         let Some(k) = key.0.take() else { return };
         let mut list = self.list.lock();
         let (old, pass) = match list.nodes[k].slot {
@@ -253,7 +263,7 @@ impl WaitQueue {
     /// change state atomically with respect to [`register`](Self::register)).
     ///
     /// Returns whether a waiter was notified.
-    pub(crate) fn notify_one(&self, if_none: impl FnOnce()) -> bool {
+    pub fn notify_one(&self, if_none: impl FnOnce()) -> bool {
         let mut list = self.list.lock();
         match list.notify_head(Notify::One) {
             Some(waker) => {
@@ -271,7 +281,7 @@ impl WaitQueue {
     }
 
     /// Notifies every queued task with [`Notify::All`].
-    pub(crate) fn notify_all(&self) {
+    pub fn notify_all(&self) {
         let mut list = self.list.lock();
         if list.head == NIL {
             return;
@@ -291,7 +301,7 @@ impl WaitQueue {
     }
 
     /// Number of tasks currently queued (not yet notified).
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.list.lock().linked
     }
 }
