@@ -1,0 +1,508 @@
+//! Public-API tests for `ALazy` on real threads and real runtimes.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use lazyflight::sync::future::block_on;
+use lazyflight::{ALazy, State};
+
+/// Loops shrink under Miri, which is ~100x slower.
+const SCALE: usize = if cfg!(miri) { 1 } else { 16 };
+
+/// A waker that counts how often it was woken.
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountingWaker>, Waker) {
+    let c = Arc::new(CountingWaker::default());
+    (c.clone(), Waker::from(c))
+}
+
+fn poll_once<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(waker))
+}
+
+/// A future that stays pending until `release` is stored, then yields `value`.
+struct Gate {
+    open: Arc<Mutex<Option<Result<u32, &'static str>>>>,
+}
+
+impl Future for Gate {
+    type Output = Result<u32, &'static str>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.open.lock().unwrap().take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                // Busy-wake: keeps the test simple; wakes are cheap here.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[test]
+fn new_cell_is_empty_and_get_is_none() {
+    let cell = ALazy::<u32, ()>::new();
+    assert_eq!(cell.state(), State::Empty);
+    assert_eq!(cell.get(), None);
+    assert_eq!(cell.get_result(), None);
+    assert_eq!(cell.waiting(), 0);
+    let default: ALazy<u32, ()> = ALazy::default();
+    assert_eq!(default.state(), State::Empty);
+}
+
+#[test]
+fn ok_fills_and_later_callers_never_run_init() {
+    let cell = ALazy::<String, ()>::new();
+    let v = block_on(cell.get_or_init(|| async { Ok("one".to_owned()) }));
+    assert_eq!(v.map(String::as_str), Ok("one"));
+    let runs = AtomicUsize::new(0);
+    let v = block_on(cell.get_or_init(|| async {
+        runs.fetch_add(1, SeqCst);
+        Ok("two".to_owned())
+    }));
+    assert_eq!(v.map(String::as_str), Ok("one"));
+    assert_eq!(runs.load(SeqCst), 0);
+    assert_eq!(cell.state(), State::Filled);
+    assert_eq!(cell.get().map(String::as_str), Some("one"));
+}
+
+#[test]
+fn err_is_cached_and_never_retried() {
+    let cell = ALazy::<u32, String>::new();
+    let e = block_on(cell.get_or_init(|| async { Err("backend down".to_owned()) }));
+    assert_eq!(e, Err(&"backend down".to_owned()));
+    let runs = AtomicUsize::new(0);
+    let e = block_on(cell.get_or_init(|| async {
+        runs.fetch_add(1, SeqCst);
+        Ok(1)
+    }));
+    assert_eq!(e.unwrap_err(), "backend down");
+    assert_eq!(runs.load(SeqCst), 0);
+    assert_eq!(cell.state(), State::Failed);
+    assert_eq!(cell.get(), None);
+    assert_eq!(cell.get_result().map(|r| r.map_err(String::as_str)), Some(Err("backend down")));
+}
+
+#[test]
+fn stampede_of_threads_runs_one_init() {
+    let cell = Arc::new(ALazy::<usize, ()>::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..SCALE.max(4))
+        .map(|i| {
+            let (cell, runs) = (cell.clone(), runs.clone());
+            std::thread::spawn(move || {
+                *block_on(cell.get_or_init(|| async move {
+                    runs.fetch_add(1, SeqCst);
+                    std::thread::yield_now();
+                    Ok(i)
+                }))
+                .unwrap()
+            })
+        })
+        .collect();
+    let seen: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(runs.load(SeqCst), 1);
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    assert_eq!(cell.get(), Some(&seen[0]));
+}
+
+#[test]
+fn cancelled_leader_hands_off_to_the_longest_waiter_fifo() {
+    let cell = ALazy::<u32, &'static str>::new();
+    let (_, w) = counting_waker();
+    let gate = Arc::new(Mutex::new(None));
+
+    let g = gate.clone();
+    let mut leader = Box::pin(cell.get_or_init(move || Gate { open: g }));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    assert_eq!(cell.state(), State::Initializing);
+
+    let (c1, w1) = counting_waker();
+    let (c2, w2) = counting_waker();
+    let mut first = Box::pin(cell.get_or_init(|| async { Ok(1) }));
+    let mut second = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    assert!(poll_once(&mut first, &w1).is_pending());
+    assert!(poll_once(&mut second, &w2).is_pending());
+    assert_eq!(cell.waiting(), 2);
+
+    drop(leader);
+    // Only the longest waiter is woken, and the cell stays Initializing:
+    // nobody can barge in between.
+    assert_eq!(c1.0.load(SeqCst), 1);
+    assert_eq!(c2.0.load(SeqCst), 0);
+    assert_eq!(cell.state(), State::Initializing);
+    assert_eq!(poll_once(&mut first, &w1), Poll::Ready(Ok(&1)));
+    assert_eq!(c2.0.load(SeqCst), 1);
+    assert_eq!(poll_once(&mut second, &w2), Poll::Ready(Ok(&1)));
+    assert_eq!(cell.waiting(), 0);
+}
+
+#[test]
+fn dropped_waiter_that_was_handed_the_baton_passes_it_on() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, w) = counting_waker();
+    let mut leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    let (c1, w1) = counting_waker();
+    let (c2, w2) = counting_waker();
+    let mut first = Box::pin(cell.get_or_init(|| async { Ok(1) }));
+    let mut second = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    assert!(poll_once(&mut first, &w1).is_pending());
+    assert!(poll_once(&mut second, &w2).is_pending());
+
+    drop(leader); // baton to `first`
+    assert_eq!(c1.0.load(SeqCst), 1);
+    drop(first); // ... which goes away without using it: baton to `second`
+    assert_eq!(c2.0.load(SeqCst), 1);
+    assert_eq!(poll_once(&mut second, &w2), Poll::Ready(Ok(&2)));
+}
+
+#[test]
+fn dropped_last_waiter_with_the_baton_leaves_the_cell_empty() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, w) = counting_waker();
+    let mut leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    let mut only = Box::pin(cell.get_or_init(|| async { Ok(1) }));
+    assert!(poll_once(&mut only, &w).is_pending());
+    drop(leader);
+    drop(only);
+    assert_eq!(cell.state(), State::Empty);
+    assert_eq!(cell.waiting(), 0);
+    assert_eq!(block_on(cell.get_or_init(|| async { Ok(3) })), Ok(&3));
+}
+
+#[test]
+fn panicking_initializer_hands_off_and_is_retryable() {
+    let cell = Arc::new(ALazy::<u32, ()>::new());
+    let c = cell.clone();
+    let r = std::thread::spawn(move || {
+        let r: Result<u32, ()> = block_on(c.get_or_init(|| async {
+            panic!("init exploded");
+        }))
+        .copied()
+        .map_err(|_| ());
+        r
+    })
+    .join();
+    assert!(r.is_err(), "the panic reaches the caller");
+    assert_eq!(cell.state(), State::Empty);
+    assert_eq!(block_on(cell.get_or_init(|| async { Ok(5) })), Ok(&5));
+}
+
+#[test]
+fn panic_with_a_waiter_hands_the_baton_to_it() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, w) = counting_waker();
+    let armed = Arc::new(Mutex::new(false));
+    let a = armed.clone();
+    let mut leader = Box::pin(cell.get_or_init(move || {
+        std::future::poll_fn(move |_| {
+            if *a.lock().unwrap() {
+                panic!("boom");
+            }
+            Poll::Pending
+        })
+    }));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    let (c1, w1) = counting_waker();
+    let mut waiter = Box::pin(cell.get_or_init(|| async { Ok(9) }));
+    assert!(poll_once(&mut waiter, &w1).is_pending());
+    *armed.lock().unwrap() = true;
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut leader, &w)));
+    assert!(p.is_err());
+    assert_eq!(c1.0.load(SeqCst), 1, "the waiter is woken by the unwinding leader");
+    drop(leader);
+    assert_eq!(poll_once(&mut waiter, &w1), Poll::Ready(Ok(&9)));
+}
+
+#[test]
+fn take_and_into_inner() {
+    let mut cell = ALazy::<Vec<u8>, u8>::new();
+    assert_eq!(cell.take(), None);
+    block_on(cell.get_or_init(|| async { Ok(vec![1, 2]) })).unwrap();
+    assert_eq!(cell.take(), Some(Ok(vec![1, 2])));
+    assert_eq!(cell.state(), State::Empty);
+    block_on(cell.get_or_init(|| async { Err(7) })).unwrap_err();
+    assert_eq!(cell.take(), Some(Err(7)));
+    block_on(cell.get_or_init(|| async { Ok(vec![3]) })).unwrap();
+    assert_eq!(cell.into_inner(), Some(Ok(vec![3])));
+    assert_eq!(ALazy::<u8, u8>::new().into_inner(), None);
+}
+
+#[test]
+fn value_and_error_are_dropped_exactly_once() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    {
+        let cell = ALazy::<Counted, ()>::new();
+        let d = drops.clone();
+        let _ = block_on(cell.get_or_init(|| async move { Ok(Counted(d)) }));
+    }
+    assert_eq!(drops.load(SeqCst), 1);
+    {
+        let cell = ALazy::<(), Counted>::new();
+        let d = drops.clone();
+        let _ = block_on(cell.get_or_init(|| async move { Err(Counted(d)) }));
+    }
+    assert_eq!(drops.load(SeqCst), 2);
+    {
+        let mut cell = ALazy::<Counted, ()>::new();
+        let d = drops.clone();
+        let _ = block_on(cell.get_or_init(|| async move { Ok(Counted(d)) }));
+        let taken = cell.take();
+        assert_eq!(drops.load(SeqCst), 2);
+        drop(taken);
+        assert_eq!(drops.load(SeqCst), 3);
+    }
+    assert_eq!(drops.load(SeqCst), 3);
+}
+
+#[test]
+fn static_cell_in_a_const_context() {
+    static CELL: ALazy<&'static str, ()> = ALazy::new();
+    assert_eq!(block_on(CELL.get_or_init(|| async { Ok("static") })), Ok(&"static"));
+    assert_eq!(CELL.get(), Some(&"static"));
+}
+
+#[test]
+fn debug_shows_state_and_value() {
+    let cell = ALazy::<u32, ()>::new();
+    assert_eq!(format!("{cell:?}"), "ALazy { state: Empty, waiting: 0 }");
+    block_on(cell.get_or_init(|| async { Ok(3) })).unwrap();
+    assert_eq!(format!("{cell:?}"), "ALazy { state: Filled, value: 3 }");
+    let failed = ALazy::<u32, &str>::new();
+    let _ = block_on(failed.get_or_init(|| async { Err("no") }));
+    assert_eq!(format!("{failed:?}"), "ALazy { state: Failed, error: \"no\" }");
+}
+
+#[test]
+fn owned_initializer_survives_a_parked_leader() {
+    let cell = ALazy::<u32, &'static str>::new();
+    let gate = Arc::new(Mutex::new(None));
+    let (_, w) = counting_waker();
+    let g = gate.clone();
+    let mut leader = Box::pin(cell.get_or_init_owned(move || Gate { open: g }));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    // The leader is parked from here on: never polled, never dropped.
+    *gate.lock().unwrap() = Some(Ok(11));
+    assert_eq!(block_on(cell.get_or_init(|| async { Ok(0) })), Ok(&11));
+    assert_eq!(cell.get(), Some(&11));
+    // The parked leader sees the same result when it is finally polled.
+    assert_eq!(poll_once(&mut leader, &w), Poll::Ready(Ok(&11)));
+}
+
+#[test]
+fn owned_initializer_keeps_progress_when_every_caller_leaves() {
+    let cell = ALazy::<u32, &'static str>::new();
+    let gate = Arc::new(Mutex::new(None));
+    let (_, w) = counting_waker();
+    let g = gate.clone();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let mut leader = Box::pin(cell.get_or_init_owned(move || {
+        s.fetch_add(1, SeqCst);
+        Gate { open: g }
+    }));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    drop(leader);
+    assert_eq!(cell.state(), State::Initializing);
+    *gate.lock().unwrap() = Some(Err("late error"));
+    let runs = AtomicUsize::new(0);
+    let r = block_on(cell.get_or_init(|| async {
+        runs.fetch_add(1, SeqCst);
+        Ok(1)
+    }));
+    assert_eq!(r, Err(&"late error"));
+    assert_eq!(runs.load(SeqCst), 0, "the stored initializer was resumed, not replaced");
+    assert_eq!(started.load(SeqCst), 1);
+}
+
+#[test]
+fn owned_initializer_panic_resets_and_the_installer_panics_too() {
+    let cell = ALazy::<u32, ()>::new();
+    let armed = Arc::new(Mutex::new(false));
+    let (_, w) = counting_waker();
+    let a = armed.clone();
+    let mut installer = Box::pin(cell.get_or_init_owned(move || {
+        std::future::poll_fn(move |cx| {
+            if *a.lock().unwrap() {
+                panic!("owned init exploded");
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }));
+    assert!(poll_once(&mut installer, &w).is_pending());
+    *armed.lock().unwrap() = true;
+    // Another caller drives the stored initializer and meets the panic.
+    let mut helper = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut helper, &w)));
+    assert!(p.is_err());
+    assert_eq!(cell.state(), State::Empty);
+    // The caller whose initializer panicked learns of it.
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut installer, &w)));
+    assert!(p.is_err());
+    // The cell is usable again.
+    assert_eq!(block_on(cell.get_or_init(|| async { Ok(4) })), Ok(&4));
+}
+
+#[test]
+fn dropping_a_cell_with_a_pending_owned_initializer_drops_it() {
+    struct Tracked(Arc<AtomicUsize>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (_, w) = counting_waker();
+    {
+        let cell = ALazy::<u32, ()>::new();
+        let t = Tracked(drops.clone());
+        let mut leader = Box::pin(cell.get_or_init_owned(move || async move {
+            let _t = t;
+            std::future::pending::<()>().await;
+            Ok(1)
+        }));
+        assert!(poll_once(&mut leader, &w).is_pending());
+        drop(leader);
+        assert_eq!(drops.load(SeqCst), 0);
+    }
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[cfg(not(miri))]
+mod on_tokio {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thousand_tasks_one_init() {
+        let cell = Arc::new(ALazy::<u64, ()>::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (cell, runs) = (cell.clone(), runs.clone());
+                tokio::spawn(async move {
+                    *cell
+                        .get_or_init(|| async {
+                            runs.fetch_add(1, SeqCst);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            Ok(42)
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 42);
+        }
+        assert_eq!(runs.load(SeqCst), 1);
+        assert_eq!(cell.waiting(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timed_out_leaders_hand_off_until_one_finishes() {
+        let cell = Arc::new(ALazy::<u32, ()>::new());
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8u32)
+            .map(|i| {
+                let (cell, attempts) = (cell.clone(), attempts.clone());
+                tokio::spawn(async move {
+                    // The first three callers give up after 10 ms; the init takes 50 ms.
+                    let limit = if i < 3 { 10 } else { 10_000 };
+                    tokio::time::timeout(
+                        Duration::from_millis(limit),
+                        cell.get_or_init(|| async {
+                            attempts.fetch_add(1, SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(i)
+                        }),
+                    )
+                    .await
+                    .ok()
+                    .map(|r| *r.unwrap())
+                })
+            })
+            .collect();
+        let mut values = Vec::new();
+        for t in tasks {
+            values.extend(t.await.unwrap());
+        }
+        assert!(values.len() >= 5, "{values:?}");
+        assert!(values.windows(2).all(|w| w[0] == w[1]));
+        // Every attempt but the last was cancelled by its caller's timeout.
+        assert!(attempts.load(SeqCst) <= 4);
+        assert_eq!(cell.state(), State::Filled);
+        assert_eq!(cell.waiting(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_init_is_cached_for_all_concurrent_callers() {
+        let cell = Arc::new(ALazy::<u32, String>::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (cell, runs) = (cell.clone(), runs.clone());
+                tokio::spawn(async move {
+                    cell.get_or_init(|| async {
+                        runs.fetch_add(1, SeqCst);
+                        tokio::task::yield_now().await;
+                        Err("refused".to_owned())
+                    })
+                    .await
+                    .unwrap_err()
+                    .clone()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "refused");
+        }
+        assert_eq!(runs.load(SeqCst), 1, "tokio's OnceCell would retry 64 times");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn parked_leader_with_owned_init_does_not_stall_others() {
+        let cell = Arc::new(ALazy::<u32, ()>::new());
+        let c = cell.clone();
+        // The leader is polled once inside a select and then parked forever.
+        let parked = tokio::spawn(async move {
+            let mut fut = Box::pin(c.get_or_init_owned(|| async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(7)
+            }));
+            let _ = futures::poll!(fut.as_mut());
+            std::future::pending::<()>().await;
+            drop(fut);
+        });
+        tokio::task::yield_now().await;
+        let v = tokio::time::timeout(Duration::from_secs(5), cell.get_or_init(|| async { Ok(0) }))
+            .await
+            .expect("a parked leader must not stall waiters");
+        assert_eq!(v, Ok(&7));
+        parked.abort();
+    }
+}

@@ -1,0 +1,110 @@
+//! Send / Sync / Unpin of every public type and every returned future, as a
+//! table: each row states the expected auto traits and the test checks them
+//! (positively and negatively) on the concrete type.
+#![allow(clippy::disallowed_types)]
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use lazyflight::{ALazy, State};
+
+/// Autoref-based probes: on a concrete type, method resolution picks the
+/// inherent-trait impl with the bound when it holds, else the fallback.
+struct Probe<T: ?Sized>(PhantomData<T>);
+
+trait YesSend {
+    fn send(&self) -> bool {
+        true
+    }
+}
+impl<T: ?Sized + Send> YesSend for Probe<T> {}
+trait NoSend {
+    fn send(&self) -> bool {
+        false
+    }
+}
+impl<T: ?Sized> NoSend for &Probe<T> {}
+
+trait YesSync {
+    fn sync(&self) -> bool {
+        true
+    }
+}
+impl<T: ?Sized + Sync> YesSync for Probe<T> {}
+trait NoSync {
+    fn sync(&self) -> bool {
+        false
+    }
+}
+impl<T: ?Sized> NoSync for &Probe<T> {}
+
+trait YesUnpin {
+    fn unpin(&self) -> bool {
+        true
+    }
+}
+impl<T: ?Sized + Unpin> YesUnpin for Probe<T> {}
+trait NoUnpin {
+    fn unpin(&self) -> bool {
+        false
+    }
+}
+impl<T: ?Sized> NoUnpin for &Probe<T> {}
+
+fn probe_of<T>(_: &T) -> Probe<T> {
+    Probe(PhantomData)
+}
+
+/// `row!(name, expr_of_type_T, send, sync, unpin)` checks a value's type.
+macro_rules! row {
+    ($table:ident, $name:expr, $value:expr, $send:expr, $sync:expr, $unpin:expr) => {{
+        let v = $value;
+        let p = probe_of(&v);
+        let got = ((&p).send(), (&p).sync(), (&p).unpin());
+        $table.push(($name, got, ($send, $sync, $unpin)));
+        drop(v);
+    }};
+}
+
+macro_rules! type_row {
+    ($table:ident, $t:ty, $send:expr, $sync:expr, $unpin:expr) => {{
+        let p = Probe::<$t>(PhantomData);
+        let got = ((&p).send(), (&p).sync(), (&p).unpin());
+        $table.push((stringify!($t), got, ($send, $sync, $unpin)));
+    }};
+}
+
+#[test]
+fn send_sync_unpin_table() {
+    let mut table: Vec<(&str, (bool, bool, bool), (bool, bool, bool))> = Vec::new();
+
+    //                                          Send   Sync   Unpin
+    type_row!(table, ALazy<u32, String>,        true,  true,  true);
+    type_row!(table, ALazy<Cell<u32>, ()>,      true,  false, true);
+    type_row!(table, ALazy<u32, Cell<u8>>,      true,  false, true);
+    type_row!(table, ALazy<Rc<u32>, ()>,        false, false, true);
+    type_row!(table, State,                     true,  true,  true);
+
+    let cell = ALazy::<u32, String>::new();
+    row!(table, "ALazy::get_or_init future (Send init)",
+        cell.get_or_init(|| async { Ok(1) }), true, true, false);
+    // (A future whose initializer holds an `Rc` across an await is !Send too,
+    // but the compiler reports that as an error at the probe instead of
+    // letting it fall back, so that row cannot be checked here.)
+    row!(table, "ALazy::get_or_init_owned future",
+        cell.get_or_init_owned(|| async { Ok(1) }), true, true, false);
+    let unsync = ALazy::<Cell<u32>, ()>::new();
+    row!(table, "ALazy<Cell<_>>::get_or_init future",
+        unsync.get_or_init(|| async { Ok(Cell::new(1)) }), false, false, false);
+
+    let mut failures = Vec::new();
+    println!("{:<45} {:>6} {:>6} {:>6}", "type", "Send", "Sync", "Unpin");
+    for (name, got, want) in &table {
+        println!("{:<45} {:>6} {:>6} {:>6}", name, got.0, got.1, got.2);
+        if got != want {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "auto traits changed:\n{}", failures.join("\n"));
+}
