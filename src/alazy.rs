@@ -380,9 +380,13 @@ impl<T, E> ALazy<T, E> {
         match s & STATE_MASK {
             // SAFETY: FILLED: `value` is initialized; the state is now EMPTY
             // so it will not be read or dropped again.
-            FILLED => Some(Ok(self.slot.with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).value) }))),
+            FILLED => Some(Ok(self
+                .slot
+                .with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).value) }))),
             // SAFETY: as above, for `error`.
-            FAILED => Some(Err(self.slot.with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).error) }))),
+            FAILED => Some(Err(self
+                .slot
+                .with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).error) }))),
             _ => None,
         }
     }
@@ -404,7 +408,8 @@ impl<T, E> ALazy<T, E> {
     #[inline]
     unsafe fn value_unchecked(&self) -> &T {
         // SAFETY: the caller guarantees `value` is initialized and published.
-        self.slot.with(|p| unsafe { &*core::ptr::addr_of!((*p).value).cast::<T>() })
+        self.slot
+            .with(|p| unsafe { &*core::ptr::addr_of!((*p).value).cast::<T>() })
     }
 
     /// # Safety
@@ -416,7 +421,9 @@ impl<T, E> ALazy<T, E> {
             FILLED => Some(Ok(unsafe { self.value_unchecked() })),
             // SAFETY: FAILED observed with Acquire: `error` is initialized
             // and never written again while `&self` lives.
-            FAILED => Some(Err(self.slot.with(|p| unsafe { &*core::ptr::addr_of!((*p).error).cast::<E>() }))),
+            FAILED => Some(Err(self
+                .slot
+                .with(|p| unsafe { &*core::ptr::addr_of!((*p).error).cast::<E>() }))),
             _ => None,
         }
     }
@@ -437,25 +444,44 @@ impl<T, E> ALazy<T, E> {
                 EMPTY => {
                     // Acquire on success: pairs with the Release store of
                     // EMPTY by a cancelled leader. Failure: we reload above.
-                    if self.state.compare_exchange(EMPTY, INITIALIZING, Acquire, Relaxed).is_ok() {
+                    if self
+                        .state
+                        .compare_exchange(EMPTY, INITIALIZING, Acquire, Relaxed)
+                        .is_ok()
+                    {
                         return Acquired::Lead(Baton { cell: self });
                     }
                 }
                 INITIALIZING if s & OWNED != 0 => {
                     let driver = self.driver.lock().clone();
                     if let Some(driver) = driver {
-                        Drive { cell: self, driver, key: WaitKey::new() }.await;
+                        Drive {
+                            cell: self,
+                            driver,
+                            key: WaitKey::new(),
+                        }
+                        .await;
                     }
                 }
                 INITIALIZING => {
-                    if (Wait { cell: self, key: WaitKey::new() }).await == Notify::One {
+                    if (Wait {
+                        cell: self,
+                        key: WaitKey::new(),
+                    })
+                    .await
+                        == Notify::One
+                    {
                         // The previous leader handed us the baton.
                         debug_assert_eq!(self.state.load(Relaxed), INITIALIZING);
                         return Acquired::Lead(Baton { cell: self });
                     }
                 }
                 // SAFETY: `s` was loaded with Acquire.
-                _ => return Acquired::Done(unsafe { self.result_if_done(s) }.expect("FILLED or FAILED")),
+                _ => {
+                    return Acquired::Done(
+                        unsafe { self.result_if_done(s) }.expect("FILLED or FAILED"),
+                    )
+                }
             }
         }
     }
@@ -471,12 +497,20 @@ impl<T, E> ALazy<T, E> {
             Ok(v) => {
                 // SAFETY: unique initializer (caller's contract); nobody reads
                 // the slot before the Release store below.
-                self.slot.with_mut(|p| unsafe { p.write(Slot { value: ManuallyDrop::new(v) }) });
+                self.slot.with_mut(|p| unsafe {
+                    p.write(Slot {
+                        value: ManuallyDrop::new(v),
+                    })
+                });
                 FILLED
             }
             Err(e) => {
                 // SAFETY: as above.
-                self.slot.with_mut(|p| unsafe { p.write(Slot { error: ManuallyDrop::new(e) }) });
+                self.slot.with_mut(|p| unsafe {
+                    p.write(Slot {
+                        error: ManuallyDrop::new(e),
+                    })
+                });
                 FAILED
             }
         };
@@ -514,9 +548,13 @@ impl<T, E> Drop for ALazy<T, E> {
         // Exclusive access; Acquire documents that the publication is visible.
         match self.state.load(Acquire) & STATE_MASK {
             // SAFETY: FILLED: `value` is initialized and dropped only here.
-            FILLED => self.slot.with_mut(|p| unsafe { ManuallyDrop::drop(&mut (*p).value) }),
+            FILLED => self
+                .slot
+                .with_mut(|p| unsafe { ManuallyDrop::drop(&mut (*p).value) }),
             // SAFETY: FAILED: `error` is initialized and dropped only here.
-            FAILED => self.slot.with_mut(|p| unsafe { ManuallyDrop::drop(&mut (*p).error) }),
+            FAILED => self
+                .slot
+                .with_mut(|p| unsafe { ManuallyDrop::drop(&mut (*p).error) }),
             _ => {}
         }
         if let Some(driver) = self.driver.get_mut().take() {
@@ -571,8 +609,12 @@ impl<'a, T, E> Baton<'a, T, E> {
             panicked: AtomicBool::new(false),
             repoll: AtomicBool::new(false),
         });
-        let waker = crate::sync::waker_from(SignalsWaker(sig.clone()));
-        let driver = Arc::new(Driver { fut: Mutex::new(Some(fut)), waker, sig });
+        let waker = crate::sync::waker(SignalsWaker(sig.clone()));
+        let driver = Arc::new(Driver {
+            fut: Mutex::new(Some(fut)),
+            waker,
+            sig,
+        });
         *cell.driver.lock() = Some(driver.clone());
         mem::forget(self);
         // Release: pairs with the Acquire load in `acquire` that then reads
@@ -611,7 +653,11 @@ impl<T, E> Future for Wait<'_, T, E> {
         // before it takes the lock to wake everyone.
         let still_waiting =
             || cfg!(lazyflight_break = "no_recheck") || state.load(Acquire) == INITIALIZING;
-        if this.cell.waiters.register(&mut this.key, cx.waker(), still_waiting) {
+        if this
+            .cell
+            .waiters
+            .register(&mut this.key, cx.waker(), still_waiting)
+        {
             Poll::Pending
         } else {
             Poll::Ready(Notify::All)
@@ -625,7 +671,8 @@ impl<T, E> Drop for Wait<'_, T, E> {
         // If we were handed the baton but are going away, it goes to the next
         // waiter; with nobody left the cell is EMPTY again. Release: pairs with
         // the next leader's Acquire CAS.
-        cell.waiters.cancel(&mut self.key, || cell.state.store(EMPTY, Release));
+        cell.waiters
+            .cancel(&mut self.key, || cell.state.store(EMPTY, Release));
     }
 }
 
@@ -677,12 +724,8 @@ impl<T, E> Driver<T, E> {
 /// Shares a shim `Arc<Signals>` with the std waker machinery.
 struct SignalsWaker(Arc<Signals>);
 
-impl std::task::Wake for SignalsWaker {
-    fn wake(self: std::sync::Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+impl crate::sync::WakeHandle for SignalsWaker {
+    fn wake(&self) {
         // SeqCst: see `Drive::poll`.
         self.0.repoll.store(true, SeqCst);
         self.0.waiters.notify_all();
@@ -714,7 +757,9 @@ impl<T, E> Future for Drive<'_, T, E> {
             let _ = sig.waiters.poll(&mut this.key, cx);
         }
         if !this.key.is_registered()
-            && !sig.waiters.register(&mut this.key, cx.waker(), || !sig.done.load(Acquire))
+            && !sig
+                .waiters
+                .register(&mut this.key, cx.waker(), || !sig.done.load(Acquire))
         {
             return Poll::Ready(());
         }
@@ -725,12 +770,16 @@ impl<T, E> Future for Drive<'_, T, E> {
                 // wake-up that lands before it unlocks makes it poll again.
                 return Poll::Pending;
             };
-            let mut guard = PanicGuard { cell: this.cell, driver, slot: Some(slot) };
+            let mut guard = PanicGuard {
+                cell: this.cell,
+                driver,
+                slot: Some(slot),
+            };
             let Some(fut) = guard.slot.as_mut().and_then(|s| s.as_mut()) else {
                 drop(guard.disarm());
                 return Poll::Ready(());
             };
-            // SeqCst, with the store in `SignalsWaker::wake_by_ref` and the load below:
+            // SeqCst, with the store in `SignalsWaker::wake` and the load below:
             // a wake-up either precedes this store (and the poll sees its
             // event) or is seen by the load after we unlock.
             sig.repoll.store(false, SeqCst);
@@ -791,7 +840,9 @@ impl<'a, T, E> PanicGuard<'a, T, E> {
 
 impl<T, E> Drop for PanicGuard<'_, T, E> {
     fn drop(&mut self) {
-        let Some(mut slot) = self.slot.take() else { return };
+        let Some(mut slot) = self.slot.take() else {
+            return;
+        };
         // We are unwinding out of the initializer's `poll`.
         let fut = slot.take();
         drop(slot);

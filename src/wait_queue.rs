@@ -75,7 +75,11 @@ struct List {
 
 impl List {
     fn push_back(&mut self, waker: Waker) -> usize {
-        let key = self.nodes.insert(Node { prev: self.tail, next: NIL, slot: Slot::Waiting(Some(waker)) });
+        let key = self.nodes.insert(Node {
+            prev: self.tail,
+            next: NIL,
+            slot: Slot::Waiting(Some(waker)),
+        });
         match self.tail {
             NIL => self.head = key,
             tail => self.nodes[tail].next = key,
@@ -152,13 +156,27 @@ impl WaitQueue {
     /// Creates an empty queue.
     #[cfg(not(any(loom, shuttle)))]
     pub const fn new() -> Self {
-        Self { list: Mutex::new(List { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }) }
+        Self {
+            list: Mutex::new(List {
+                nodes: Slab::new(),
+                head: NIL,
+                tail: NIL,
+                linked: 0,
+            }),
+        }
     }
 
     /// Creates an empty queue.
     #[cfg(any(loom, shuttle))]
     pub fn new() -> Self {
-        Self { list: Mutex::new(List { nodes: Slab::new(), head: NIL, tail: NIL, linked: 0 }) }
+        Self {
+            list: Mutex::new(List {
+                nodes: Slab::new(),
+                head: NIL,
+                tail: NIL,
+                linked: 0,
+            }),
+        }
     }
 
     /// Appends the current task, unless `still_waiting()` (evaluated under the
@@ -308,6 +326,8 @@ impl WaitQueue {
 
 impl fmt::Debug for WaitQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitQueue").field("waiting", &self.len()).finish()
+        f.debug_struct("WaitQueue")
+            .field("waiting", &self.len())
+            .finish()
     }
 }

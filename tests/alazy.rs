@@ -96,7 +96,10 @@ fn err_is_cached_and_never_retried() {
     assert_eq!(runs.load(SeqCst), 0);
     assert_eq!(cell.state(), State::Failed);
     assert_eq!(cell.get(), None);
-    assert_eq!(cell.get_result().map(|r| r.map_err(String::as_str)), Some(Err("backend down")));
+    assert_eq!(
+        cell.get_result().map(|r| r.map_err(String::as_str)),
+        Some(Err("backend down"))
+    );
 }
 
 #[test]
@@ -227,7 +230,11 @@ fn panic_with_a_waiter_hands_the_baton_to_it() {
     *armed.lock().unwrap() = true;
     let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut leader, &w)));
     assert!(p.is_err());
-    assert_eq!(c1.0.load(SeqCst), 1, "the waiter is woken by the unwinding leader");
+    assert_eq!(
+        c1.0.load(SeqCst),
+        1,
+        "the waiter is woken by the unwinding leader"
+    );
     drop(leader);
     assert_eq!(poll_once(&mut waiter, &w1), Poll::Ready(Ok(&9)));
 }
@@ -282,7 +289,10 @@ fn value_and_error_are_dropped_exactly_once() {
 #[test]
 fn static_cell_in_a_const_context() {
     static CELL: ALazy<&'static str, ()> = ALazy::new();
-    assert_eq!(block_on(CELL.get_or_init(|| async { Ok("static") })), Ok(&"static"));
+    assert_eq!(
+        block_on(CELL.get_or_init(|| async { Ok("static") })),
+        Ok(&"static")
+    );
     assert_eq!(CELL.get(), Some(&"static"));
 }
 
@@ -294,7 +304,10 @@ fn debug_shows_state_and_value() {
     assert_eq!(format!("{cell:?}"), "ALazy { state: Filled, value: 3 }");
     let failed = ALazy::<u32, &str>::new();
     let _ = block_on(failed.get_or_init(|| async { Err("no") }));
-    assert_eq!(format!("{failed:?}"), "ALazy { state: Failed, error: \"no\" }");
+    assert_eq!(
+        format!("{failed:?}"),
+        "ALazy { state: Failed, error: \"no\" }"
+    );
 }
 
 #[test]
@@ -335,7 +348,11 @@ fn owned_initializer_keeps_progress_when_every_caller_leaves() {
         Ok(1)
     }));
     assert_eq!(r, Err(&"late error"));
-    assert_eq!(runs.load(SeqCst), 0, "the stored initializer was resumed, not replaced");
+    assert_eq!(
+        runs.load(SeqCst),
+        0,
+        "the stored initializer was resumed, not replaced"
+    );
     assert_eq!(started.load(SeqCst), 1);
 }
 
@@ -362,7 +379,9 @@ fn owned_initializer_panic_resets_and_the_installer_panics_too() {
     assert!(p.is_err());
     assert_eq!(cell.state(), State::Empty);
     // The caller whose initializer panicked learns of it.
-    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut installer, &w)));
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_once(&mut installer, &w)
+    }));
     assert!(p.is_err());
     // The cell is usable again.
     assert_eq!(block_on(cell.get_or_init(|| async { Ok(4) })), Ok(&4));
@@ -481,7 +500,11 @@ mod on_tokio {
         for t in tasks {
             assert_eq!(t.await.unwrap(), "refused");
         }
-        assert_eq!(runs.load(SeqCst), 1, "tokio's OnceCell would retry 64 times");
+        assert_eq!(
+            runs.load(SeqCst),
+            1,
+            "tokio's OnceCell would retry 64 times"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

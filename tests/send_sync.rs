@@ -81,22 +81,40 @@ fn send_sync_unpin_table() {
 
     //                                          Send   Sync   Unpin
     type_row!(table, ALazy<u32, String>,        true,  true,  true);
-    type_row!(table, ALazy<Cell<u32>, ()>,      true,  false, true);
+    type_row!(table, ALazy<Cell<u32>, ()>, true, false, true);
     type_row!(table, ALazy<u32, Cell<u8>>,      true,  false, true);
-    type_row!(table, ALazy<Rc<u32>, ()>,        false, false, true);
-    type_row!(table, State,                     true,  true,  true);
+    type_row!(table, ALazy<Rc<u32>, ()>, false, false, true);
+    type_row!(table, State, true, true, true);
 
     let cell = ALazy::<u32, String>::new();
-    row!(table, "ALazy::get_or_init future (Send init)",
-        cell.get_or_init(|| async { Ok(1) }), true, true, false);
+    row!(
+        table,
+        "ALazy::get_or_init future (Send init)",
+        cell.get_or_init(|| async { Ok(1) }),
+        true,
+        true,
+        false
+    );
     // (A future whose initializer holds an `Rc` across an await is !Send too,
     // but the compiler reports that as an error at the probe instead of
     // letting it fall back, so that row cannot be checked here.)
-    row!(table, "ALazy::get_or_init_owned future",
-        cell.get_or_init_owned(|| async { Ok(1) }), true, true, false);
+    row!(
+        table,
+        "ALazy::get_or_init_owned future",
+        cell.get_or_init_owned(|| async { Ok(1) }),
+        true,
+        true,
+        false
+    );
     let unsync = ALazy::<Cell<u32>, ()>::new();
-    row!(table, "ALazy<Cell<_>>::get_or_init future",
-        unsync.get_or_init(|| async { Ok(Cell::new(1)) }), false, false, false);
+    row!(
+        table,
+        "ALazy<Cell<_>>::get_or_init future",
+        unsync.get_or_init(|| async { Ok(Cell::new(1)) }),
+        false,
+        false,
+        false
+    );
 
     let mut failures = Vec::new();
     println!("{:<45} {:>6} {:>6} {:>6}", "type", "Send", "Sync", "Unpin");
@@ -106,5 +124,9 @@ fn send_sync_unpin_table() {
             failures.push(format!("{name}: got {got:?}, want {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "auto traits changed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "auto traits changed:\n{}",
+        failures.join("\n")
+    );
 }

@@ -25,16 +25,13 @@ pub fn block_on<F: core::future::Future>(fut: F) -> F::Output {
     use core::task::{Context, Poll};
 
     struct Unparker(std::thread::Thread);
-    impl std::task::Wake for Unparker {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+    impl super::WakeHandle for Unparker {
+        fn wake(&self) {
             self.0.unpark();
         }
     }
 
-    let waker = super::waker_from(Unparker(std::thread::current()));
+    let waker = super::waker(Unparker(std::thread::current()));
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
     loop {

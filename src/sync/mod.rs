@@ -29,14 +29,15 @@
 compile_error!("`--cfg loom` and `--cfg shuttle` are mutually exclusive: build with one of them");
 
 mod cell;
-mod mutex;
 pub mod future;
+mod mutex;
 
 pub use cell::UnsafeCell;
 pub use mutex::{Mutex, MutexGuard};
 
 /// Atomic types: `std::sync::atomic`, or loom's / shuttle's under their cfg.
 pub mod atomic {
+    pub use core::sync::atomic::Ordering;
     #[cfg(loom)]
     pub use loom::sync::atomic::{
         fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
@@ -49,7 +50,6 @@ pub mod atomic {
     pub use std::sync::atomic::{
         fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
     };
-    pub use core::sync::atomic::Ordering;
 }
 
 /// Threads: `std::thread`, or loom's / shuttle's under their cfg.
@@ -69,12 +69,34 @@ pub use shuttle::sync::Arc;
 #[cfg(not(any(loom, shuttle)))]
 pub use std::sync::Arc;
 
-/// Builds a [`Waker`](core::task::Waker) from a shared wake handle.
+/// Something a [`Waker`](core::task::Waker) built by [`waker`] notifies.
+pub(crate) trait WakeHandle: Send + Sync + 'static {
+    /// Called on every `wake` / `wake_by_ref`.
+    fn wake(&self);
+}
+
+/// Builds a [`Waker`](core::task::Waker) that calls `handle.wake()`.
 ///
-/// The handle's own reference count is a plain `std::sync::Arc` in every
+/// The waker's own reference count is a plain `std::sync::Arc` in every
 /// build: it only manages the waker's memory, which is not part of any
 /// protocol the model checkers need to see. Whatever the handle does when
 /// woken goes through the shim.
+pub(crate) fn waker<W: WakeHandle>(handle: W) -> core::task::Waker {
+    struct Adapter<W>(W);
+    impl<W: WakeHandle> std::task::Wake for Adapter<W> {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.wake();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.wake();
+        }
+    }
+    core::task::Waker::from(std::sync::Arc::new(Adapter(handle)))
+}
+
+/// Builds a [`Waker`](core::task::Waker) from a `std::task::Wake` handle.
+/// Prefer [`waker`], whose handle names no `std::sync` type.
+#[allow(dead_code)]
 pub(crate) fn waker_from<W>(wake: W) -> core::task::Waker
 where
     W: std::task::Wake + Send + Sync + 'static,
