@@ -1,1 +1,0 @@
-//! Single-flight `Group` (contract §4). Under construction.
