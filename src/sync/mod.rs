@@ -124,9 +124,9 @@ where
 ///     let cell = Arc::new(ALazy::<u32, ()>::new());
 ///     let c2 = cell.clone();
 ///     let t = thread::spawn(move || {
-///         lazyflight::sync::future::block_on(c2.get_or_init(|| async { Ok(1) })).copied()
+///         *lazyflight::sync::future::block_on(c2.get_or_init(|| async { Ok(1) })).unwrap()
 ///     });
-///     let mine = lazyflight::sync::future::block_on(cell.get_or_init(|| async { Ok(1) })).copied();
+///     let mine = *lazyflight::sync::future::block_on(cell.get_or_init(|| async { Ok(1) })).unwrap();
 ///     assert_eq!(mine, t.join().unwrap());
 /// });
 /// ```
