@@ -848,11 +848,18 @@ impl<T, E> Drop for PanicGuard<'_, T, E> {
         drop(slot);
         // Release: pairs with the Acquire load in `get_or_init_owned`.
         self.driver.sig.panicked.store(true, Release);
-        *self.cell.driver.lock() = None;
-        // Release: pairs with the Acquire CAS of the next leader. Nobody
-        // queues on the cell while it is OWNED (they drive instead), so no
-        // queue lock is needed to keep registration consistent.
-        self.cell.state.store(EMPTY, Release);
+        {
+            // Clear `driver` and leave OWNED under `driver`'s lock: a caller
+            // that saw OWNED and then finds no driver must find the new state
+            // too (or it would spin), and a next leader's `install` cannot
+            // slip in between and be cleared.
+            let mut installed = self.cell.driver.lock();
+            *installed = None;
+            // Release: pairs with the Acquire CAS of the next leader. Nobody
+            // queues on the cell while it is OWNED (they drive instead), so
+            // no queue lock is needed to keep registration consistent.
+            self.cell.state.store(EMPTY, Release);
+        }
         self.cell.waiters.notify_all();
         self.driver.sig.finish();
         // A panic while dropping a panicked future aborts, as in `std`.
