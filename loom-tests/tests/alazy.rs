@@ -1,22 +1,428 @@
+//! loom models of `ALazy`: one model per property, each exhaustive under
+//! `LOOM_MAX_PREEMPTIONS=2` (see `ci/loom.sh` for the budget and timings).
+//!
+//! Callers that must stop at a precise point (a leader inside its
+//! initializer, a waiter in the queue) are polled by hand with a no-op or
+//! counting waker; the others run under `block_on` in their own loom thread,
+//! so a lost wake-up shows up as a loom deadlock.
 #![cfg(loom)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::task::{Poll, Waker};
+
 use lazyflight::sync::future::block_on;
 use lazyflight::sync::{thread, Arc};
-use lazyflight::ALazy;
+use lazyflight::{ALazy, State};
+use lazyflight_loom_tests::{
+    counting_waker, deliberate_panic, live_wakers, poll_once, silence_expected_panics, Counted,
+    DropLedger, Gate, PendOnce, EXPECTED_PANIC,
+};
+
+/// Copies both sides of a `get_or_init` result out of the cell.
+trait Owned<T, E> {
+    fn owned(self) -> Result<T, E>;
+}
+
+impl<T: Copy, E: Copy> Owned<T, E> for Result<&T, &E> {
+    fn owned(self) -> Result<T, E> {
+        self.copied().map_err(|e| *e)
+    }
+}
+
+/// Counts initializer runs; an instrument, not part of the protocol.
+fn counter() -> std::sync::Arc<AtomicUsize> {
+    std::sync::Arc::new(AtomicUsize::new(0))
+}
 
 // Property: two callers race; exactly one initializer runs and both see its value.
 #[test]
 fn two_callers_one_init() {
     loom::model(|| {
         let cell = Arc::new(ALazy::<usize, ()>::new());
-        let runs = Arc::new(lazyflight::sync::atomic::AtomicUsize::new(0));
+        let runs = counter();
         let (c, r) = (cell.clone(), runs.clone());
         let t = thread::spawn(move || {
-            *block_on(c.get_or_init(|| async move { Ok(r.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 10) })).unwrap()
+            *block_on(c.get_or_init(|| async move {
+                r.fetch_add(1, SeqCst);
+                Ok(1)
+            }))
+            .unwrap()
         });
         let r = runs.clone();
-        let a = *block_on(cell.get_or_init(|| async move { Ok(r.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 10) })).unwrap();
-        let b = t.join().unwrap();
-        assert_eq!(a, b);
-        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let mine = *block_on(cell.get_or_init(|| async move {
+            r.fetch_add(1, SeqCst);
+            Ok(2)
+        }))
+        .unwrap();
+        let theirs = t.join().unwrap();
+        assert_eq!(mine, theirs, "both callers see the one value");
+        assert_eq!(runs.load(SeqCst), 1, "exactly one initializer ran");
+        assert_eq!(cell.get(), Some(&mine));
+        assert_eq!(cell.state(), State::Filled);
+        assert_eq!(cell.waiting(), 0);
+    });
+}
+
+// Property: an initializer that fails caches its error: the racing caller gets
+// the very same error (same address), no second initializer runs, and a later
+// caller gets the cached error too.
+#[test]
+fn init_error_is_cached_and_shared() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, usize>::new());
+        let runs = counter();
+        let (c, r) = (cell.clone(), runs.clone());
+        let t = thread::spawn(move || {
+            let e = block_on(c.get_or_init(|| async move {
+                r.fetch_add(1, SeqCst);
+                Err(1)
+            }))
+            .unwrap_err();
+            (*e, e as *const usize as usize)
+        });
+        let r = runs.clone();
+        let e = block_on(cell.get_or_init(|| async move {
+            r.fetch_add(1, SeqCst);
+            Err(2)
+        }))
+        .unwrap_err();
+        let mine = (*e, e as *const usize as usize);
+        assert_eq!(mine, t.join().unwrap(), "both callers see the same cached error");
+        assert_eq!(runs.load(SeqCst), 1, "exactly one initializer ran");
+        assert_eq!(cell.state(), State::Failed);
+        assert_eq!(cell.get(), None);
+        let r = runs.clone();
+        let later = block_on(cell.get_or_init(|| async move {
+            r.fetch_add(1, SeqCst);
+            Ok(3)
+        }));
+        assert_eq!(later, Err(&mine.0), "a later caller gets the cached error");
+        assert_eq!(runs.load(SeqCst), 1, "no initializer runs on a failed cell");
+    });
+}
+
+// Property: when the leader is dropped while suspended inside its
+// initializer, a waiter takes over, runs its own initializer and finishes
+// (FIFO hand-off; nobody hangs, the cell ends FILLED with the waiter's value).
+#[test]
+fn leader_dropped_mid_init_waiter_takes_over() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let c = cell.clone();
+        let mut leader = Box::pin(async move {
+            c.get_or_init(|| async {
+                PendOnce::new().await;
+                Ok(1)
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+        assert_eq!(cell.state(), State::Initializing, "the leader is inside its initializer");
+
+        let c = cell.clone();
+        let waiter = thread::spawn(move || block_on(c.get_or_init(|| async { Ok(2) })).owned());
+        drop(leader);
+        assert_eq!(waiter.join().unwrap(), Ok(2), "the waiter ran its own initializer");
+        assert_eq!(cell.get(), Some(&2));
+        assert_eq!(cell.waiting(), 0);
+    });
+}
+
+// Property: when the leader's initializer panics (after a suspension, with a
+// waiter racing in), the panic reaches the leader's caller and a waiter takes
+// over and finishes, exactly as if the leader had been dropped.
+#[test]
+fn leader_panics_waiter_takes_over() {
+    silence_expected_panics();
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let c = cell.clone();
+        let mut leader = Box::pin(async move {
+            c.get_or_init(|| async {
+                PendOnce::new().await;
+                deliberate_panic()
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+
+        let c = cell.clone();
+        let waiter = thread::spawn(move || block_on(c.get_or_init(|| async { Ok(2) })).owned());
+        let panicked = catch_unwind(AssertUnwindSafe(|| poll_once(leader.as_mut(), Waker::noop())));
+        let payload = panicked.expect_err("the initializer's panic reaches its caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&EXPECTED_PANIC));
+        drop(leader);
+        assert_eq!(waiter.join().unwrap(), Ok(2), "the waiter ran its own initializer");
+        assert_eq!(cell.get(), Some(&2));
+        assert_eq!(cell.waiting(), 0);
+    });
+}
+
+// Property: with three callers, when the first waiter in line is dropped while
+// the leader hands off (possibly after it was handed the baton but before it
+// saw it), the baton passes on to the next caller, who finishes; nobody hangs
+// and the dropped waiter leaves no waker behind.
+#[test]
+fn first_waiter_dropped_during_handoff_baton_passes() {
+    // Executions in which the first waiter was / was not handed the baton
+    // (woken) before it was dropped: both must be explored.
+    static HANDED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let c = cell.clone();
+        let mut leader = Box::pin(async move {
+            c.get_or_init(|| async {
+                PendOnce::new().await;
+                Ok(1)
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+
+        let (waker, probe) = counting_waker();
+        let c = cell.clone();
+        let mut first = Box::pin(async move { c.get_or_init(|| async { Ok(2) }).await.owned() });
+        assert!(poll_once(first.as_mut(), &waker).is_pending());
+        assert_eq!(cell.waiting(), 1, "the first waiter is queued");
+
+        let c = cell.clone();
+        let second = thread::spawn(move || block_on(c.get_or_init(|| async { Ok(3) })).owned());
+        let cancel_leader = thread::spawn(move || drop(leader));
+        drop(first);
+        cancel_leader.join().unwrap();
+        assert_eq!(second.join().unwrap(), Ok(3), "the baton reached the last caller");
+        assert_eq!(cell.get(), Some(&3));
+        assert_eq!(cell.waiting(), 0);
+        HANDED[usize::from(probe.wakes() > 0)].fetch_add(1, SeqCst);
+        drop(waker);
+        assert_eq!(live_wakers(&probe), 0, "the dropped waiter left no waker behind");
+    });
+    assert!(HANDED.iter().all(|n| n.load(SeqCst) > 0), "the drop raced the hand-off both ways");
+}
+
+// Property: `get()` racing the completion of an initializer never observes a
+// half-published value (loom checks the slot access against happens-before),
+// and once it returns `Some` it keeps doing so.
+//
+// The reader is the spawned thread and the leader the main thread: loom's
+// DPOR then explores the reader's loads on both sides of the publishing store
+// (with the roles swapped it only ever saw the reader run first).
+#[test]
+fn get_racing_completion_sees_whole_value() {
+    // How many explored executions had the reader see the cell empty / filled:
+    // both must occur, or the model did not explore the race.
+    static SAW: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let c = cell.clone();
+        let reader = thread::spawn(move || {
+            let first = c.get().copied();
+            let state = c.state();
+            let second = c.get().copied();
+            if let Some(v) = first {
+                assert_eq!(v, 42);
+                assert_eq!(second, Some(42), "a filled cell stays filled");
+            }
+            if state == State::Filled {
+                assert_eq!(second, Some(42), "state() Filled makes the value readable");
+            }
+            first.is_some()
+        });
+        assert_eq!(block_on(cell.get_or_init(|| async { Ok(42) })), Ok(&42));
+        let saw_value = reader.join().unwrap();
+        SAW[usize::from(saw_value)].fetch_add(1, SeqCst);
+        assert_eq!(cell.get(), Some(&42));
+    });
+    assert!(SAW.iter().all(|n| n.load(SeqCst) > 0), "the reader ran on both sides of the publication");
+}
+
+// Property: a waiter dropped while the leader completes leaves nothing behind:
+// no clone of its waker survives and the queue is empty.
+#[test]
+fn waiter_dropped_while_leader_completes_leaks_no_waker() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let c = cell.clone();
+        let mut leader = Box::pin(async move {
+            c.get_or_init(|| async {
+                PendOnce::new().await;
+                Ok(1)
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+
+        let (waker, probe) = counting_waker();
+        let c = cell.clone();
+        let mut waiter = Box::pin(async move { c.get_or_init(|| async { Ok(2) }).await.owned() });
+        assert!(poll_once(waiter.as_mut(), &waker).is_pending());
+        assert_eq!(live_wakers(&probe), 2, "the queue holds a clone of the waiter's waker");
+
+        let completer = thread::spawn(move || block_on(leader));
+        drop(waiter);
+        assert_eq!(completer.join().unwrap(), Ok(1));
+        assert_eq!(cell.waiting(), 0);
+        drop(waker);
+        assert_eq!(live_wakers(&probe), 0, "no clone of the dropped waiter's waker leaked");
+    });
+}
+
+// Property: in the owned-initializer mode, a leader that is polled once and
+// then parked (never polled again, never dropped) does not stall a waiter:
+// the waiter drives the stored initializer to completion and gets its value,
+// and its own initializer never runs.
+#[test]
+fn parked_leader_owned_init_driven_by_waiter() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let gate = Arc::new(Gate::new());
+        let runs = counter();
+        let (c, g, r) = (cell.clone(), gate.clone(), runs.clone());
+        let mut leader = Box::pin(async move {
+            c.get_or_init_owned(move || async move {
+                r.fetch_add(1, SeqCst);
+                g.wait().await;
+                Ok(7)
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+        assert_eq!(cell.state(), State::Initializing);
+
+        let (c, r) = (cell.clone(), runs.clone());
+        let waiter = thread::spawn(move || {
+            block_on(c.get_or_init_owned(move || async move {
+                r.fetch_add(1, SeqCst);
+                Ok(99)
+            }))
+            .owned()
+        });
+        gate.open();
+        assert_eq!(waiter.join().unwrap(), Ok(7), "the waiter drove the stored initializer");
+        assert_eq!(runs.load(SeqCst), 1, "only the parked leader's initializer ran");
+        assert_eq!(cell.get(), Some(&7));
+        // The leader was parked throughout; when it is polled at last it
+        // finds the cell filled.
+        assert_eq!(poll_once(leader.as_mut(), Waker::noop()), Poll::Ready(Ok(7)));
+    });
+}
+
+/// Two callers race to fill (or fail) a cell of [`Counted`] values, and the
+/// last `Arc` to the cell is dropped in either thread.
+fn drop_once(fail: bool) {
+    loom::model(move || {
+        let ledger = DropLedger::new();
+        let cell = Arc::new(ALazy::<Counted, Counted>::new());
+        let init = |id: usize, ledger: &std::sync::Arc<DropLedger>| {
+            let ledger = ledger.clone();
+            move || async move {
+                let v = Counted::new(id, &ledger);
+                if fail {
+                    Err(v)
+                } else {
+                    Ok(v)
+                }
+            }
+        };
+        let id_of = |r: Result<&Counted, &Counted>| match r {
+            Ok(v) => (true, v.id),
+            Err(e) => (false, e.id),
+        };
+        let (c, f) = (cell.clone(), init(1, &ledger));
+        let t = thread::spawn(move || id_of(block_on(c.get_or_init(f))));
+        let mine = id_of(block_on(cell.get_or_init(init(2, &ledger))));
+        drop(cell);
+        assert_eq!(t.join().unwrap(), mine);
+        assert_eq!(mine.0, !fail);
+        assert_eq!(ledger.created(), 1, "one initializer ran");
+        assert_eq!(ledger.dropped(), 1, "the cached value or error was dropped exactly once");
+    });
+}
+
+// Property: dropping a filled cell drops its value exactly once, whichever
+// thread drops the last reference.
+#[test]
+fn drop_filled_cell_drops_value_once() {
+    drop_once(false);
+}
+
+// Property: dropping a failed cell drops its cached error exactly once,
+// whichever thread drops the last reference.
+#[test]
+fn drop_failed_cell_drops_error_once() {
+    drop_once(true);
+}
+
+// Property: after a race to fill, `take` moves the one value out exactly
+// once and empties the cell (a second `take` finds nothing, a new
+// `get_or_init` runs afresh), and `into_inner` returns the new value; every
+// value is dropped exactly once.
+#[test]
+fn take_and_into_inner_move_the_value_out_once() {
+    loom::model(|| {
+        let ledger = DropLedger::new();
+        let cell = Arc::new(ALazy::<Counted, ()>::new());
+        let (c, l) = (cell.clone(), ledger.clone());
+        let t = thread::spawn(move || block_on(c.get_or_init(|| async move { Ok(Counted::new(1, &l)) })).map(|v| v.id).map_err(|e| *e));
+        let l = ledger.clone();
+        let mine = block_on(cell.get_or_init(|| async move { Ok(Counted::new(2, &l)) })).map(|v| v.id).map_err(|e| *e);
+        assert_eq!(t.join().unwrap(), mine);
+
+        let mut cell = Arc::try_unwrap(cell).expect("the other thread's handle is gone");
+        let taken = cell.take().expect("filled").expect("Ok");
+        assert_eq!(Ok(taken.id), mine);
+        assert_eq!(cell.state(), State::Empty);
+        assert!(cell.take().is_none(), "take empties the cell");
+        assert!(cell.get().is_none());
+        drop(taken);
+        assert_eq!(ledger.dropped(), 1);
+
+        let l = ledger.clone();
+        let again = block_on(cell.get_or_init(|| async move { Ok(Counted::new(3, &l)) })).map(|v| v.id).map_err(|e| *e);
+        assert_eq!(again, Ok(3), "a taken cell initializes afresh");
+        let inner = cell.into_inner().expect("filled").expect("Ok");
+        assert_eq!(inner.id, 3);
+        assert_eq!(ledger.dropped(), 1, "into_inner moves the value out without dropping it");
+        drop(inner);
+        assert_eq!((ledger.created(), ledger.dropped()), (2, 2));
+    });
+}
+
+// Property: the owned initializer outlives the leader that installed it, and
+// `into_inner` on a cell whose owned initializer is still pending drops that
+// initializer exactly once and returns `None`. Nothing leaks (loom reports
+// leaked `Arc`s, the driver's included).
+#[test]
+fn into_inner_drops_pending_owned_initializer() {
+    loom::model(|| {
+        let ledger = DropLedger::new();
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let gate = Arc::new(Gate::new());
+        let (c, g, l) = (cell.clone(), gate.clone(), ledger.clone());
+        let mut leader = Box::pin(async move {
+            c.get_or_init_owned(move || {
+                let guard = Counted::new(1, &l);
+                async move {
+                    g.wait().await;
+                    drop(guard);
+                    Ok(7)
+                }
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+        drop(leader);
+        assert_eq!(ledger.dropped(), 0, "the owned initializer outlives its leader");
+        let cell = Arc::try_unwrap(cell).expect("last handle");
+        assert!(cell.into_inner().is_none());
+        assert_eq!((ledger.created(), ledger.dropped()), (1, 1), "the pending initializer was dropped once");
     });
 }
