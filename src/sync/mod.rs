@@ -60,7 +60,19 @@ pub mod thread {
     pub use shuttle::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
     #[cfg(not(any(loom, shuttle)))]
     pub use std::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
+    /// Timed parking exists only on real threads: the models have no clock.
+    #[cfg(not(any(loom, shuttle)))]
+    pub use std::thread::{park_timeout, Builder};
 }
+
+/// `thread_local!`: std's, or loom's / shuttle's under their cfg (the models
+/// run every modelled thread on one OS thread, so std's would be shared).
+#[cfg(loom)]
+pub use loom::thread_local;
+#[cfg(shuttle)]
+pub use shuttle::thread_local;
+#[cfg(not(any(loom, shuttle)))]
+pub use std::thread_local;
 
 #[cfg(loom)]
 pub use loom::sync::Arc;

@@ -1,2 +1,59 @@
-//! Lazy tasks (contract §5): `Lazy`, `Try`, executors, `via`, lazy locals,
-//! yield, sleep and the collect family. Under construction.
+//! Lazy tasks: async_simple's `Lazy` model in Rust (contract §5).
+//!
+//! A [`Lazy<T>`] is a task that does nothing until it is awaited or started.
+//! Awaiting it runs it inline, as part of the awaiting task; starting it
+//! ([`Lazy::start`], [`Lazy::directly_start`], [`sync_await`], or
+//! [`Lazy::via`] and then one of those) makes it a *root* task whose outcome
+//! is a [`Try<T>`]: its value, or the panic (this module's exception) or
+//! scheduling error that replaced it.
+//!
+//! A root task carries an optional [`Executor`] and an optional lazy local
+//! down its await chain: every child `Lazy` it awaits sees them through
+//! [`current_executor`] and [`with_lazy_local`], without passing anything.
+//! A root task with an executor is resumed on that executor after every
+//! suspension (a wake from a foreign thread schedules it there);
+//! [`yield_now`] re-queues it at the tail and [`sleep`] uses the executor's
+//! timed schedule.
+//!
+//! | async_simple                       | here                                        |
+//! |------------------------------------|---------------------------------------------|
+//! | `Lazy<T>` coroutine                | `Lazy::new(async move { .. })`              |
+//! | `co_await lazy`                    | `lazy.await`                                |
+//! | `co_await lazy.coAwaitTry()`       | `lazy.await_try().await`                    |
+//! | `lazy.start(cb)`                   | `lazy.start(cb)`                            |
+//! | `lazy.directlyStart(cb, ex)`       | `lazy.directly_start(cb, ex)`               |
+//! | `syncAwait(lazy)`                  | `sync_await(lazy)`                          |
+//! | `lazy.via(ex)` → `RescheduleLazy`  | `lazy.via(ex)` → [`RescheduleLazy`]         |
+//! | `co_await CurrentExecutor{}`       | `current_executor()`                        |
+//! | `co_await Yield{}`                 | `yield_now().await`                         |
+//! | `co_await coro::sleep(d)`          | `sleep(d).await`                            |
+//! | `setLazyLocal` / `CurrentLazyLocals` | `set_local` / `with_lazy_local`           |
+//! | exception                          | panic, caught into [`TaskError::Panicked`]  |
+//!
+//! The internal synchronization (the root-task state machine in `raw.rs`,
+//! the waiter queues, `sync_await`'s park/unpark) goes through
+//! [`crate::sync`] and is model-checked under loom and shuttle.
+
+mod context;
+mod executor;
+mod lazy;
+mod raw;
+#[cfg(not(any(loom, shuttle)))]
+mod simple;
+#[cfg(all(feature = "tokio", not(any(loom, shuttle))))]
+mod tokio_handle;
+mod try_;
+mod yield_sleep;
+
+pub use context::{current_executor, has_lazy_local, with_lazy_local};
+pub use executor::{Executor, ExecutorRef, Job, ScheduleError};
+pub use lazy::{
+    sync_await, sync_await_try, AwaitTry, Lazy, LazyTask, LocalAlreadySet, RescheduleLazy,
+    Scheduled, ScheduledValue,
+};
+#[cfg(not(any(loom, shuttle)))]
+pub use simple::SimpleExecutor;
+#[cfg(all(feature = "tokio", not(any(loom, shuttle))))]
+pub use tokio_handle::TokioExecutor;
+pub use try_::{TaskError, Try};
+pub use yield_sleep::{sleep, yield_now, Sleep, YieldNow};

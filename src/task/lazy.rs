@@ -1,0 +1,614 @@
+//! [`Lazy`], [`RescheduleLazy`] and the ways to start them.
+
+use core::any::Any;
+use core::fmt;
+use core::future::{Future, IntoFuture};
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::context::{self, Ctx, LocalRef};
+use super::executor::ExecutorRef;
+use super::raw::{BoxFuture, FirstRun, RawTask};
+use super::try_::{TaskError, Try};
+use crate::sync::atomic::{AtomicBool, Ordering::*};
+use crate::sync::{thread, Arc, Mutex};
+use crate::wait_queue::{WaitKey, WaitQueue};
+
+/// A lazily started task: a boxed `Send` future plus, optionally, a lazy
+/// local for its task chain.
+///
+/// Creating a `Lazy` runs nothing. It runs when it is
+///
+/// * awaited (`.await`): inline, as part of the awaiting task, which it
+///   shares the executor and the lazy local with; a panic inside propagates
+///   to the awaiting task, as an exception would in async_simple;
+///   [`await_try`](Self::await_try) catches it into a [`Try`] instead;
+/// * [`start`](Self::start)ed with a callback, or [`directly_start`](Self::directly_start)ed
+///   with a callback and an executor;
+/// * passed to [`sync_await`];
+/// * bound to an executor with [`via`](Self::via), which gives a
+///   [`RescheduleLazy`];
+/// * handed to the collect family ([`collect_all`](super::collect_all), ...).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, Lazy};
+///
+/// fn task1(x: i32) -> Lazy<i32> {
+///     Lazy::new(async move { x })
+/// }
+/// fn task2() -> Lazy<()> {
+///     Lazy::new(async {
+///         let t = task1(10); // nothing runs yet
+///         let x = t.await; // runs task1 inline
+///         assert_eq!(x, 10);
+///     })
+/// }
+/// sync_await(task2());
+/// ```
+#[must_use = "a Lazy does nothing until it is awaited or started"]
+pub struct Lazy<T> {
+    fut: Option<BoxFuture<T>>,
+    local: LocalSlot,
+}
+
+/// The lazy local a `Lazy` carries, and whether it is installed.
+enum LocalSlot {
+    None,
+    /// Set with `set_local`, not polled yet.
+    Set(LocalRef),
+    /// Being awaited inline: the derived context (the awaiting task's
+    /// executor, this local) installed around each poll.
+    Installed(Ctx),
+}
+
+impl<T: Send + 'static> Lazy<T> {
+    /// Wraps a future. Nothing runs until the `Lazy` is awaited or started.
+    pub fn new<F>(fut: F) -> Self
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        Lazy { fut: Some(Box::pin(fut)), local: LocalSlot::None }
+    }
+
+    /// A `Lazy` that completes with `value` at its first poll.
+    pub fn ready(value: T) -> Self {
+        Lazy::new(core::future::ready(value))
+    }
+
+    /// Resolves to the task's [`Try`] instead of propagating its panic.
+    ///
+    /// This is async_simple's `coAwaitTry()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lazyflight::task::{sync_await, Lazy};
+    ///
+    /// fn foo() -> Lazy<i32> {
+    ///     Lazy::new(async { panic!("test") })
+    /// }
+    /// let res = sync_await(Lazy::new(async {
+    ///     let r = foo().await_try().await;
+    ///     if r.has_error() { -1 } else { r.value() }
+    /// }));
+    /// assert_eq!(res, -1);
+    /// ```
+    pub fn await_try(self) -> AwaitTry<T> {
+        AwaitTry { lazy: Some(self) }
+    }
+
+    /// Binds the task to `executor`: it will be scheduled there when started,
+    /// and the executor flows down its await chain.
+    pub fn via(self, executor: ExecutorRef) -> RescheduleLazy<T> {
+        RescheduleLazy { lazy: self, executor }
+    }
+
+    /// Sets the task chain's lazy local.
+    ///
+    /// The local is visible (typed, through [`with_lazy_local`](super::with_lazy_local))
+    /// to this task and every task it awaits, and is dropped after the task
+    /// completes and before a [`start`](Self::start) callback runs. A chain
+    /// has at most one local: setting it twice fails here, and awaiting a
+    /// `Lazy` that has its own local from a task that already has one panics
+    /// (inside the awaiting task, so it surfaces in its [`Try`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LocalAlreadySet`] (holding this `Lazy`) if a local is already set.
+    pub fn set_local<L: Any + Send + Sync>(self, value: L) -> Result<Self, LocalAlreadySet<Self>> {
+        if !matches!(self.local, LocalSlot::None) {
+            return Err(LocalAlreadySet(self));
+        }
+        Ok(Lazy { fut: self.fut, local: LocalSlot::Set(Arc::new(Box::new(value))) })
+    }
+
+    /// Starts the task on the calling thread, without an executor.
+    ///
+    /// It runs inline until its first suspension; after that it is resumed
+    /// by whoever wakes it. `callback` runs exactly once, with the task's
+    /// [`Try`], on the thread that completes the task (possibly before
+    /// `start` returns).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lazyflight::task::Lazy;
+    /// use std::sync::mpsc;
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// Lazy::new(async { 1 + 1 }).start(move |r| tx.send(r.value()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 2);
+    /// ```
+    pub fn start(self, callback: impl FnOnce(Try<T>) + Send + 'static) {
+        let (fut, local) = self.into_parts();
+        RawTask::spawn(fut, Ctx::new(None, local), Box::new(callback), FirstRun::Inline);
+    }
+
+    /// Starts the task inline (like [`start`](Self::start)) with `executor`
+    /// bound: it flows down the await chain, and every resumption after the
+    /// first suspension is scheduled on it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lazyflight::task::{current_executor, sleep, Lazy, SimpleExecutor};
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let ex = SimpleExecutor::new(1);
+    /// let (tx, rx) = mpsc::channel();
+    /// Lazy::new(async {
+    ///     let e = current_executor().expect("bound by directly_start");
+    ///     let before = e.current_thread_in_executor(); // still on the caller
+    ///     sleep(Duration::from_millis(1)).await.unwrap();
+    ///     (before, e.current_thread_in_executor()) // resumed by the executor
+    /// })
+    /// .directly_start(move |r| tx.send(r.value()).unwrap(), ex);
+    /// assert_eq!(rx.recv().unwrap(), (false, true));
+    /// ```
+    pub fn directly_start(
+        self,
+        callback: impl FnOnce(Try<T>) + Send + 'static,
+        executor: ExecutorRef,
+    ) {
+        let (fut, local) = self.into_parts();
+        RawTask::spawn(fut, Ctx::new(Some(executor), local), Box::new(callback), FirstRun::Inline);
+    }
+
+    pub(crate) fn into_parts(mut self) -> (BoxFuture<T>, Option<LocalRef>) {
+        let fut = self.fut.take().expect("a Lazy is consumed once");
+        let local = match core::mem::replace(&mut self.local, LocalSlot::None) {
+            LocalSlot::None => None,
+            LocalSlot::Set(l) => Some(l),
+            LocalSlot::Installed(ctx) => ctx.local,
+        };
+        (fut, local)
+    }
+
+    /// Whether this `Lazy` carries its own lazy local.
+    pub fn has_local(&self) -> bool {
+        !matches!(self.local, LocalSlot::None)
+    }
+}
+
+impl<T> Future for Lazy<T> {
+    type Output = T;
+
+    /// Polls the task inline, inside the awaiting task's context.
+    ///
+    /// # Panics
+    ///
+    /// Propagates the task's panic; panics if polled after completion, or if
+    /// this `Lazy` has a lazy local and the awaiting task already has one.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        let fut = this.fut.as_mut().expect("Lazy polled after completion");
+        let out = match &mut this.local {
+            LocalSlot::None => fut.as_mut().poll(cx),
+            slot => {
+                if let LocalSlot::Set(local) = slot {
+                    let local = local.clone();
+                    let executor = context::with_current(|c| {
+                        assert!(
+                            !matches!(c, Some(c) if c.local.is_some()),
+                            "a Lazy with its own lazy local was awaited from a task chain that \
+                             already has one: a chain has at most one lazy local"
+                        );
+                        c.and_then(|c| c.executor.clone())
+                    });
+                    *slot = LocalSlot::Installed(Ctx::new(executor, Some(local)));
+                }
+                let LocalSlot::Installed(ctx) = slot else { unreachable!() };
+                let _enter = context::enter(ctx);
+                fut.as_mut().poll(cx)
+            }
+        };
+        if out.is_ready() {
+            // Drop the future, then the local, before the awaiting task
+            // resumes: the local's lifetime is the task's.
+            this.fut = None;
+            this.local = LocalSlot::None;
+        }
+        out
+    }
+}
+
+impl<T> fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lazy")
+            .field("completed", &self.fut.is_none())
+            .field("has_local", &!matches!(self.local, LocalSlot::None))
+            .finish()
+    }
+}
+
+/// [`Lazy::set_local`] or [`RescheduleLazy::set_local`] on a task whose chain
+/// already has a lazy local; holds the task, unchanged.
+pub struct LocalAlreadySet<L>(pub L);
+
+impl<L> LocalAlreadySet<L> {
+    /// The task, unchanged.
+    pub fn into_inner(self) -> L {
+        self.0
+    }
+}
+
+impl<L> fmt::Debug for LocalAlreadySet<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalAlreadySet").finish_non_exhaustive()
+    }
+}
+
+impl<L> fmt::Display for LocalAlreadySet<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the task already has a lazy local")
+    }
+}
+
+impl<L> std::error::Error for LocalAlreadySet<L> {}
+
+/// The future of [`Lazy::await_try`]: the task's [`Try`].
+///
+/// # Cancel safety
+///
+/// Dropping it drops the task where it stands (as dropping the `Lazy`).
+#[must_use = "futures do nothing unless awaited"]
+pub struct AwaitTry<T> {
+    lazy: Option<Lazy<T>>,
+}
+
+impl<T> Future for AwaitTry<T> {
+    type Output = Try<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Try<T>> {
+        let this = self.get_mut();
+        let lazy = this.lazy.as_mut().expect("AwaitTry polled after completion");
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => {
+                this.lazy = None;
+                Poll::Ready(Try::from_value(v))
+            }
+            Err(payload) => {
+                // The task is poisoned by its panic: drop what is left of it.
+                this.lazy = None;
+                Poll::Ready(Try::from_error(TaskError::Panicked(payload)))
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for AwaitTry<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwaitTry").field("completed", &self.lazy.is_none()).finish()
+    }
+}
+
+/// A [`Lazy`] bound to an executor (async_simple's `RescheduleLazy`), made by
+/// [`Lazy::via`].
+///
+/// Starting it ([`start`](Self::start), [`sync_await`], `.await`, or a
+/// collect) schedules its first run on the executor; the executor flows down
+/// its await chain, and every resumption is scheduled there too.
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, Lazy, SimpleExecutor};
+///
+/// let e1 = SimpleExecutor::new(1);
+/// let add_one = |x: i32| Lazy::new(async move { x + 1 });
+/// let scheduled = add_one(1).via(e1.clone());
+/// assert_eq!(sync_await(scheduled), 2); // e1 decides when add_one runs
+/// ```
+#[must_use = "a RescheduleLazy does nothing until it is started"]
+pub struct RescheduleLazy<T> {
+    lazy: Lazy<T>,
+    executor: ExecutorRef,
+}
+
+impl<T: Send + 'static> RescheduleLazy<T> {
+    /// Schedules the task on its executor; `callback` runs exactly once with
+    /// its [`Try`] (with [`TaskError::Rejected`] if the executor refuses).
+    pub fn start(self, callback: impl FnOnce(Try<T>) + Send + 'static) {
+        let (fut, local) = self.lazy.into_parts();
+        RawTask::spawn(
+            fut,
+            Ctx::new(Some(self.executor), local),
+            Box::new(callback),
+            FirstRun::Scheduled,
+        );
+    }
+
+    /// The bound executor.
+    pub fn executor(&self) -> &ExecutorRef {
+        &self.executor
+    }
+
+    /// Sets the task chain's lazy local; see [`Lazy::set_local`].
+    ///
+    /// # Errors
+    ///
+    /// [`LocalAlreadySet`] (holding this task) if a local is already set.
+    pub fn set_local<L: Any + Send + Sync>(self, value: L) -> Result<Self, LocalAlreadySet<Self>> {
+        let executor = self.executor;
+        match self.lazy.set_local(value) {
+            Ok(lazy) => Ok(RescheduleLazy { lazy, executor }),
+            Err(LocalAlreadySet(lazy)) => Err(LocalAlreadySet(RescheduleLazy { lazy, executor })),
+        }
+    }
+
+    /// Resolves to the task's [`Try`] once it has run on its executor.
+    pub fn await_try(self) -> Scheduled<T> {
+        Scheduled { pending: Some(self), join: None, key: WaitKey::new() }
+    }
+
+    pub(crate) fn into_parts(self) -> (Lazy<T>, ExecutorRef) {
+        (self.lazy, self.executor)
+    }
+}
+
+impl<T: Send + 'static> IntoFuture for RescheduleLazy<T> {
+    type Output = T;
+    type IntoFuture = ScheduledValue<T>;
+
+    /// Awaiting a `RescheduleLazy` schedules it on its executor and resumes
+    /// the awaiting task when it is done (on the awaiting task's own
+    /// executor, if it has one); its panic propagates.
+    fn into_future(self) -> ScheduledValue<T> {
+        ScheduledValue(self.await_try())
+    }
+}
+
+impl<T> fmt::Debug for RescheduleLazy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RescheduleLazy")
+            .field("lazy", &self.lazy)
+            .field("executor", &self.executor.name())
+            .finish()
+    }
+}
+
+/// Where a scheduled task leaves its outcome for the future awaiting it.
+struct JoinSlot<T> {
+    done: AtomicBool,
+    value: Mutex<Option<Try<T>>>,
+    waiters: WaitQueue,
+}
+
+impl<T> JoinSlot<T> {
+    fn complete(&self, t: Try<T>) {
+        *self.value.lock() = Some(t);
+        // Release: pairs with the Acquire loads in `Scheduled::poll` (and in
+        // the registration predicate, under the queue lock).
+        self.done.store(true, Release);
+        self.waiters.notify_all();
+    }
+}
+
+/// The future of [`RescheduleLazy::await_try`].
+///
+/// # Cancel safety
+///
+/// Dropping it before its first poll drops the task unstarted. Dropping it
+/// later leaves the task to finish on its executor; its outcome is
+/// discarded.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Scheduled<T> {
+    pending: Option<RescheduleLazy<T>>,
+    join: Option<Arc<JoinSlot<T>>>,
+    key: WaitKey,
+}
+
+impl<T> Unpin for Scheduled<T> {}
+
+impl<T: Send + 'static> Future for Scheduled<T> {
+    type Output = Try<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Try<T>> {
+        let this = self.get_mut();
+        if let Some(task) = this.pending.take() {
+            let slot = Arc::new(JoinSlot {
+                done: AtomicBool::new(false),
+                value: Mutex::new(None),
+                waiters: WaitQueue::new(),
+            });
+            this.join = Some(slot.clone());
+            task.start(move |t| slot.complete(t));
+        }
+        let slot = this.join.as_ref().expect("Scheduled polled after completion");
+        loop {
+            // Acquire: pairs with the Release store in `JoinSlot::complete`.
+            if slot.done.load(Acquire) {
+                if this.key.is_registered() {
+                    slot.waiters.cancel(&mut this.key, || {});
+                }
+                let t = slot.value.lock().take().expect("outcome taken once");
+                this.join = None;
+                return Poll::Ready(t);
+            }
+            if this.key.is_registered() {
+                if slot.waiters.poll(&mut this.key, cx).is_pending() {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            // Acquire: as above, re-checked under the queue lock.
+            if slot.waiters.register(&mut this.key, cx.waker(), || !slot.done.load(Acquire)) {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl<T> Drop for Scheduled<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.join {
+            slot.waiters.cancel(&mut self.key, || {});
+        }
+    }
+}
+
+impl<T> fmt::Debug for Scheduled<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduled")
+            .field("started", &self.pending.is_none())
+            .field("completed", &(self.pending.is_none() && self.join.is_none()))
+            .finish()
+    }
+}
+
+/// The future of `RescheduleLazy::into_future` (`.await` on a
+/// [`RescheduleLazy`]): the task's value; its panic propagates.
+///
+/// # Cancel safety
+///
+/// As [`Scheduled`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct ScheduledValue<T>(Scheduled<T>);
+
+impl<T: Send + 'static> Future for ScheduledValue<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        Pin::new(&mut self.get_mut().0).poll(cx).map(Try::value)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A task that can be started: a [`Lazy`] or a [`RescheduleLazy`].
+///
+/// [`sync_await`] and the collect family accept either.
+pub trait LazyTask: sealed::Sealed + Send + 'static {
+    /// The task's value.
+    type Output: Send + 'static;
+
+    /// The task, and the executor it is bound to, if any.
+    #[doc(hidden)]
+    fn into_lazy(self) -> (Lazy<Self::Output>, Option<ExecutorRef>);
+}
+
+impl<T: Send + 'static> sealed::Sealed for Lazy<T> {}
+impl<T: Send + 'static> LazyTask for Lazy<T> {
+    type Output = T;
+    fn into_lazy(self) -> (Lazy<T>, Option<ExecutorRef>) {
+        (self, None)
+    }
+}
+
+impl<T: Send + 'static> sealed::Sealed for RescheduleLazy<T> {}
+impl<T: Send + 'static> LazyTask for RescheduleLazy<T> {
+    type Output = T;
+    fn into_lazy(self) -> (Lazy<T>, Option<ExecutorRef>) {
+        let (lazy, ex) = self.into_parts();
+        (lazy, Some(ex))
+    }
+}
+
+/// Where [`sync_await_try`] parks for the outcome.
+struct SyncSlot<T> {
+    value: Mutex<Option<Try<T>>>,
+    waiter: thread::Thread,
+}
+
+/// Runs `task` to completion, blocking the calling thread, and returns its
+/// [`Try`].
+///
+/// A [`Lazy`] runs inline on the calling thread until its first suspension;
+/// a [`RescheduleLazy`] is scheduled on its executor.
+///
+/// # Panics
+///
+/// If `task` is a [`RescheduleLazy`] and the calling thread is one of its
+/// executor's threads: blocking it could deadlock (the task might need that
+/// very thread), so this is refused, as async_simple's `syncAwait` throws
+/// `std::logic_error`.
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await_try, Lazy};
+///
+/// let t = sync_await_try(Lazy::new(async { "done" }));
+/// assert_eq!(t.value(), "done");
+/// ```
+#[track_caller]
+pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
+    let (lazy, executor) = task.into_lazy();
+    if let Some(ex) = &executor {
+        assert!(
+            !ex.current_thread_in_executor(),
+            "sync_await called from a thread of the task's own executor ({}): blocking it could \
+             deadlock; await the task instead",
+            ex.name()
+        );
+    }
+    let slot = Arc::new(SyncSlot { value: Mutex::new(None), waiter: thread::current() });
+    let theirs = slot.clone();
+    let callback = move |t: Try<L::Output>| {
+        *theirs.value.lock() = Some(t);
+        // Negative control `sync_no_unpark`: never unpark the waiter.
+        #[cfg(not(lazyflight_break = "task_sync_no_unpark"))]
+        theirs.waiter.unpark();
+    };
+    match executor {
+        None => lazy.start(callback),
+        Some(ex) => lazy.via(ex).start(callback),
+    }
+    loop {
+        if let Some(t) = slot.value.lock().take() {
+            return t;
+        }
+        // The unpark token makes this race-free: an unpark between the check
+        // above and this park makes it return at once.
+        thread::park();
+    }
+}
+
+/// Runs `task` to completion, blocking the calling thread, and returns its
+/// value; a panic in the task resumes on this thread.
+///
+/// This is async_simple's `syncAwait`; see [`sync_await_try`] for when it
+/// panics.
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, Lazy};
+///
+/// fn task1(x: i32) -> Lazy<i32> {
+///     Lazy::new(async move { x })
+/// }
+/// assert_eq!(sync_await(task1(10)), 10);
+/// ```
+#[track_caller]
+pub fn sync_await<L: LazyTask>(task: L) -> L::Output {
+    sync_await_try(task).value()
+}

@@ -1,0 +1,333 @@
+//! The root-task state machine: one future, polled by at most one thread at a
+//! time, re-polled after every wake, completed exactly once.
+//!
+//! Every task that is not awaited inline by another task is one of these: a
+//! [`Lazy`](super::Lazy) started with `start` / `directly_start` /
+//! `sync_await`, a [`RescheduleLazy`](super::RescheduleLazy), a scheduled
+//! collect child.
+//!
+//! # State machine
+//!
+//! ```text
+//!              spawn (inline or scheduled)
+//!                      │
+//!                      ▼     wake: absorbed
+//!   ┌──────────────► SCHEDULED ◄───────────────┐
+//!   │                  │ a run starts           │ re-poll requested and the
+//!   │ wake (this       ▼                        │ task has an executor:
+//!   │ waker           RUNNING ──── wake ────► NOTIFIED   re-queued at the tail
+//!   │ dispatches)      │  ▲                     │
+//!   │                  │  └─ no executor: ──────┘
+//!   │     Pending      │     re-poll inline
+//!   └──── IDLE ◄───────┤
+//!                      │ Ready / panic / the run was refused
+//!                      ▼
+//!                     DONE  (wakes ignored)
+//! ```
+//!
+//! # Access rules
+//!
+//! * `body` (the future, the context with the lazy local, the completion
+//!   callback) is touched only by the thread that moved the state to
+//!   `RUNNING` (from `SCHEDULED`), until it moves it out of `RUNNING` /
+//!   `NOTIFIED`. Exactly one thread can do that per `SCHEDULED`: the one that
+//!   holds the run (the inline starter, the waker that saw `IDLE`, or the
+//!   executor job).
+//! * `executor` is immutable.
+//!
+//! # Invariants
+//!
+//! * Never polled concurrently: only the owner of `SCHEDULED` enters
+//!   `RUNNING`, and a wake during `RUNNING` only sets `NOTIFIED`.
+//! * Never loses a wake: a wake during `RUNNING` makes the runner's
+//!   `RUNNING → IDLE` CAS fail, so it polls again (inline, or by re-queueing
+//!   the task on its executor, which is what makes `yield_now` go to the tail).
+//! * Completes exactly once: the callback is taken out of `body` by the
+//!   single runner that saw `Ready` (or by the dropped, unrun job).
+//! * A run refused by the executor (or dropped unrun) completes the task with
+//!   [`TaskError::Rejected`]: never a task that is silently never resumed.
+//!
+//! # Orderings
+//!
+//! | operation                              | ordering  | pairs with                                                     |
+//! |----------------------------------------|-----------|----------------------------------------------------------------|
+//! | wake: CAS `IDLE → SCHEDULED`           | `AcqRel`  | Acquire: the runner's `Release` CAS `RUNNING → IDLE` (the body it wrote); Release: the next runner's `Acquire` |
+//! | wake: CAS `RUNNING → NOTIFIED`         | `AcqRel`  | Release: the runner's failed `Acquire` CAS (what the waker published before waking is seen by the re-poll) |
+//! | run: CAS `SCHEDULED → RUNNING`         | `Acquire` | the `Release` half of the wake CAS / the spawn store           |
+//! | run: CAS `RUNNING → IDLE`              | `AcqRel`  | Release: the next waker's `Acquire`; Acquire on failure: the waker's `Release` `NOTIFIED` |
+//! | run: store `RUNNING` / `SCHEDULED` after `NOTIFIED` | `Relaxed` | only this thread may change the state from `NOTIFIED`      |
+//! | finish: swap `DONE`                    | `AcqRel`  | later wakes' loads (they only need to see `DONE` to back off)   |
+
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::context::{self, Ctx};
+use super::executor::ExecutorRef;
+use super::try_::{TaskError, Try};
+use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::{Arc, UnsafeCell};
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub(crate) type Callback<T> = Box<dyn FnOnce(Try<T>) + Send + 'static>;
+
+/// Encoding of `RawTask::state`.
+const IDLE: usize = 0;
+const SCHEDULED: usize = 1;
+const RUNNING: usize = 2;
+const NOTIFIED: usize = 3;
+const DONE: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Scheduled,
+    Running,
+    Notified,
+    Done,
+}
+
+impl Phase {
+    #[inline]
+    fn decode(word: usize) -> Phase {
+        match word {
+            IDLE => Phase::Idle,
+            SCHEDULED => Phase::Scheduled,
+            RUNNING => Phase::Running,
+            NOTIFIED => Phase::Notified,
+            DONE => Phase::Done,
+            _ => unreachable!("bad task state {word}"),
+        }
+    }
+}
+
+struct Body<T> {
+    fut: Option<BoxFuture<T>>,
+    ctx: Ctx,
+    done: Option<Callback<T>>,
+}
+
+/// How a freshly spawned task makes its first run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FirstRun {
+    /// On the calling thread, before `spawn` returns (until its first
+    /// suspension).
+    Inline,
+    /// Through the executor's `schedule`.
+    Scheduled,
+}
+
+pub(crate) struct RawTask<T> {
+    /// A [`Phase`], encoded as above.
+    state: AtomicUsize,
+    executor: Option<ExecutorRef>,
+    body: UnsafeCell<Body<T>>,
+}
+
+// SAFETY: `body` is only accessed by the single thread that owns the run (see
+// the module's access rules), so sharing `RawTask` only ever moves the
+// future, the context and the callback (all `Send`) between threads; the
+// `Try<T>` is produced and consumed by that thread too.
+unsafe impl<T: Send> Sync for RawTask<T> {}
+
+impl<T> fmt::Debug for RawTask<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawTask")
+            .field("state", &Phase::decode(self.state.load(Relaxed)))
+            .field("has_executor", &self.executor.is_some())
+            .finish()
+    }
+}
+
+/// The waker of a root task.
+struct TaskWaker<T>(Arc<RawTask<T>>);
+
+impl<T: Send + 'static> crate::sync::WakeHandle for TaskWaker<T> {
+    fn wake(&self) {
+        RawTask::wake(&self.0);
+    }
+}
+
+/// The job that runs a task on its executor. Dropped unrun (refused by
+/// `schedule`, or discarded by an executor that shuts down), it completes
+/// the task with [`TaskError::Rejected`].
+struct RunJob<T: Send + 'static>(Option<Arc<RawTask<T>>>);
+
+impl<T: Send + 'static> RunJob<T> {
+    fn run(mut self) {
+        if let Some(task) = self.0.take() {
+            RawTask::run(&task);
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for RunJob<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abandon();
+        }
+    }
+}
+
+impl<T: Send + 'static> RawTask<T> {
+    /// Creates a task and makes its first run.
+    pub(crate) fn spawn(
+        fut: BoxFuture<T>,
+        ctx: Ctx,
+        done: Callback<T>,
+        first: FirstRun,
+    ) -> Arc<Self> {
+        let executor = ctx.executor.clone();
+        debug_assert!(
+            first == FirstRun::Inline || executor.is_some(),
+            "a scheduled first run needs an executor"
+        );
+        let task = Arc::new(RawTask {
+            // The spawner owns this first run.
+            state: AtomicUsize::new(SCHEDULED),
+            executor,
+            body: UnsafeCell::new(Body { fut: Some(fut), ctx, done: Some(done) }),
+        });
+        match first {
+            FirstRun::Inline => Self::run(&task),
+            FirstRun::Scheduled => Self::dispatch(&task),
+        }
+        task
+    }
+
+    /// A wake: see the state machine.
+    fn wake(this: &Arc<Self>) {
+        let mut cur = this.state.load(Acquire);
+        loop {
+            let next = match Phase::decode(cur) {
+                Phase::Idle => SCHEDULED,
+                // Negative control `task_double_poll`: a wake during a poll
+                // starts a second, concurrent run.
+                #[cfg(lazyflight_break = "task_double_poll")]
+                Phase::Running => {
+                    Self::dispatch_or_run(this);
+                    return;
+                }
+                #[cfg(not(lazyflight_break = "task_double_poll"))]
+                Phase::Running => NOTIFIED,
+                Phase::Scheduled | Phase::Notified | Phase::Done => return,
+            };
+            // AcqRel: see the orderings table.
+            match this.state.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        if cur == IDLE {
+            // We own the run now.
+            Self::dispatch_or_run(this);
+        }
+    }
+
+    /// Makes the run the caller owns: on the executor, or inline without one.
+    fn dispatch_or_run(this: &Arc<Self>) {
+        if this.executor.is_some() {
+            Self::dispatch(this);
+        } else {
+            Self::run(this);
+        }
+    }
+
+    /// Hands the run the caller owns to the executor. A refusal drops the
+    /// job, which abandons the task.
+    fn dispatch(this: &Arc<Self>) {
+        let executor = this.executor.as_ref().expect("dispatch without an executor");
+        let job = RunJob(Some(this.clone()));
+        let result = executor.schedule(Box::new(move || job.run()));
+        // Negative control `lost_reject`: forget the refused job, so its task
+        // is never resumed and never completed (async_simple #123).
+        #[cfg(lazyflight_break = "task_lost_reject")]
+        if let Err(e) = result {
+            core::mem::forget(e.into_job());
+        }
+        #[cfg(not(lazyflight_break = "task_lost_reject"))]
+        drop(result);
+    }
+
+    /// Polls the future; the caller owns the run (state `SCHEDULED`).
+    fn run(this: &Arc<Self>) {
+        // Acquire: see the orderings table.
+        let prev = this.state.compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed);
+        debug_assert_eq!(prev, Ok(SCHEDULED), "a run started without owning it");
+        if prev.is_err() {
+            return;
+        }
+        let waker = crate::sync::waker(TaskWaker(this.clone()));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            let polled = this.body.with_mut(|body| {
+                // SAFETY: we are the runner (state RUNNING or NOTIFIED, set by
+                // us): nobody else touches `body` until we leave those states.
+                let body = unsafe { &mut *body };
+                let fut = body.fut.as_mut().expect("a live task has its future");
+                let _ctx = context::enter(&body.ctx);
+                catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+            });
+            match polled {
+                Ok(Poll::Ready(v)) => return this.finish(Try::from_value(v)),
+                Err(payload) => return this.finish(Try::from_error(TaskError::Panicked(payload))),
+                Ok(Poll::Pending) => {}
+            }
+            // Negative control `task_lost_wake`: publish IDLE without looking
+            // for a wake that arrived during the poll.
+            #[cfg(lazyflight_break = "task_lost_wake")]
+            {
+                this.state.store(IDLE, Release);
+                return;
+            }
+            // AcqRel: see the orderings table.
+            #[allow(unreachable_code)]
+            match this.state.compare_exchange(RUNNING, IDLE, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(actual) => {
+                    debug_assert_eq!(actual, NOTIFIED, "only a wake changes RUNNING");
+                    if this.executor.is_some() {
+                        // Re-queue at the tail: this is where `yield_now`
+                        // gives way to the jobs queued before it.
+                        // Relaxed: only the runner moves out of NOTIFIED.
+                        this.state.store(SCHEDULED, Relaxed);
+                        return Self::dispatch(this);
+                    }
+                    this.state.store(RUNNING, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Completes the task; the caller owns the run (`RUNNING`, `NOTIFIED`, or
+    /// `SCHEDULED` for an abandoned run).
+    fn finish(&self, result: Try<T>) {
+        let (fut, local, done) = self.body.with_mut(|body| {
+            // SAFETY: as in `run`: the caller owns the run.
+            let body = unsafe { &mut *body };
+            (body.fut.take(), body.ctx.local.take(), body.done.take())
+        });
+        // The future first (it may still reference the local through the
+        // context's users), then the local: both before the callback, as
+        // async_simple documents for its lazy locals.
+        drop(fut);
+        drop(local);
+        // AcqRel: see the orderings table. Wakes from now on are ignored.
+        let prev = self.state.swap(DONE, AcqRel);
+        debug_assert_ne!(prev, DONE, "a task completed twice");
+        if let Some(done) = done {
+            done(result);
+        }
+    }
+
+    /// The run the caller owned was refused or dropped unrun.
+    fn abandon(&self) {
+        debug_assert_eq!(Phase::decode(self.state.load(Relaxed)), Phase::Scheduled);
+        // Acquire: as for a run, we are about to touch `body`.
+        if self.state.compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed).is_ok() {
+            self.finish(Try::from_error(TaskError::Rejected));
+        }
+    }
+}

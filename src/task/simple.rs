@@ -1,0 +1,286 @@
+//! [`SimpleExecutor`]: a small FIFO thread pool with a timer thread.
+//!
+//! # Design
+//!
+//! One queue (`Mutex<VecDeque<Job>>`) shared by `n` workers, plus a list of
+//! parked workers. `schedule` pushes at the tail and unparks one parked
+//! worker; a worker pops from the head, runs the job outside the lock, and
+//! parks when the queue is empty (registering itself in the parked list under
+//! the lock first, so a push that happens after its check finds it there;
+//! the unpark token covers the window between unlocking and parking).
+//!
+//! A timer thread keeps a min-heap of `(deadline, seq, job)` and moves due
+//! jobs to the queue; it parks until the earliest deadline.
+//!
+//! Dropping the executor stops accepting jobs, lets the workers drain what is
+//! queued, drops pending timers (their tasks complete with
+//! [`TaskError::Rejected`](super::TaskError::Rejected)) and joins the threads
+//! (except the calling one, when the last handle is dropped by one of its
+//! own jobs). A panicking job is caught so that it cannot kill its worker.
+//!
+//! Real threads and a real clock: this executor exists in the default build
+//! only; the models drive tasks with their own executors.
+
+use core::cell::Cell;
+use core::cmp::Reverse;
+use core::fmt;
+use core::time::Duration;
+use std::collections::{BinaryHeap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use super::executor::{Executor, Job, ScheduleError};
+use crate::sync::{thread, Arc, Mutex};
+
+crate::sync::thread_local! {
+    /// The identity (address of its `Pool`) of the pool this thread works
+    /// for, or 0.
+    #[allow(clippy::missing_const_for_thread_local)] // as in context.rs
+    static WORKER_OF: Cell<usize> = Cell::new(0);
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    parked: Vec<thread::Thread>,
+    shutdown: bool,
+}
+
+struct Timed {
+    at: Instant,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Timers {
+    heap: BinaryHeap<Reverse<Timed>>,
+    seq: u64,
+    shutdown: bool,
+}
+
+struct Pool {
+    queue: Mutex<Queue>,
+    timers: Mutex<Timers>,
+}
+
+impl Pool {
+    fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    fn push(&self, job: Job) -> Result<(), ScheduleError> {
+        let mut q = self.queue.lock();
+        if q.shutdown {
+            drop(q);
+            return Err(ScheduleError::new(job));
+        }
+        q.jobs.push_back(job);
+        let wake = q.parked.pop();
+        drop(q);
+        if let Some(t) = wake {
+            t.unpark();
+        }
+        Ok(())
+    }
+
+    fn work(self: Arc<Self>) {
+        WORKER_OF.with(|w| w.set(self.id()));
+        let me = thread::current();
+        loop {
+            let mut q = self.queue.lock();
+            // A spurious wake-up may leave us in the parked list.
+            q.parked.retain(|t| t.id() != me.id());
+            if let Some(job) = q.jobs.pop_front() {
+                drop(q);
+                // A panicking job must not take the worker down with it. The
+                // task jobs never panic (they catch the task's panic).
+                let _ = catch_unwind(AssertUnwindSafe(job));
+                continue;
+            }
+            if q.shutdown {
+                return;
+            }
+            q.parked.push(me.clone());
+            drop(q);
+            thread::park();
+        }
+    }
+
+    fn time(self: Arc<Self>) {
+        loop {
+            let mut t = self.timers.lock();
+            if t.shutdown {
+                let pending = core::mem::take(&mut t.heap);
+                drop(t);
+                // Dropped unrun: their tasks complete with `Rejected`.
+                drop(pending);
+                return;
+            }
+            let now = Instant::now();
+            match t.heap.peek() {
+                Some(Reverse(top)) if top.at <= now => {
+                    let Reverse(due) = t.heap.pop().expect("peeked");
+                    drop(t);
+                    // Refused (shut down): dropping the job rejects its task.
+                    drop(self.push(due.job));
+                }
+                Some(Reverse(top)) => {
+                    let wait = top.at - now;
+                    drop(t);
+                    thread::park_timeout(wait);
+                }
+                None => {
+                    drop(t);
+                    thread::park();
+                }
+            }
+        }
+    }
+}
+
+/// A fixed-size thread pool with FIFO scheduling and timers: async_simple's
+/// `SimpleExecutor`.
+///
+/// [`new`](Self::new) returns it in an `Arc`, ready to be passed to
+/// [`Lazy::via`](super::Lazy::via) (it coerces to
+/// [`ExecutorRef`](super::ExecutorRef)). Dropping the last handle stops the
+/// pool: queued jobs still run, pending timers are dropped (their tasks
+/// complete with [`TaskError::Rejected`](super::TaskError::Rejected)), and the
+/// threads are joined.
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, Executor, Lazy, SimpleExecutor};
+///
+/// let ex = SimpleExecutor::new(2);
+/// let on_pool = sync_await(Lazy::new(async {
+///     lazyflight::task::current_executor().unwrap().current_thread_in_executor()
+/// }).via(ex.clone()));
+/// assert!(on_pool);
+/// assert!(!ex.current_thread_in_executor());
+/// ```
+pub struct SimpleExecutor {
+    pool: Arc<Pool>,
+    threads: usize,
+    workers: Mutex<Vec<thread::JoinHandle<()>>>,
+    timer: thread::JoinHandle<()>,
+}
+
+impl SimpleExecutor {
+    /// Starts `threads` workers (at least one) and a timer thread.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system refuses to start a thread.
+    pub fn new(threads: usize) -> Arc<SimpleExecutor> {
+        let threads = threads.max(1);
+        let pool = Arc::new(Pool {
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), parked: Vec::new(), shutdown: false }),
+            timers: Mutex::new(Timers { heap: BinaryHeap::new(), seq: 0, shutdown: false }),
+        });
+        let workers = (0..threads)
+            .map(|i| {
+                let p = pool.clone();
+                thread::Builder::new()
+                    .name(format!("lazyflight-worker-{i}"))
+                    .spawn(move || p.work())
+                    .expect("failed to start a SimpleExecutor worker")
+            })
+            .collect();
+        let p = pool.clone();
+        let timer = thread::Builder::new()
+            .name("lazyflight-timer".into())
+            .spawn(move || p.time())
+            .expect("failed to start the SimpleExecutor timer");
+        Arc::new(SimpleExecutor { pool, threads, workers: Mutex::new(workers), timer })
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+impl Executor for SimpleExecutor {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        self.pool.push(job)
+    }
+
+    fn current_thread_in_executor(&self) -> bool {
+        WORKER_OF.with(|w| w.get() == self.pool.id())
+    }
+
+    fn schedule_after(&self, delay: Duration, job: Job) -> Result<(), ScheduleError> {
+        if delay.is_zero() {
+            return self.schedule(job);
+        }
+        let at = Instant::now() + delay;
+        let mut t = self.pool.timers.lock();
+        if t.shutdown {
+            drop(t);
+            return Err(ScheduleError::new(job));
+        }
+        t.seq += 1;
+        let seq = t.seq;
+        let earliest = t.heap.peek().map_or(true, |Reverse(top)| at < top.at);
+        t.heap.push(Reverse(Timed { at, seq, job }));
+        drop(t);
+        if earliest {
+            self.timer.thread().unpark();
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "SimpleExecutor"
+    }
+}
+
+impl Drop for SimpleExecutor {
+    fn drop(&mut self) {
+        self.pool.timers.lock().shutdown = true;
+        self.timer.thread().unpark();
+        let parked = {
+            let mut q = self.pool.queue.lock();
+            q.shutdown = true;
+            core::mem::take(&mut q.parked)
+        };
+        for t in parked {
+            t.unpark();
+        }
+        let me = thread::current().id();
+        for w in core::mem::take(&mut *self.workers.lock()) {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SimpleExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let q = self.pool.queue.lock();
+        f.debug_struct("SimpleExecutor")
+            .field("threads", &self.threads)
+            .field("queued", &q.jobs.len())
+            .field("parked", &q.parked.len())
+            .finish()
+    }
+}

@@ -1,0 +1,78 @@
+//! [`TokioExecutor`]: a tokio runtime [`Handle`] as an [`Executor`].
+
+use core::fmt;
+use core::time::Duration;
+
+use tokio::runtime::Handle;
+
+use super::executor::{Executor, Job, ScheduleError};
+
+/// Runs lazyflight tasks on a tokio runtime (feature `tokio`).
+///
+/// Each job is spawned as a tokio task; timed jobs use `tokio::time::sleep`,
+/// so the runtime needs its time driver (`enable_time`). A runtime that is
+/// shutting down drops spawned jobs unrun, which completes their lazyflight
+/// tasks with [`TaskError::Rejected`](super::TaskError::Rejected).
+///
+/// [`current_thread_in_executor`](Executor::current_thread_in_executor) is
+/// true on any thread that is inside this runtime's context (its workers,
+/// or a thread that entered it).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{current_executor, sync_await, Lazy, TokioExecutor};
+/// use std::sync::Arc;
+///
+/// let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
+/// let ex = Arc::new(TokioExecutor::new(rt.handle().clone()));
+/// let v = sync_await(Lazy::new(async {
+///     lazyflight::task::sleep(std::time::Duration::from_millis(1)).await.unwrap();
+///     current_executor().unwrap().current_thread_in_executor()
+/// }).via(ex));
+/// assert!(v);
+/// ```
+pub struct TokioExecutor {
+    handle: Handle,
+}
+
+impl TokioExecutor {
+    /// Wraps a runtime handle.
+    pub fn new(handle: Handle) -> Self {
+        Self { handle }
+    }
+
+    /// The wrapped handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Executor for TokioExecutor {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        drop(self.handle.spawn(async move { job() }));
+        Ok(())
+    }
+
+    fn current_thread_in_executor(&self) -> bool {
+        Handle::try_current().is_ok_and(|h| h.id() == self.handle.id())
+    }
+
+    fn schedule_after(&self, delay: Duration, job: Job) -> Result<(), ScheduleError> {
+        drop(self.handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            job()
+        }));
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "TokioExecutor"
+    }
+}
+
+impl fmt::Debug for TokioExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokioExecutor").field("runtime", &self.handle.id()).finish()
+    }
+}

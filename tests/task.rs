@@ -1,0 +1,447 @@
+//! Public-API tests of `lazyflight::task`, carrying over async_simple's
+//! LazyTest scenarios (simple async, start with an executor, via keeps the
+//! worker, yield FIFO, ready chains, executor passed to grandchildren,
+//! move-only values, exceptions, destruction order) plus the scheduling
+//! failure cases async_simple gets wrong (#123).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lazyflight::task::{
+    current_executor, sleep, sync_await, sync_await_try, yield_now, Executor, ExecutorRef, Job,
+    Lazy, ScheduleError, SimpleExecutor, TaskError, Try,
+};
+
+fn plus_one(x: i32) -> Lazy<i32> {
+    Lazy::new(async move { x + 1 })
+}
+
+/// An executor that never runs anything: every job is refused.
+#[derive(Debug)]
+struct Refusing;
+impl Executor for Refusing {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        Err(ScheduleError::new(job))
+    }
+    fn current_thread_in_executor(&self) -> bool {
+        false
+    }
+}
+
+/// An executor that accepts jobs into a queue the test drains by hand (or
+/// drops unrun).
+#[derive(Default)]
+struct Manual {
+    jobs: Mutex<VecDeque<Job>>,
+}
+impl std::fmt::Debug for Manual {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Manual")
+    }
+}
+impl Executor for Manual {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        self.jobs.lock().unwrap().push_back(job);
+        Ok(())
+    }
+    fn current_thread_in_executor(&self) -> bool {
+        false
+    }
+}
+impl Manual {
+    fn run_all(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let job = self.jobs.lock().unwrap().pop_front();
+            match job {
+                Some(j) => {
+                    j();
+                    n += 1;
+                }
+                None => return n,
+            }
+        }
+    }
+}
+
+#[test]
+fn creating_runs_nothing_and_await_runs_inline() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let lazy = Lazy::new(async move {
+        r.store(true, SeqCst);
+        5
+    });
+    assert!(!ran.load(SeqCst), "creating a Lazy must not run it");
+    let outer = Lazy::new(async move { lazy.await * 2 });
+    assert!(!ran.load(SeqCst));
+    assert_eq!(sync_await(outer), 10);
+    assert!(ran.load(SeqCst));
+    drop(Lazy::new(async { unreachable!("a dropped Lazy never runs") }));
+}
+
+#[test]
+fn simple_async() {
+    let t = Lazy::new(async { plus_one(1).await + plus_one(2).await });
+    assert_eq!(sync_await(t), 5);
+}
+
+#[test]
+fn start_runs_inline_until_the_first_suspension_and_calls_back_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async { 41 + 1 }).start(move |r: Try<i32>| {
+        c.fetch_add(1, SeqCst);
+        tx.send(r.value()).unwrap();
+    });
+    // A task that never suspends completes before `start` returns.
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(rx.recv().unwrap(), 42);
+}
+
+#[test]
+fn start_with_executor() {
+    let ex = SimpleExecutor::new(2);
+    let (tx, rx) = mpsc::channel();
+    let ex2 = ex.clone();
+    Lazy::new(async move {
+        let e = current_executor().expect("via binds the executor");
+        (e.current_thread_in_executor(), ex2.current_thread_in_executor(), plus_one(1).await)
+    })
+    .via(ex.clone())
+    .start(move |r| tx.send(r.value()).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (true, true, 2));
+}
+
+#[test]
+fn via_keeps_the_worker_after_an_await_completed_elsewhere() {
+    let ex = SimpleExecutor::new(2);
+    let ex2 = ex.clone();
+    let steps = sync_await(
+        Lazy::new(async move {
+            let mut on_pool = vec![ex2.current_thread_in_executor()];
+            for _ in 0..5 {
+                // Completed by a foreign thread: the task must resume on its
+                // executor, not on that thread.
+                let (tx, rx) = futures::channel::oneshot::channel();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    tx.send(()).unwrap();
+                });
+                rx.await.unwrap();
+                on_pool.push(ex2.current_thread_in_executor());
+            }
+            on_pool
+        })
+        .via(ex.clone()),
+    );
+    assert_eq!(steps, vec![true; 6]);
+}
+
+#[test]
+fn directly_start_runs_inline_then_on_the_executor_after_sleep() {
+    let ex = SimpleExecutor::new(1);
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async {
+        let e = current_executor().expect("bound by directly_start");
+        let before = e.current_thread_in_executor();
+        sleep(Duration::from_millis(2)).await.unwrap();
+        (before, e.current_thread_in_executor())
+    })
+    .directly_start(move |r| tx.send(r.value()).unwrap(), ex);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (false, true));
+}
+
+#[test]
+fn yield_is_fifo_on_a_one_thread_executor() {
+    let ex = SimpleExecutor::new(1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    for id in 0..3 {
+        let (order, tx) = (order.clone(), tx.clone());
+        Lazy::new(async move {
+            for step in 0..3 {
+                order.lock().unwrap().push((step, id));
+                yield_now().await.unwrap();
+            }
+        })
+        .via(ex.clone())
+        .start(move |r| tx.send(r.value()).unwrap());
+    }
+    for _ in 0..3 {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    let got = order.lock().unwrap().clone();
+    let want: Vec<_> = (0..3).flat_map(|s| (0..3).map(move |i| (s, i))).collect();
+    assert_eq!(got, want, "each yield must go behind the tasks already queued");
+}
+
+#[test]
+fn yield_and_sleep_without_an_executor_are_errors() {
+    assert!(matches!(sync_await(Lazy::new(yield_now())), Err(TaskError::NoExecutor)));
+    assert!(matches!(
+        sync_await(Lazy::new(sleep(Duration::from_millis(1)))),
+        Err(TaskError::NoExecutor)
+    ));
+}
+
+#[test]
+fn void_tasks() {
+    let hit = Arc::new(AtomicUsize::new(0));
+    let h = hit.clone();
+    let t: Lazy<()> = Lazy::new(async move {
+        h.fetch_add(1, SeqCst);
+    });
+    sync_await(t);
+    assert_eq!(hit.load(SeqCst), 1);
+}
+
+fn chain(depth: usize) -> Lazy<usize> {
+    if depth == 0 {
+        return Lazy::ready(0);
+    }
+    Lazy::new(async move { chain(depth - 1).await + 1 })
+}
+
+#[test]
+fn ready_chains_30_deep_5000_times() {
+    let ex = SimpleExecutor::new(1);
+    let total = sync_await(
+        Lazy::new(async {
+            let mut sum = 0;
+            for _ in 0..5000 {
+                sum += chain(30).await;
+            }
+            sum
+        })
+        .via(ex),
+    );
+    assert_eq!(total, 30 * 5000);
+}
+
+#[test]
+fn executor_is_passed_to_grandchildren() {
+    let ex = SimpleExecutor::new(1);
+    let exr: ExecutorRef = ex.clone();
+    let grandchild = || Lazy::new(async { current_executor() });
+    let child = move || Lazy::new(async move { grandchild().await });
+    let got = sync_await(Lazy::new(async move { child().await }).via(ex));
+    let got = got.expect("the grandchild sees the root's executor");
+    assert!(std::ptr::addr_eq(Arc::as_ptr(&got), Arc::as_ptr(&exr)));
+    assert!(sync_await(Lazy::new(async { current_executor() })).is_none());
+}
+
+#[test]
+fn move_only_values() {
+    struct MoveOnly(Box<u32>);
+    let t = Lazy::new(async { MoveOnly(Box::new(9)) });
+    let outer = Lazy::new(async move {
+        let m = t.await;
+        MoveOnly(Box::new(*m.0 + 1))
+    });
+    assert_eq!(*sync_await(outer).0, 10);
+}
+
+#[test]
+fn panics_propagate_through_await_and_land_in_try() {
+    let foo = || Lazy::new(async { panic!("test") as i32 });
+    let bar = move || Lazy::new(async move { foo().await + 1 });
+    let r = sync_await_try(Lazy::new(async move { bar().await }));
+    assert!(r.has_error());
+    let err = r.into_result().unwrap_err();
+    assert!(err.is_panic());
+    assert_eq!(err.panic_message(), Some("test"));
+
+    // Caught in place with await_try.
+    let caught = sync_await(Lazy::new(async move {
+        let t = foo().await_try().await;
+        if t.has_error() {
+            -1
+        } else {
+            t.value()
+        }
+    }));
+    assert_eq!(caught, -1);
+
+    // sync_await resumes the panic on the caller.
+    let resumed = std::panic::catch_unwind(|| sync_await(foo()));
+    assert_eq!(*resumed.unwrap_err().downcast_ref::<&str>().unwrap(), "test");
+
+    // start: the callback gets the error.
+    let (tx, rx) = mpsc::channel();
+    foo().start(move |r| tx.send(r.has_error()).unwrap());
+    assert!(rx.recv().unwrap());
+}
+
+#[test]
+fn try_conversions() {
+    let t: Try<u8> = Ok(3).into();
+    assert_eq!(t.as_value(), Some(&3));
+    let r: Result<u8, TaskError> = t.into();
+    assert_eq!(r.unwrap(), 3);
+    let e: Try<u8> = Try::from_error(TaskError::Rejected);
+    assert!(e.has_error());
+    assert!(matches!(e.error(), Some(TaskError::Rejected)));
+    assert_eq!(e.error().unwrap().to_string(), "the executor refused to resume the task");
+    assert_eq!(format!("{:?}", Try::from_value(1)), "Try::Value(1)");
+}
+
+#[test]
+fn refused_schedule_is_an_error_not_a_hang() {
+    let ex: ExecutorRef = Arc::new(Refusing);
+    let r = sync_await_try(Lazy::new(async { 1 }).via(ex.clone()));
+    assert!(matches!(r.into_result(), Err(TaskError::Rejected)));
+
+    // Refused on a resumption, mid-task: directly_start runs the first step
+    // inline, the resumption after the foreign wake is refused.
+    let (tx, rx) = mpsc::channel();
+    let (otx, orx) = futures::channel::oneshot::channel::<()>();
+    let dropped = Arc::new(AtomicBool::new(false));
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let flag = Flag(dropped.clone());
+    Lazy::new(async move {
+        let _flag = flag;
+        orx.await.unwrap();
+        7
+    })
+    .directly_start(move |r| tx.send(r.into_result().map_err(|e| e.to_string())).unwrap(), ex);
+    assert!(rx.try_recv().is_err(), "suspended, not finished");
+    otx.send(()).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(got, Err("the executor refused to resume the task".to_string()));
+    assert!(dropped.load(SeqCst), "the abandoned task's future is dropped");
+}
+
+#[test]
+fn jobs_dropped_unrun_complete_the_task_with_an_error() {
+    let manual = Arc::new(Manual::default());
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async { 1 }).via(manual.clone()).start(move |r| tx.send(r.has_error()).unwrap());
+    assert!(rx.try_recv().is_err());
+    // The executor "shuts down": its queue is dropped unrun.
+    drop(std::mem::take(&mut *manual.jobs.lock().unwrap()));
+    assert!(rx.recv().unwrap());
+
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async { 2 }).via(manual.clone()).start(move |r| tx.send(r.value()).unwrap());
+    assert_eq!(manual.run_all(), 1);
+    assert_eq!(rx.recv().unwrap(), 2);
+}
+
+#[test]
+fn sleep_without_timers_is_rejected() {
+    let manual = Arc::new(Manual::default());
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(sleep(Duration::from_millis(1))).via(manual.clone()).start(move |r| {
+        tx.send(r.value()).unwrap();
+    });
+    manual.run_all();
+    assert!(matches!(rx.recv().unwrap(), Err(TaskError::Rejected)));
+}
+
+#[test]
+#[should_panic(expected = "sync_await called from a thread of the task's own executor")]
+fn sync_await_on_its_own_executor_panics() {
+    let ex = SimpleExecutor::new(1);
+    let inner_ex = ex.clone();
+    // The outer task runs on `ex` and calls sync_await on a task bound to
+    // `ex`: refused with a panic inside the task, resumed here.
+    sync_await(
+        Lazy::new(async move { sync_await(Lazy::new(async { 1 }).via(inner_ex)) }).via(ex),
+    );
+}
+
+#[test]
+fn sync_await_on_another_executor_works() {
+    let a = SimpleExecutor::new(1);
+    let b = SimpleExecutor::new(1);
+    let v = sync_await(Lazy::new(async move { sync_await(plus_one(1).via(b)) }).via(a));
+    assert_eq!(v, 2);
+}
+
+#[test]
+fn awaiting_a_reschedule_lazy_hops_and_comes_back() {
+    let a = SimpleExecutor::new(1);
+    let b = SimpleExecutor::new(1);
+    let (a2, b2) = (a.clone(), b.clone());
+    let got = sync_await(
+        Lazy::new(async move {
+            let b3 = b2.clone();
+            let inner = Lazy::new(async move { b3.current_thread_in_executor() }).via(b2.clone());
+            let on_b = inner.await;
+            (on_b, a2.current_thread_in_executor())
+        })
+        .via(a),
+    );
+    assert_eq!(got, (true, true));
+}
+
+#[test]
+fn destruction_order_future_before_callback() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    struct Noisy(Arc<Mutex<Vec<&'static str>>>);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push("future state dropped");
+        }
+    }
+    let n = Noisy(log.clone());
+    let l2 = log.clone();
+    Lazy::new(async move {
+        let _n = n;
+        1
+    })
+    .start(move |_| l2.lock().unwrap().push("callback"));
+    assert_eq!(*log.lock().unwrap(), vec!["future state dropped", "callback"]);
+}
+
+#[test]
+fn a_panicking_job_does_not_kill_the_worker() {
+    let ex = SimpleExecutor::new(1);
+    ex.schedule(Box::new(|| panic!("job panic"))).unwrap();
+    assert_eq!(sync_await(plus_one(1).via(ex)), 2);
+}
+
+#[test]
+fn sleep_orders_by_deadline() {
+    let ex = SimpleExecutor::new(2);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    for ms in [30u64, 10, 20] {
+        let (order, tx) = (order.clone(), tx.clone());
+        Lazy::new(async move {
+            sleep(Duration::from_millis(ms)).await.unwrap();
+            order.lock().unwrap().push(ms);
+        })
+        .via(ex.clone())
+        .start(move |r| tx.send(r.value()).unwrap());
+    }
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(25));
+    assert_eq!(*order.lock().unwrap(), vec![10, 20, 30]);
+}
+
+#[test]
+fn a_sleeping_task_keeps_its_executor_alive() {
+    let ex = SimpleExecutor::new(1);
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async {
+        sleep(Duration::from_millis(20)).await.unwrap();
+        current_executor().unwrap().current_thread_in_executor()
+    })
+    .directly_start(move |r| tx.send(r.value()).unwrap(), ex.clone());
+    // The caller's last handle goes; the task's context still holds one.
+    drop(ex);
+    assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+}
