@@ -19,4 +19,5 @@ pub mod __wait_queue {
 }
 
 pub use alazy::{ALazy, State};
+pub use group::{Entry, Group, Leader, Outcome, Recv, Subscriber};
 pub use sync::model;

@@ -1,0 +1,68 @@
+//! A sharded hash table on the shim's [`Mutex`], shared by `Group` and `Cache`.
+//!
+//! Each shard is a [`hashbrown::HashTable`] behind its own lock. Entries are
+//! stored by a hash the caller computes once per operation; the shard is
+//! chosen from bits 32..40 of that hash, which `HashTable` uses neither for its
+//! bucket index (low bits) nor for its control bytes (top seven bits), so the
+//! shards do not degrade the tables' probing.
+//!
+//! Critical sections are short and never run user code other than `K`'s
+//! `Eq`/`Hash` and drop glue that callers move out of the lock first, so a
+//! key never waits behind another key's work.
+//!
+//! Under `--cfg loom` / `--cfg shuttle` the table has two shards and a fixed
+//! hash seed, so that every model run takes the same path (loom checks that
+//! executions are deterministic).
+
+use core::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+
+use crate::sync::Mutex;
+
+#[cfg(not(any(loom, shuttle)))]
+type Seed = foldhash::fast::RandomState;
+#[cfg(any(loom, shuttle))]
+type Seed = foldhash::fast::FixedState;
+
+#[cfg(not(any(loom, shuttle)))]
+const SHARDS: usize = 64;
+#[cfg(any(loom, shuttle))]
+const SHARDS: usize = 2;
+
+/// One shard, on its own cache lines so that two threads locking
+/// neighbouring shards do not contend on the same line.
+#[repr(align(128))]
+pub(crate) struct Shard<T>(pub(crate) Mutex<HashTable<T>>);
+
+pub(crate) struct Shards<T> {
+    hasher: Seed,
+    shards: Box<[Shard<T>]>,
+}
+
+impl<T> Shards<T> {
+    pub(crate) fn new() -> Self {
+        debug_assert!(SHARDS.is_power_of_two());
+        Self {
+            hasher: Seed::default(),
+            shards: (0..SHARDS).map(|_| Shard(Mutex::new(HashTable::new()))).collect(),
+        }
+    }
+
+    /// The hash every operation on `key` uses.
+    #[inline]
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard that holds entries of hash `hash`.
+    #[inline]
+    pub(crate) fn shard(&self, hash: u64) -> &Mutex<HashTable<T>> {
+        &self.shards[(hash >> 32) as usize & (SHARDS - 1)].0
+    }
+
+    /// Every shard, for whole-table operations (`len`, `clear`).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Mutex<HashTable<T>>> {
+        self.shards.iter().map(|s| &s.0)
+    }
+}

@@ -1,0 +1,272 @@
+//! Public-API tests of `Group` (contract §4).
+#![allow(clippy::disallowed_types)] // tests may name std types next to the shim
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+use std::task::Wake;
+
+use lazyflight::sync::atomic::{AtomicUsize, Ordering};
+use lazyflight::sync::future::block_on;
+use lazyflight::sync::Arc;
+use lazyflight::{Entry, Group, Leader, Outcome, Recv, Subscriber};
+
+fn lead<K, T, E>(e: Entry<K, T, E>) -> Leader<K, T, E> {
+    match e {
+        Entry::Leader(l) => l,
+        Entry::Subscriber(_) => panic!("expected to lead"),
+    }
+}
+
+fn join<K, T, E>(e: Entry<K, T, E>) -> Subscriber<T, E> {
+    match e {
+        Entry::Subscriber(s) => s,
+        Entry::Leader(_) => panic!("expected to subscribe"),
+    }
+}
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct Counter(std::sync::atomic::AtomicUsize);
+impl Wake for Counter {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+#[allow(clippy::disallowed_types)]
+fn counting_waker() -> (std::sync::Arc<Counter>, Waker) {
+    let c = std::sync::Arc::new(Counter::default());
+    (c.clone(), Waker::from(c))
+}
+
+#[test]
+fn leader_and_subscribers_share_one_arc() {
+    let group = Group::<&str, u32, String>::new();
+    let leader = lead(group.entry("k"));
+    let a = join(group.entry("k"));
+    let b = join(group.entry("k"));
+    assert_eq!(leader.subscribers(), 2);
+    assert_eq!(leader.joins(), 2);
+    assert!(leader.is_shared());
+    assert_eq!(group.subscribers("k"), 2);
+    assert_eq!(group.in_flight(), 1);
+    assert_eq!(group.len(), 1);
+
+    let mine = leader.complete(Ok(5));
+    assert_eq!(*mine, Outcome::Complete { result: Ok(5), shared: true });
+    let ra = block_on(a.recv()).unwrap();
+    let rb = block_on(b.recv()).unwrap();
+    assert!(Arc::ptr_eq(&mine, &ra) && Arc::ptr_eq(&mine, &rb));
+    assert_eq!(group.in_flight(), 0);
+    assert!(group.is_empty());
+}
+
+#[test]
+fn lone_leader_is_not_shared() {
+    let group = Group::<u8, u8, ()>::new();
+    let out = lead(group.entry(1)).complete(Err(()));
+    assert_eq!(*out, Outcome::Complete { result: Err(()), shared: false });
+    assert!(!out.is_shared());
+    assert!(group.is_empty());
+}
+
+#[test]
+fn a_subscriber_that_left_still_made_the_flight_shared() {
+    let group = Group::<u8, u8, ()>::new();
+    let leader = lead(group.entry(1));
+    drop(join(group.entry(1)));
+    assert_eq!(leader.subscribers(), 0);
+    assert!(leader.complete(Ok(1)).is_shared());
+}
+
+#[test]
+fn dropped_leader_publishes_canceled_and_the_next_caller_leads() {
+    let group = Group::<u8, u8, ()>::new();
+    let leader = lead(group.entry(1));
+    let subs: Vec<_> = (0..3).map(|_| join(group.entry(1))).collect();
+    drop(leader);
+    assert_eq!(group.in_flight(), 0);
+    assert!(group.is_empty());
+    let outs: Vec<_> = subs.into_iter().map(|s| block_on(s.recv()).unwrap()).collect();
+    assert!(outs.iter().all(|o| o.is_canceled() && Arc::ptr_eq(o, &outs[0])));
+    let next = lead(group.entry(1));
+    assert_eq!(*next.complete(Ok(2)), Outcome::Complete { result: Ok(2), shared: false });
+}
+
+#[test]
+fn forget_detaches_without_disturbing_either_flight() {
+    let group = Group::<u8, u8, ()>::new();
+    let old = lead(group.entry(1));
+    let old_sub = join(group.entry(1));
+    assert!(group.forget(&1));
+    assert!(!group.forget(&1));
+    assert_eq!(group.len(), 0);
+    assert_eq!(group.in_flight(), 1);
+
+    let new = lead(group.entry(1));
+    let new_sub = join(group.entry(1));
+    assert_eq!(group.in_flight(), 2);
+    assert_eq!(*old.complete(Ok(1)), Outcome::Complete { result: Ok(1), shared: true });
+    // The old flight finishing left the new one in place.
+    let late = join(group.entry(1));
+    assert_eq!(block_on(old_sub.recv()).unwrap().result(), Some(&Ok(1)));
+    let out = new.complete(Ok(2));
+    assert!(Arc::ptr_eq(&out, &block_on(new_sub.recv()).unwrap()));
+    assert!(Arc::ptr_eq(&out, &block_on(late.recv()).unwrap()));
+    assert!(group.is_empty());
+    assert_eq!(group.in_flight(), 0);
+}
+
+#[test]
+fn subscriber_is_woken_exactly_once_and_polled_twice() {
+    let group = Group::<u8, u8, ()>::new();
+    let leader = lead(group.entry(1));
+    let (count, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut recv = pin!(join(group.entry(1)).recv());
+    assert!(recv.as_mut().poll(&mut cx).is_pending());
+    assert!(recv.as_mut().poll(&mut cx).is_pending(), "a spurious poll stays pending");
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    leader.complete(Ok(3));
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(matches!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(o)) if o.result() == Some(&Ok(3))));
+}
+
+#[test]
+fn dropping_a_waiting_subscriber_removes_only_it() {
+    let group = Group::<u8, u8, ()>::new();
+    let leader = lead(group.entry(1));
+    let (_, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let keep = join(group.entry(1));
+    {
+        let mut gone = Box::pin(join(group.entry(1)).recv());
+        assert!(gone.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(leader.subscribers(), 2);
+    }
+    assert_eq!(leader.subscribers(), 1);
+    let out = leader.complete(Ok(4));
+    assert!(Arc::ptr_eq(&out, &block_on(keep.recv()).unwrap()));
+}
+
+#[test]
+fn try_recv_does_not_wait() {
+    let group = Group::<u8, u8, ()>::new();
+    let leader = lead(group.entry(1));
+    let sub = join(group.entry(1));
+    assert!(sub.try_recv().is_none());
+    let out = leader.complete(Ok(1));
+    assert!(Arc::ptr_eq(&out, &sub.try_recv().unwrap()));
+}
+
+#[test]
+fn results_need_not_be_clone() {
+    struct NotClone(u32);
+    let group = Group::<u8, NotClone, NotClone>::new();
+    let out = block_on(group.run(1, || async { Ok(NotClone(9)) }));
+    assert!(matches!(out.result(), Some(Ok(NotClone(9)))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_moves_into_a_spawned_task() {
+    let group = Group::<String, usize, ()>::new();
+    let leader = lead(group.entry("k".into()));
+    let sub = join(group.entry("k".into()));
+    let done = tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        leader.complete(Ok(42))
+    });
+    let theirs = sub.recv().await.unwrap();
+    assert!(Arc::ptr_eq(&theirs, &done.await.unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_key_never_delays_another() {
+    let group = Arc::new(Group::<u8, u8, ()>::new());
+    let g = group.clone();
+    let slow = tokio::spawn(async move { g.run(1, || core::future::pending()).await });
+    while group.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    for i in 0..100 {
+        let out = group.run(2, || async move { Ok(i) }).await;
+        assert_eq!(out.result(), Some(&Ok(i)));
+    }
+    slow.abort();
+    assert!(slow.await.unwrap_err().is_cancelled());
+    assert_eq!(group.in_flight(), 0);
+    assert!(group.is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn run_coalesces_a_burst_on_one_thread() {
+    // On one thread the join window is exact: tasks spawned together all
+    // join the first flight even though its work finishes at once.
+    let group = Arc::new(Group::<u8, usize, ()>::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (group, calls) = (group.clone(), calls.clone());
+            tokio::spawn(async move {
+                group.run(0, || async move { Ok(calls.fetch_add(1, Ordering::SeqCst)) }).await
+            })
+        })
+        .collect();
+    let mut outs = Vec::new();
+    for t in tasks {
+        outs.push(t.await.unwrap());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(outs.iter().all(|o| Arc::ptr_eq(o, &outs[0]) && o.is_shared()));
+}
+
+#[test]
+fn a_panicking_leader_cancels_its_flight_and_the_key_recovers() {
+    let group = Arc::new(Group::<u8, u8, ()>::new());
+    let sub_group = group.clone();
+    let leader = lead(group.entry(1));
+    let sub = join(sub_group.entry(1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _leader = leader;
+        panic!("work failed");
+    }));
+    assert!(r.is_err());
+    assert!(block_on(sub.recv()).unwrap().is_canceled());
+    let out = block_on(group.run(1, || async { Ok(7) }));
+    assert_eq!(out.result(), Some(&Ok(7)));
+    assert!(group.is_empty());
+}
+
+#[test]
+fn debug_does_not_need_debug_values() {
+    struct Opaque;
+    let group = Group::<u8, Opaque, Opaque>::new();
+    let leader = lead(group.entry(1));
+    let sub = join(group.entry(1));
+    assert_eq!(format!("{group:?}"), "Group { in_flight: 1, .. }");
+    assert_eq!(format!("{leader:?}"), "Leader { subscribers: 1, .. }");
+    let recv: Recv<Opaque, Opaque> = sub.recv();
+    assert!(format!("{recv:?}").starts_with("Recv"));
+    drop(leader);
+    assert!(block_on(recv).unwrap().is_canceled());
+}
+
+#[test]
+fn auto_traits() {
+    fn send_static<T: Send + 'static>() {}
+    fn send_sync<T: Send + Sync>() {}
+    fn unpin<T: Unpin>() {}
+    send_sync::<Group<String, Vec<u8>, std::io::Error>>();
+    send_static::<Leader<String, Vec<u8>, std::io::Error>>();
+    send_static::<Subscriber<Vec<u8>, std::io::Error>>();
+    send_static::<Recv<Vec<u8>, std::io::Error>>();
+    send_sync::<Outcome<Vec<u8>, std::io::Error>>();
+    unpin::<Recv<Vec<u8>, String>>();
+    fn run_future_is_send(g: &Group<String, u8, ()>) -> impl Future + Send + '_ {
+        g.run("k".into(), || async { Ok(1) })
+    }
+    let _ = run_future_is_send;
+}
