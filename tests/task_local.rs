@@ -1,0 +1,109 @@
+//! Lazy locals (async_simple's LazyLocalTest scenarios): set once per task
+//! chain, typed access, passed down the await chain, errors on a second
+//! local, dropped after the task and before its callback.
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use lazyflight::task::{
+    has_lazy_local, sleep, sync_await, sync_await_try, with_lazy_local, Lazy, SimpleExecutor,
+};
+
+#[derive(Debug, PartialEq)]
+struct MyLocal {
+    value: i32,
+}
+
+#[test]
+fn no_local() {
+    let got = sync_await(Lazy::new(async { (has_lazy_local(), with_lazy_local(|l: &MyLocal| l.value)) }));
+    assert_eq!(got, (false, None));
+    assert_eq!(with_lazy_local(|l: &MyLocal| l.value), None, "outside any task");
+}
+
+#[test]
+fn local_is_typed_and_flows_to_children_and_grandchildren() {
+    let grandchild = || Lazy::new(async { with_lazy_local(|l: &MyLocal| l.value) });
+    let child = move || Lazy::new(async move { (with_lazy_local(|l: &MyLocal| l.value), grandchild().await) });
+    let task = Lazy::new(async move {
+        let mismatch = with_lazy_local(|l: &String| l.len());
+        (has_lazy_local(), mismatch, child().await)
+    })
+    .set_local(MyLocal { value: 42 })
+    .unwrap();
+    assert_eq!(sync_await(task), (true, None, (Some(42), Some(42))));
+}
+
+#[test]
+fn setting_twice_is_an_error_and_gives_the_task_back() {
+    let t = Lazy::new(async { with_lazy_local(|l: &MyLocal| l.value) })
+        .set_local(MyLocal { value: 1 })
+        .unwrap();
+    let err = t.set_local(MyLocal { value: 2 }).unwrap_err();
+    assert_eq!(err.to_string(), "the task already has a lazy local");
+    // The task comes back intact, with its first local.
+    let t = err.into_inner();
+    assert!(t.has_local());
+    assert_eq!(sync_await(t), Some(1));
+}
+
+#[test]
+fn awaiting_a_child_with_its_own_local_from_a_task_with_one_is_an_error() {
+    let child = Lazy::new(async { 1 }).set_local(7u8).unwrap();
+    let parent = Lazy::new(async move { child.await }).set_local(MyLocal { value: 1 }).unwrap();
+    let r = sync_await_try(parent);
+    let msg = r.into_result().unwrap_err().panic_message().unwrap().to_string();
+    assert!(msg.contains("already has one"), "{msg}");
+}
+
+#[test]
+fn a_child_with_a_local_under_a_parent_without_one_sees_its_own() {
+    let child = Lazy::new(async { with_lazy_local(|v: &u8| *v) }).set_local(7u8).unwrap();
+    let parent = Lazy::new(async move { (child.await, has_lazy_local()) });
+    // After the child completes, its local is gone again.
+    assert_eq!(sync_await(parent), (Some(7), false));
+}
+
+struct DropFlag(Arc<AtomicBool>, Arc<Mutex<Vec<&'static str>>>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+        self.1.lock().unwrap().push("local dropped");
+    }
+}
+
+#[test]
+fn local_is_dropped_after_the_task_and_before_the_callback() {
+    let ex = SimpleExecutor::new(1);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let (d2, l2) = (dropped.clone(), log.clone());
+    let l3 = log.clone();
+    Lazy::new(async move {
+        sleep(Duration::from_millis(1)).await.unwrap();
+        l3.lock().unwrap().push("task body done");
+        with_lazy_local(|_: &DropFlag| ()).is_some()
+    })
+    .via(ex)
+    .set_local(DropFlag(dropped.clone(), log.clone()))
+    .unwrap()
+    .start(move |r| {
+        l2.lock().unwrap().push("callback");
+        tx.send((r.value(), d2.load(SeqCst))).unwrap();
+    });
+    let (saw_local, dropped_before_callback) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(saw_local);
+    assert!(dropped_before_callback);
+    assert_eq!(*log.lock().unwrap(), vec!["task body done", "local dropped", "callback"]);
+}
+
+#[test]
+fn local_is_dropped_when_the_task_panics_too() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let t = Lazy::new(async { panic!("boom") as i32 }).set_local(DropFlag(dropped.clone(), log)).unwrap();
+    assert!(sync_await_try(t).has_error());
+    assert!(dropped.load(SeqCst));
+}
