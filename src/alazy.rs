@@ -351,15 +351,20 @@ impl<T, E> ALazy<T, E> {
                     panic!("ALazy: the owned initializer started by this call panicked")
                 }
                 Acquired::Lead(baton) => {
+                    // Giving the baton up here must not hand it to the
+                    // longest waiter: in this mode that waiter may be a
+                    // parked caller that will never take it. `OwnedLead`
+                    // resets the cell and wakes everyone instead.
+                    let lead = OwnedLead(Some(baton));
                     let Some(f) = f.take() else {
                         // Our initializer panicked between the check in
-                        // `acquire` and our win of the CAS: pass the baton on.
-                        drop(baton);
+                        // `acquire` and our win of the CAS.
+                        drop(lead);
                         panic!("ALazy: the owned initializer started by this call panicked");
                     };
-                    // A panic in `f` drops the baton, which hands off.
+                    // A panic in `f` drops `lead`, which resets the cell.
                     let fut: BoxFuture<T, E> = Box::pin(f());
-                    installed = Some(baton.install(fut));
+                    installed = Some(lead.install(fut));
                 }
             }
         }
@@ -626,6 +631,37 @@ impl<'a, T, E> Baton<'a, T, E> {
     }
 }
 
+/// The baton of a [`ALazy::get_or_init_owned`] leader until its initializer
+/// is installed. Dropped without installing (the closure panicked, or the
+/// caller's own initializer had already panicked), it resets the cell to
+/// `EMPTY` and wakes every waiter rather than handing off to the longest
+/// waiter, which may be a parked owned-mode caller that would never take it.
+struct OwnedLead<'a, T, E>(Option<Baton<'a, T, E>>);
+
+impl<T, E> OwnedLead<'_, T, E> {
+    fn install(mut self, fut: BoxFuture<T, E>) -> Arc<Driver<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.0.take().expect("armed until installed").install(fut)
+    }
+}
+
+impl<T, E> Drop for OwnedLead<'_, T, E> {
+    fn drop(&mut self) {
+        let Some(baton) = self.0.take() else { return };
+        let cell = baton.cell;
+        mem::forget(baton);
+        debug_assert_eq!(cell.state.load(Relaxed), INITIALIZING);
+        // Release: pairs with the Acquire CAS of the next leader. Stored
+        // before `notify_all` takes the queue lock, so a caller registering
+        // after it sees EMPTY and one registered before it is woken.
+        cell.state.store(EMPTY, Release);
+        cell.waiters.notify_all();
+    }
+}
+
 impl<T, E> Drop for Baton<'_, T, E> {
     fn drop(&mut self) {
         self.cell.hand_off();
@@ -777,7 +813,12 @@ impl<T, E> Future for Drive<'_, T, E> {
             };
             let Some(fut) = guard.slot.as_mut().and_then(|s| s.as_mut()) else {
                 drop(guard.disarm());
-                return Poll::Ready(());
+                // The caller that took the future out (it completed or
+                // panicked) has yet to publish and call `finish`. Returning
+                // now would send us round `acquire` to spin on a state only
+                // that caller can change; we are registered, and `finish`
+                // wakes us. Acquire: pairs with the Release store in `finish`.
+                return if sig.done.load(Acquire) { Poll::Ready(()) } else { Poll::Pending };
             };
             // SeqCst, with the store in `SignalsWaker::wake` and the load below:
             // a wake-up either precedes this store (and the poll sees its
