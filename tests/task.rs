@@ -79,7 +79,9 @@ fn creating_runs_nothing_and_await_runs_inline() {
     assert!(!ran.load(SeqCst));
     assert_eq!(sync_await(outer), 10);
     assert!(ran.load(SeqCst));
-    drop(Lazy::new(async { unreachable!("a dropped Lazy never runs") }));
+    drop(Lazy::new(async {
+        unreachable!("a dropped Lazy never runs")
+    }));
 }
 
 #[test]
@@ -109,11 +111,18 @@ fn start_with_executor() {
     let ex2 = ex.clone();
     Lazy::new(async move {
         let e = current_executor().expect("via binds the executor");
-        (e.current_thread_in_executor(), ex2.current_thread_in_executor(), plus_one(1).await)
+        (
+            e.current_thread_in_executor(),
+            ex2.current_thread_in_executor(),
+            plus_one(1).await,
+        )
     })
     .via(ex.clone())
     .start(move |r| tx.send(r.value()).unwrap());
-    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (true, true, 2));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (true, true, 2)
+    );
 }
 
 #[test]
@@ -152,7 +161,10 @@ fn directly_start_runs_inline_then_on_the_executor_after_sleep() {
         (before, e.current_thread_in_executor())
     })
     .directly_start(move |r| tx.send(r.value()).unwrap(), ex);
-    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (false, true));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (false, true)
+    );
 }
 
 #[test]
@@ -176,12 +188,18 @@ fn yield_is_fifo_on_a_one_thread_executor() {
     }
     let got = order.lock().unwrap().clone();
     let want: Vec<_> = (0..3).flat_map(|s| (0..3).map(move |i| (s, i))).collect();
-    assert_eq!(got, want, "each yield must go behind the tasks already queued");
+    assert_eq!(
+        got, want,
+        "each yield must go behind the tasks already queued"
+    );
 }
 
 #[test]
 fn yield_and_sleep_without_an_executor_are_errors() {
-    assert!(matches!(sync_await(Lazy::new(yield_now())), Err(TaskError::NoExecutor)));
+    assert!(matches!(
+        sync_await(Lazy::new(yield_now())),
+        Err(TaskError::NoExecutor)
+    ));
     assert!(matches!(
         sync_await(Lazy::new(sleep(Duration::from_millis(1)))),
         Err(TaskError::NoExecutor)
@@ -268,7 +286,10 @@ fn panics_propagate_through_await_and_land_in_try() {
 
     // sync_await resumes the panic on the caller.
     let resumed = std::panic::catch_unwind(|| sync_await(foo()));
-    assert_eq!(*resumed.unwrap_err().downcast_ref::<&str>().unwrap(), "test");
+    assert_eq!(
+        *resumed.unwrap_err().downcast_ref::<&str>().unwrap(),
+        "test"
+    );
 
     // start: the callback gets the error.
     let (tx, rx) = mpsc::channel();
@@ -285,7 +306,10 @@ fn try_conversions() {
     let e: Try<u8> = Try::from_error(TaskError::Rejected);
     assert!(e.has_error());
     assert!(matches!(e.error(), Some(TaskError::Rejected)));
-    assert_eq!(e.error().unwrap().to_string(), "the executor refused to resume the task");
+    assert_eq!(
+        e.error().unwrap().to_string(),
+        "the executor refused to resume the task"
+    );
     assert_eq!(format!("{:?}", Try::from_value(1)), "Try::Value(1)");
 }
 
@@ -312,26 +336,39 @@ fn refused_schedule_is_an_error_not_a_hang() {
         orx.await.unwrap();
         7
     })
-    .directly_start(move |r| tx.send(r.into_result().map_err(|e| e.to_string())).unwrap(), ex);
+    .directly_start(
+        move |r| tx.send(r.into_result().map_err(|e| e.to_string())).unwrap(),
+        ex,
+    );
     assert!(rx.try_recv().is_err(), "suspended, not finished");
     otx.send(()).unwrap();
     let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(got, Err("the executor refused to resume the task".to_string()));
-    assert!(dropped.load(SeqCst), "the abandoned task's future is dropped");
+    assert_eq!(
+        got,
+        Err("the executor refused to resume the task".to_string())
+    );
+    assert!(
+        dropped.load(SeqCst),
+        "the abandoned task's future is dropped"
+    );
 }
 
 #[test]
 fn jobs_dropped_unrun_complete_the_task_with_an_error() {
     let manual = Arc::new(Manual::default());
     let (tx, rx) = mpsc::channel();
-    Lazy::new(async { 1 }).via(manual.clone()).start(move |r| tx.send(r.has_error()).unwrap());
+    Lazy::new(async { 1 })
+        .via(manual.clone())
+        .start(move |r| tx.send(r.has_error()).unwrap());
     assert!(rx.try_recv().is_err());
     // The executor "shuts down": its queue is dropped unrun.
     drop(std::mem::take(&mut *manual.jobs.lock().unwrap()));
     assert!(rx.recv().unwrap());
 
     let (tx, rx) = mpsc::channel();
-    Lazy::new(async { 2 }).via(manual.clone()).start(move |r| tx.send(r.value()).unwrap());
+    Lazy::new(async { 2 })
+        .via(manual.clone())
+        .start(move |r| tx.send(r.value()).unwrap());
     assert_eq!(manual.run_all(), 1);
     assert_eq!(rx.recv().unwrap(), 2);
 }
@@ -340,9 +377,11 @@ fn jobs_dropped_unrun_complete_the_task_with_an_error() {
 fn sleep_without_timers_is_rejected() {
     let manual = Arc::new(Manual::default());
     let (tx, rx) = mpsc::channel();
-    Lazy::new(sleep(Duration::from_millis(1))).via(manual.clone()).start(move |r| {
-        tx.send(r.value()).unwrap();
-    });
+    Lazy::new(sleep(Duration::from_millis(1)))
+        .via(manual.clone())
+        .start(move |r| {
+            tx.send(r.value()).unwrap();
+        });
     manual.run_all();
     assert!(matches!(rx.recv().unwrap(), Err(TaskError::Rejected)));
 }
@@ -354,9 +393,7 @@ fn sync_await_on_its_own_executor_panics() {
     let inner_ex = ex.clone();
     // The outer task runs on `ex` and calls sync_await on a task bound to
     // `ex`: refused with a panic inside the task, resumed here.
-    sync_await(
-        Lazy::new(async move { sync_await(Lazy::new(async { 1 }).via(inner_ex)) }).via(ex),
-    );
+    sync_await(Lazy::new(async move { sync_await(Lazy::new(async { 1 }).via(inner_ex)) }).via(ex));
 }
 
 #[test]
@@ -400,7 +437,10 @@ fn destruction_order_future_before_callback() {
         1
     })
     .start(move |_| l2.lock().unwrap().push("callback"));
-    assert_eq!(*log.lock().unwrap(), vec!["future state dropped", "callback"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["future state dropped", "callback"]
+    );
 }
 
 #[test]

@@ -17,15 +17,23 @@ struct MyLocal {
 
 #[test]
 fn no_local() {
-    let got = sync_await(Lazy::new(async { (has_lazy_local(), with_lazy_local(|l: &MyLocal| l.value)) }));
+    let got = sync_await(Lazy::new(async {
+        (has_lazy_local(), with_lazy_local(|l: &MyLocal| l.value))
+    }));
     assert_eq!(got, (false, None));
-    assert_eq!(with_lazy_local(|l: &MyLocal| l.value), None, "outside any task");
+    assert_eq!(
+        with_lazy_local(|l: &MyLocal| l.value),
+        None,
+        "outside any task"
+    );
 }
 
 #[test]
 fn local_is_typed_and_flows_to_children_and_grandchildren() {
     let grandchild = || Lazy::new(async { with_lazy_local(|l: &MyLocal| l.value) });
-    let child = move || Lazy::new(async move { (with_lazy_local(|l: &MyLocal| l.value), grandchild().await) });
+    let child = move || {
+        Lazy::new(async move { (with_lazy_local(|l: &MyLocal| l.value), grandchild().await) })
+    };
     let task = Lazy::new(async move {
         let mismatch = with_lazy_local(|l: &String| l.len());
         (has_lazy_local(), mismatch, child().await)
@@ -51,15 +59,24 @@ fn setting_twice_is_an_error_and_gives_the_task_back() {
 #[test]
 fn awaiting_a_child_with_its_own_local_from_a_task_with_one_is_an_error() {
     let child = Lazy::new(async { 1 }).set_local(7u8).unwrap();
-    let parent = Lazy::new(async move { child.await }).set_local(MyLocal { value: 1 }).unwrap();
+    let parent = Lazy::new(async move { child.await })
+        .set_local(MyLocal { value: 1 })
+        .unwrap();
     let r = sync_await_try(parent);
-    let msg = r.into_result().unwrap_err().panic_message().unwrap().to_string();
+    let msg = r
+        .into_result()
+        .unwrap_err()
+        .panic_message()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("already has one"), "{msg}");
 }
 
 #[test]
 fn a_child_with_a_local_under_a_parent_without_one_sees_its_own() {
-    let child = Lazy::new(async { with_lazy_local(|v: &u8| *v) }).set_local(7u8).unwrap();
+    let child = Lazy::new(async { with_lazy_local(|v: &u8| *v) })
+        .set_local(7u8)
+        .unwrap();
     let parent = Lazy::new(async move { (child.await, has_lazy_local()) });
     // After the child completes, its local is gone again.
     assert_eq!(sync_await(parent), (Some(7), false));
@@ -96,14 +113,19 @@ fn local_is_dropped_after_the_task_and_before_the_callback() {
     let (saw_local, dropped_before_callback) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(saw_local);
     assert!(dropped_before_callback);
-    assert_eq!(*log.lock().unwrap(), vec!["task body done", "local dropped", "callback"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["task body done", "local dropped", "callback"]
+    );
 }
 
 #[test]
 fn local_is_dropped_when_the_task_panics_too() {
     let dropped = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
-    let t = Lazy::new(async { panic!("boom") as i32 }).set_local(DropFlag(dropped.clone(), log)).unwrap();
+    let t = Lazy::new(async { panic!("boom") as i32 })
+        .set_local(DropFlag(dropped.clone(), log))
+        .unwrap();
     assert!(sync_await_try(t).has_error());
     assert!(dropped.load(SeqCst));
 }

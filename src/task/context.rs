@@ -51,7 +51,10 @@ crate::sync::thread_local! {
 #[inline]
 pub(crate) fn enter(ctx: &Ctx) -> EnterGuard<'_> {
     let prev = CURRENT.with(|c| c.replace(ctx as *const Ctx));
-    EnterGuard { _ctx: core::marker::PhantomData, prev }
+    EnterGuard {
+        _ctx: core::marker::PhantomData,
+        prev,
+    }
 }
 
 /// Restores the previous context when dropped (including on unwind).
@@ -130,6 +133,11 @@ pub fn with_lazy_local<L: Any, R>(f: impl FnOnce(&L) -> R) -> Option<R> {
         let typed: &L = (***local).downcast_ref::<L>()?;
         Some(f(typed))
     })
+}
+
+/// Whether the task being polled on this thread has an executor.
+pub(crate) fn has_executor() -> bool {
+    with_current(|c| c.is_some_and(|c| c.executor.is_some()))
 }
 
 /// Whether the current task chain has a lazy local (of any type).

@@ -70,7 +70,10 @@ impl<T: Send + 'static> Lazy<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        Lazy { fut: Some(Box::pin(fut)), local: LocalSlot::None }
+        Lazy {
+            fut: Some(Box::pin(fut)),
+            local: LocalSlot::None,
+        }
     }
 
     /// A `Lazy` that completes with `value` at its first poll.
@@ -103,7 +106,10 @@ impl<T: Send + 'static> Lazy<T> {
     /// Binds the task to `executor`: it will be scheduled there when started,
     /// and the executor flows down its await chain.
     pub fn via(self, executor: ExecutorRef) -> RescheduleLazy<T> {
-        RescheduleLazy { lazy: self, executor }
+        RescheduleLazy {
+            lazy: self,
+            executor,
+        }
     }
 
     /// Sets the task chain's lazy local.
@@ -122,7 +128,10 @@ impl<T: Send + 'static> Lazy<T> {
         if !matches!(self.local, LocalSlot::None) {
             return Err(LocalAlreadySet(self));
         }
-        Ok(Lazy { fut: self.fut, local: LocalSlot::Set(Arc::new(Box::new(value))) })
+        Ok(Lazy {
+            fut: self.fut,
+            local: LocalSlot::Set(Arc::new(Box::new(value))),
+        })
     }
 
     /// Starts the task on the calling thread, without an executor.
@@ -144,7 +153,12 @@ impl<T: Send + 'static> Lazy<T> {
     /// ```
     pub fn start(self, callback: impl FnOnce(Try<T>) + Send + 'static) {
         let (fut, local) = self.into_parts();
-        RawTask::spawn(fut, Ctx::new(None, local), Box::new(callback), FirstRun::Inline);
+        RawTask::spawn(
+            fut,
+            Ctx::new(None, local),
+            Box::new(callback),
+            FirstRun::Inline,
+        );
     }
 
     /// Starts the task inline (like [`start`](Self::start)) with `executor`
@@ -175,7 +189,32 @@ impl<T: Send + 'static> Lazy<T> {
         executor: ExecutorRef,
     ) {
         let (fut, local) = self.into_parts();
-        RawTask::spawn(fut, Ctx::new(Some(executor), local), Box::new(callback), FirstRun::Inline);
+        RawTask::spawn(
+            fut,
+            Ctx::new(Some(executor), local),
+            Box::new(callback),
+            FirstRun::Inline,
+        );
+    }
+
+    pub(crate) fn from_parts(fut: BoxFuture<T>, local: Option<LocalRef>) -> Self {
+        let local = match local {
+            Some(l) => LocalSlot::Set(l),
+            None => LocalSlot::None,
+        };
+        Lazy {
+            fut: Some(fut),
+            local,
+        }
+    }
+
+    /// Maps the value, keeping the lazy local.
+    pub(crate) fn map_output<U: Send + 'static>(
+        self,
+        f: impl FnOnce(T) -> U + Send + 'static,
+    ) -> Lazy<U> {
+        let (fut, local) = self.into_parts();
+        Lazy::from_parts(Box::pin(async move { f(fut.await) }), local)
     }
 
     pub(crate) fn into_parts(mut self) -> (BoxFuture<T>, Option<LocalRef>) {
@@ -221,7 +260,9 @@ impl<T> Future for Lazy<T> {
                     });
                     *slot = LocalSlot::Installed(Ctx::new(executor, Some(local)));
                 }
-                let LocalSlot::Installed(ctx) = slot else { unreachable!() };
+                let LocalSlot::Installed(ctx) = slot else {
+                    unreachable!()
+                };
                 let _enter = context::enter(ctx);
                 fut.as_mut().poll(cx)
             }
@@ -285,7 +326,10 @@ impl<T> Future for AwaitTry<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Try<T>> {
         let this = self.get_mut();
-        let lazy = this.lazy.as_mut().expect("AwaitTry polled after completion");
+        let lazy = this
+            .lazy
+            .as_mut()
+            .expect("AwaitTry polled after completion");
         match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => {
@@ -303,7 +347,9 @@ impl<T> Future for AwaitTry<T> {
 
 impl<T> fmt::Debug for AwaitTry<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitTry").field("completed", &self.lazy.is_none()).finish()
+        f.debug_struct("AwaitTry")
+            .field("completed", &self.lazy.is_none())
+            .finish()
     }
 }
 
@@ -363,7 +409,11 @@ impl<T: Send + 'static> RescheduleLazy<T> {
 
     /// Resolves to the task's [`Try`] once it has run on its executor.
     pub fn await_try(self) -> Scheduled<T> {
-        Scheduled { pending: Some(self), join: None, key: WaitKey::new() }
+        Scheduled {
+            pending: Some(self),
+            join: None,
+            key: WaitKey::new(),
+        }
     }
 
     pub(crate) fn into_parts(self) -> (Lazy<T>, ExecutorRef) {
@@ -439,7 +489,10 @@ impl<T: Send + 'static> Future for Scheduled<T> {
             this.join = Some(slot.clone());
             task.start(move |t| slot.complete(t));
         }
-        let slot = this.join.as_ref().expect("Scheduled polled after completion");
+        let slot = this
+            .join
+            .as_ref()
+            .expect("Scheduled polled after completion");
         loop {
             // Acquire: pairs with the Release store in `JoinSlot::complete`.
             if slot.done.load(Acquire) {
@@ -457,7 +510,10 @@ impl<T: Send + 'static> Future for Scheduled<T> {
                 continue;
             }
             // Acquire: as above, re-checked under the queue lock.
-            if slot.waiters.register(&mut this.key, cx.waker(), || !slot.done.load(Acquire)) {
+            if slot
+                .waiters
+                .register(&mut this.key, cx.waker(), || !slot.done.load(Acquire))
+            {
                 return Poll::Pending;
             }
         }
@@ -476,7 +532,10 @@ impl<T> fmt::Debug for Scheduled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scheduled")
             .field("started", &self.pending.is_none())
-            .field("completed", &(self.pending.is_none() && self.join.is_none()))
+            .field(
+                "completed",
+                &(self.pending.is_none() && self.join.is_none()),
+            )
             .finish()
     }
 }
@@ -570,7 +629,10 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
             ex.name()
         );
     }
-    let slot = Arc::new(SyncSlot { value: Mutex::new(None), waiter: thread::current() });
+    let slot = Arc::new(SyncSlot {
+        value: Mutex::new(None),
+        waiter: thread::current(),
+    });
     let theirs = slot.clone();
     let callback = move |t: Try<L::Output>| {
         *theirs.value.lock() = Some(t);

@@ -34,6 +34,7 @@
 //! the waiter queues, `sync_await`'s park/unpark) goes through
 //! [`crate::sync`] and is model-checked under loom and shuttle.
 
+mod collect;
 mod context;
 mod executor;
 mod lazy;
@@ -45,6 +46,14 @@ mod tokio_handle;
 mod try_;
 mod yield_sleep;
 
+#[doc(hidden)]
+pub use collect::ErasedChild;
+pub use collect::{
+    collect_all, collect_all_para, collect_all_tuple, collect_all_windowed,
+    collect_all_windowed_para, collect_any, collect_any_tuple, collect_any_with, AnyOf1, AnyOf2,
+    AnyOf3, AnyOf4, AnyOf5, AnyOf6, AnyOf7, AnyOf8, CollectAll, CollectAllTuple, CollectAny,
+    CollectAnyResult, CollectAnyTuple, CollectAnyWith, TaskTuple,
+};
 pub use context::{current_executor, has_lazy_local, with_lazy_local};
 pub use executor::{Executor, ExecutorRef, Job, ScheduleError};
 pub use lazy::{

@@ -188,7 +188,11 @@ impl<T: Send + 'static> RawTask<T> {
             // The spawner owns this first run.
             state: AtomicUsize::new(SCHEDULED),
             executor,
-            body: UnsafeCell::new(Body { fut: Some(fut), ctx, done: Some(done) }),
+            body: UnsafeCell::new(Body {
+                fut: Some(fut),
+                ctx,
+                done: Some(done),
+            }),
         });
         match first {
             FirstRun::Inline => Self::run(&task),
@@ -238,7 +242,10 @@ impl<T: Send + 'static> RawTask<T> {
     /// Hands the run the caller owns to the executor. A refusal drops the
     /// job, which abandons the task.
     fn dispatch(this: &Arc<Self>) {
-        let executor = this.executor.as_ref().expect("dispatch without an executor");
+        let executor = this
+            .executor
+            .as_ref()
+            .expect("dispatch without an executor");
         let job = RunJob(Some(this.clone()));
         let result = executor.schedule(Box::new(move || job.run()));
         // Negative control `lost_reject`: forget the refused job, so its task
@@ -254,7 +261,9 @@ impl<T: Send + 'static> RawTask<T> {
     /// Polls the future; the caller owns the run (state `SCHEDULED`).
     fn run(this: &Arc<Self>) {
         // Acquire: see the orderings table.
-        let prev = this.state.compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed);
+        let prev = this
+            .state
+            .compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed);
         debug_assert_eq!(prev, Ok(SCHEDULED), "a run started without owning it");
         if prev.is_err() {
             return;
@@ -326,7 +335,11 @@ impl<T: Send + 'static> RawTask<T> {
     fn abandon(&self) {
         debug_assert_eq!(Phase::decode(self.state.load(Relaxed)), Phase::Scheduled);
         // Acquire: as for a run, we are about to touch `body`.
-        if self.state.compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed).is_ok() {
+        if self
+            .state
+            .compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed)
+            .is_ok()
+        {
             self.finish(Try::from_error(TaskError::Rejected));
         }
     }

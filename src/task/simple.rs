@@ -192,8 +192,16 @@ impl SimpleExecutor {
     pub fn new(threads: usize) -> Arc<SimpleExecutor> {
         let threads = threads.max(1);
         let pool = Arc::new(Pool {
-            queue: Mutex::new(Queue { jobs: VecDeque::new(), parked: Vec::new(), shutdown: false }),
-            timers: Mutex::new(Timers { heap: BinaryHeap::new(), seq: 0, shutdown: false }),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                parked: Vec::new(),
+                shutdown: false,
+            }),
+            timers: Mutex::new(Timers {
+                heap: BinaryHeap::new(),
+                seq: 0,
+                shutdown: false,
+            }),
         });
         let workers = (0..threads)
             .map(|i| {
@@ -209,7 +217,12 @@ impl SimpleExecutor {
             .name("lazyflight-timer".into())
             .spawn(move || p.time())
             .expect("failed to start the SimpleExecutor timer");
-        Arc::new(SimpleExecutor { pool, threads, workers: Mutex::new(workers), timer })
+        Arc::new(SimpleExecutor {
+            pool,
+            threads,
+            workers: Mutex::new(workers),
+            timer,
+        })
     }
 
     /// The number of worker threads.

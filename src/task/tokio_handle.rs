@@ -73,6 +73,8 @@ impl Executor for TokioExecutor {
 
 impl fmt::Debug for TokioExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokioExecutor").field("runtime", &self.handle.id()).finish()
+        f.debug_struct("TokioExecutor")
+            .field("runtime", &self.handle.id())
+            .finish()
     }
 }

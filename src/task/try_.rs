@@ -54,7 +54,10 @@ impl fmt::Debug for TaskError {
         match self {
             TaskError::Panicked(_) => match self.panic_message() {
                 Some(m) => f.debug_tuple("Panicked").field(&m).finish(),
-                None => f.debug_tuple("Panicked").field(&"<non-string payload>").finish(),
+                None => f
+                    .debug_tuple("Panicked")
+                    .field(&"<non-string payload>")
+                    .finish(),
             },
             TaskError::Rejected => f.write_str("Rejected"),
             TaskError::NoExecutor => f.write_str("NoExecutor"),

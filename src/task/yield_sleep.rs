@@ -129,7 +129,11 @@ impl Drop for AlarmJob {
 /// assert!(t0.elapsed() >= Duration::from_millis(5));
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    Sleep { duration, alarm: None, key: WaitKey::new() }
+    Sleep {
+        duration,
+        alarm: None,
+        key: WaitKey::new(),
+    }
 }
 
 /// The future of [`sleep`].
@@ -155,7 +159,10 @@ impl Future for Sleep {
             let Some(ex) = current_executor() else {
                 return Poll::Ready(Err(TaskError::NoExecutor));
             };
-            let alarm = Arc::new(Alarm { state: AtomicU8::new(WAITING), waiters: WaitQueue::new() });
+            let alarm = Arc::new(Alarm {
+                state: AtomicU8::new(WAITING),
+                waiters: WaitQueue::new(),
+            });
             let job = AlarmJob(Some(alarm.clone()));
             this.alarm = Some(alarm);
             // A refusal hands the job back; dropping it rings REJECTED.
@@ -175,7 +182,9 @@ impl Future for Sleep {
                 }
                 continue;
             }
-            if alarm.waiters.register(&mut this.key, cx.waker(), || alarm.state.load(Acquire) == WAITING) {
+            if alarm.waiters.register(&mut this.key, cx.waker(), || {
+                alarm.state.load(Acquire) == WAITING
+            }) {
                 return Poll::Pending;
             }
         }
@@ -192,6 +201,9 @@ impl Drop for Sleep {
 
 impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sleep").field("duration", &self.duration).field("started", &self.alarm.is_some()).finish()
+        f.debug_struct("Sleep")
+            .field("duration", &self.duration)
+            .field("started", &self.alarm.is_some())
+            .finish()
     }
 }

@@ -1,0 +1,899 @@
+//! The collect family: wait for all, or for the first, of many tasks.
+//!
+//! # How children run
+//!
+//! A child that is a plain [`Lazy`] runs *inline*: the collect future polls
+//! it inside its own poll (so it sees the awaiting task's executor and lazy
+//! local), with a waker of its own. A child bound to an executor (a
+//! [`RescheduleLazy`](super::RescheduleLazy), or any child of
+//! [`collect_all_para`] when there is a current executor) is started as a
+//! root task on that executor and reports back through a callback.
+//!
+//! Either way, a child that makes progress lands its index in one shared
+//! *ready list* (`Shared::ready`), and the awaiting task is woken through a
+//! [`WaitQueue`]. The collect future then polls exactly the children in the
+//! list: a wake costs O(1), never a re-poll of every child.
+//!
+//! # State of a child slot
+//!
+//! ```text
+//!   NotStarted ──start──► Inline ──polled Ready / panicked──► Done
+//!        │                  │ ▲ woken: index pushed to the ready list
+//!        │                  └─┘ (at most once until drained)
+//!        └─────start──► Scheduled ──callback: (index, Try) pushed──► Done
+//! ```
+//!
+//! # Access rules
+//!
+//! * The slots, the results and the start cursor belong to the collect
+//!   future (`&mut self` in `poll`): children are only ever polled there,
+//!   one at a time.
+//! * `Shared::ready` is written by children's wakers and by scheduled
+//!   children's callbacks, from any thread, under its mutex; the collect
+//!   future drains it under the same mutex.
+//! * A waker or callback changes the ready list *before* it notifies the
+//!   wait queue, and the collect future registers with a predicate that reads
+//!   the ready list under the queue lock: a change is either seen by the
+//!   predicate or followed by a notification that finds the collect future
+//!   registered (the wait-queue protocol). The `task_collect_lost_ready`
+//!   negative control swaps the two steps.
+//!
+//! # Invariants
+//!
+//! * Results are in input order; every child's `Try` is recorded once.
+//! * `collect_any`: children are started in order, starting stops once one
+//!   has finished, the first recorded outcome wins and any later one is
+//!   discarded (so a callback runs exactly once, for the winner); inline
+//!   losers that were started are detached (they keep running as root tasks
+//!   on the current executor, results discarded, as in async_simple),
+//!   scheduled losers finish on their executor.
+//! * Dropping a collect future mid-flight drops its inline children and
+//!   leaves its scheduled children to finish on their executors (their
+//!   callbacks then write into a ready list nobody reads).
+
+use core::any::Any;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::context::{self, Ctx};
+use super::executor::ExecutorRef;
+use super::lazy::{Lazy, LazyTask};
+use super::raw::{FirstRun, RawTask};
+use super::try_::{TaskError, Try};
+use super::yield_sleep::yield_now;
+use crate::sync::{Arc, Mutex};
+use crate::wait_queue::{WaitKey, WaitQueue};
+
+const TWO_LOCALS: &str = "a collect child with its own lazy local was started from a task chain \
+                          that already has one: a chain has at most one lazy local";
+
+struct Ready<T> {
+    /// Indices of inline children that were woken, each at most once until
+    /// drained.
+    woken: Vec<usize>,
+    /// `queued[i]`: `i` is in `woken`.
+    queued: Vec<bool>,
+    /// Outcomes of scheduled children, in completion order.
+    finished: Vec<(usize, Try<T>)>,
+}
+
+impl<T> Ready<T> {
+    fn is_empty(&self) -> bool {
+        self.woken.is_empty() && self.finished.is_empty()
+    }
+}
+
+/// Shared by a collect future, its children's wakers and its scheduled
+/// children's callbacks.
+struct Shared<T> {
+    ready: Mutex<Ready<T>>,
+    parent: WaitQueue,
+}
+
+impl<T> Shared<T> {
+    /// Records a change with `f`, then wakes the collect future.
+    fn signal(&self, f: impl FnOnce(&mut Ready<T>)) {
+        // Negative control `task_collect_lost_ready`: notify first, then
+        // record, so a collect future that checks the list in between
+        // registers and is never woken.
+        #[cfg(lazyflight_break = "task_collect_lost_ready")]
+        {
+            self.parent.notify_all();
+            f(&mut self.ready.lock());
+        }
+        #[cfg(not(lazyflight_break = "task_collect_lost_ready"))]
+        {
+            f(&mut self.ready.lock());
+            self.parent.notify_all();
+        }
+    }
+
+    fn wake_child(&self, index: usize) {
+        self.signal(|r| {
+            if !r.queued[index] {
+                r.queued[index] = true;
+                r.woken.push(index);
+            }
+        });
+    }
+
+    fn finish_child(&self, index: usize, t: Try<T>) {
+        self.signal(|r| r.finished.push((index, t)));
+    }
+}
+
+struct ChildWaker<T> {
+    shared: Arc<Shared<T>>,
+    index: usize,
+}
+
+impl<T: Send + 'static> crate::sync::WakeHandle for ChildWaker<T> {
+    fn wake(&self) {
+        self.shared.wake_child(self.index);
+    }
+}
+
+enum Slot<T> {
+    NotStarted(Lazy<T>, Option<ExecutorRef>),
+    Inline(Lazy<T>, Waker),
+    Scheduled,
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    All,
+    Any,
+}
+
+/// The machinery shared by every collect future.
+struct Core<T> {
+    slots: Vec<Slot<T>>,
+    /// `All`: each child's outcome.
+    results: Vec<Option<Try<T>>>,
+    /// `Any`: the first outcome.
+    winner: Option<(usize, Try<T>)>,
+    /// The next child to start.
+    next: usize,
+    /// Children started and not finished, plus those not started.
+    remaining: usize,
+    shared: Arc<Shared<T>>,
+    key: WaitKey,
+    mode: Mode,
+    /// Schedule plain children on the current executor.
+    para: bool,
+    /// The awaiting task's context, captured at the first poll.
+    parent: Option<Ctx>,
+    /// Reused buffer for draining `woken`.
+    scratch: Vec<usize>,
+}
+
+impl<T: Send + 'static> Core<T> {
+    fn new(children: Vec<(Lazy<T>, Option<ExecutorRef>)>, mode: Mode, para: bool) -> Self {
+        let n = children.len();
+        Core {
+            slots: children
+                .into_iter()
+                .map(|(l, e)| Slot::NotStarted(l, e))
+                .collect(),
+            results: if mode == Mode::All {
+                (0..n).map(|_| None).collect()
+            } else {
+                Vec::new()
+            },
+            winner: None,
+            next: 0,
+            remaining: n,
+            shared: Arc::new(Shared {
+                ready: Mutex::new(Ready {
+                    woken: Vec::new(),
+                    queued: vec![false; n],
+                    finished: Vec::new(),
+                }),
+                parent: WaitQueue::new(),
+            }),
+            key: WaitKey::new(),
+            mode,
+            para,
+            parent: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self.mode {
+            Mode::All => self.remaining == 0,
+            Mode::Any => self.winner.is_some() || self.remaining == 0,
+        }
+    }
+
+    fn record(&mut self, index: usize, t: Try<T>) {
+        debug_assert!(
+            !matches!(self.slots[index], Slot::Done),
+            "child {index} finished twice"
+        );
+        self.slots[index] = Slot::Done;
+        self.remaining -= 1;
+        match self.mode {
+            Mode::All => self.results[index] = Some(t),
+            Mode::Any => {
+                // Negative control `task_any_two_winners`: a later outcome
+                // replaces the winner (and its callback runs again).
+                #[cfg(lazyflight_break = "task_any_two_winners")]
+                {
+                    self.winner = Some((index, t));
+                }
+                #[cfg(not(lazyflight_break = "task_any_two_winners"))]
+                if self.winner.is_none() {
+                    self.winner = Some((index, t));
+                }
+            }
+        }
+    }
+
+    fn poll_inline(&mut self, index: usize) {
+        let Slot::Inline(lazy, waker) = &mut self.slots[index] else {
+            return;
+        };
+        let mut cx = Context::from_waker(waker);
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(&mut cx))) {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(v)) => self.record(index, Try::from_value(v)),
+            Err(p) => self.record(index, Try::from_error(TaskError::Panicked(p))),
+        }
+    }
+
+    fn start(&mut self, index: usize) {
+        let Slot::NotStarted(lazy, bound) =
+            core::mem::replace(&mut self.slots[index], Slot::Scheduled)
+        else {
+            unreachable!("child {index} started twice")
+        };
+        let parent = self.parent.as_ref().expect("captured at the first poll");
+        let executor = bound.or_else(|| {
+            if self.para {
+                parent.executor.clone()
+            } else {
+                None
+            }
+        });
+        let Some(executor) = executor else {
+            let waker = crate::sync::waker(ChildWaker {
+                shared: self.shared.clone(),
+                index,
+            });
+            self.slots[index] = Slot::Inline(lazy, waker);
+            return self.poll_inline(index);
+        };
+        let (fut, local) = lazy.into_parts();
+        let local = match (local, &parent.local) {
+            (Some(_), Some(_)) => {
+                let e = TaskError::Panicked(Box::new(TWO_LOCALS));
+                return self.record(index, Try::from_error(e));
+            }
+            (Some(own), None) => Some(own),
+            (None, inherited) => inherited.clone(),
+        };
+        let shared = self.shared.clone();
+        RawTask::spawn(
+            fut,
+            Ctx::new(Some(executor), local),
+            Box::new(move |t| shared.finish_child(index, t)),
+            FirstRun::Scheduled,
+        );
+    }
+
+    /// Polls the children whose wake arrived and records the scheduled
+    /// children that finished.
+    fn drain(&mut self) {
+        let mut woken = core::mem::take(&mut self.scratch);
+        let finished = {
+            let mut r = self.shared.ready.lock();
+            core::mem::swap(&mut woken, &mut r.woken);
+            for &i in &woken {
+                r.queued[i] = false;
+            }
+            core::mem::take(&mut r.finished)
+        };
+        for (i, t) in finished {
+            if matches!(self.slots[i], Slot::Scheduled) {
+                self.record(i, t);
+            }
+        }
+        for &i in &woken {
+            if self.mode == Mode::Any && self.winner.is_some() {
+                break;
+            }
+            self.poll_inline(i);
+        }
+        woken.clear();
+        self.scratch = woken;
+    }
+
+    fn poll_core(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.parent.is_none() {
+            let (executor, local) = context::with_current(|c| {
+                c.map_or((None, None), |c| (c.executor.clone(), c.local.clone()))
+            });
+            self.parent = Some(Ctx::new(executor, local));
+        }
+        if self.key.is_registered() {
+            // Refreshes the waker, or consumes a notification.
+            let _ = self.shared.parent.poll(&mut self.key, cx);
+        }
+        // Wakes that arrived before this poll first, then new children: a
+        // child that wakes itself during this poll (a yield) is polled again
+        // on the next poll, after the awaiting task has been re-queued.
+        self.drain();
+        while self.next < self.slots.len() && !(self.mode == Mode::Any && self.done()) {
+            let i = self.next;
+            self.next += 1;
+            self.start(i);
+            if self.mode == Mode::Any && !self.shared.ready.lock().finished.is_empty() {
+                // A scheduled child already finished: stop starting.
+                self.drain();
+            }
+        }
+        if self.done() {
+            return Poll::Ready(());
+        }
+        let shared = &self.shared;
+        if !shared.ready.lock().is_empty() {
+            // Progress is waiting: come back after the executor's queue.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if !self.key.is_registered()
+            && !shared
+                .parent
+                .register(&mut self.key, cx.waker(), || shared.ready.lock().is_empty())
+        {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    /// `collect_any` is over: detach the inline losers that were started.
+    fn detach_losers(&mut self) {
+        let parent = self.parent.take().unwrap_or_default();
+        for slot in &mut self.slots {
+            if let Slot::Inline(..) = slot {
+                let Slot::Inline(lazy, _) = core::mem::replace(slot, Slot::Done) else {
+                    unreachable!()
+                };
+                let (fut, local) = lazy.into_parts();
+                let local = local.or_else(|| parent.local.clone());
+                RawTask::spawn(
+                    fut,
+                    Ctx::new(parent.executor.clone(), local),
+                    Box::new(drop),
+                    FirstRun::Inline,
+                );
+            }
+        }
+    }
+}
+
+impl<T> Drop for Core<T> {
+    fn drop(&mut self) {
+        self.shared.parent.cancel(&mut self.key, || {});
+    }
+}
+
+fn children<L: LazyTask>(tasks: Vec<L>) -> Vec<(Lazy<L::Output>, Option<ExecutorRef>)> {
+    tasks.into_iter().map(LazyTask::into_lazy).collect()
+}
+
+/// Waits for every task; resolves to their [`Try`]s in input order.
+///
+/// Plain [`Lazy`] children run inline, interleaved at their suspension
+/// points (no parallelism: async_simple's "serially");
+/// [`RescheduleLazy`](super::RescheduleLazy) children run on their
+/// executors. For a fixed number of tasks of different types, see
+/// [`collect_all!`](crate::collect_all).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{collect_all, sync_await, Lazy};
+///
+/// fn computing(x: i32) -> Lazy<i32> {
+///     Lazy::new(async move { x * 10 })
+/// }
+/// let sum = sync_await(Lazy::new(async {
+///     let out = collect_all(vec![computing(1), computing(2)]).await;
+///     out.into_iter().map(|t| t.value()).sum::<i32>()
+/// }));
+/// assert_eq!(sum, 30);
+/// ```
+pub fn collect_all<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
+    CollectAll(Core::new(children(tasks), Mode::All, false))
+}
+
+/// Like [`collect_all`], but plain [`Lazy`] children are scheduled on the
+/// current executor, so they run in parallel; without a current executor
+/// they run inline, as with [`collect_all`].
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{collect_all_para, sync_await, Lazy, SimpleExecutor};
+///
+/// let ex = SimpleExecutor::new(2);
+/// let out = sync_await(
+///     Lazy::new(async {
+///         let input = (0..4).map(|i| Lazy::new(async move { i * i })).collect();
+///         collect_all_para(input).await
+///     })
+///     .via(ex),
+/// );
+/// assert_eq!(out.into_iter().map(|t| t.value()).collect::<Vec<_>>(), [0, 1, 4, 9]);
+/// ```
+pub fn collect_all_para<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
+    CollectAll(Core::new(children(tasks), Mode::All, true))
+}
+
+/// The future of [`collect_all`] and [`collect_all_para`].
+///
+/// # Cancel safety
+///
+/// Dropping it drops the inline children where they stand; scheduled
+/// children finish on their executors and their results are discarded.
+#[must_use = "futures do nothing unless awaited"]
+pub struct CollectAll<T>(Core<T>);
+
+// Outcomes are stored by value and never pinned.
+impl<T> Unpin for CollectAll<T> {}
+
+impl<T: Send + 'static> Future for CollectAll<T> {
+    type Output = Vec<Try<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<Try<T>>> {
+        let core = &mut self.get_mut().0;
+        if core.poll_core(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let results = core::mem::take(&mut core.results);
+        Poll::Ready(
+            results
+                .into_iter()
+                .map(|t| t.expect("every child recorded"))
+                .collect(),
+        )
+    }
+}
+
+impl<T> fmt::Debug for CollectAll<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectAll")
+            .field("children", &self.0.slots.len())
+            .field("remaining", &self.0.remaining)
+            .finish()
+    }
+}
+
+/// Runs the tasks in strict batches of `max_concurrency` (the next batch
+/// starts when the whole previous one is done, as in async_simple), with a
+/// [`yield_now`] between batches when `yield_between` is set and the task
+/// has an executor. Results are in input order.
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{collect_all_windowed, sync_await, Lazy};
+///
+/// let input: Vec<_> = (1..=5).map(|i| Lazy::new(async move { i })).collect();
+/// let out = sync_await(collect_all_windowed(2, true, input));
+/// assert_eq!(out.into_iter().map(|t| t.value()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+/// ```
+pub fn collect_all_windowed<L: LazyTask>(
+    max_concurrency: usize,
+    yield_between: bool,
+    tasks: Vec<L>,
+) -> Lazy<Vec<Try<L::Output>>> {
+    windowed(max_concurrency, yield_between, tasks, false)
+}
+
+/// [`collect_all_windowed`] whose batches run as [`collect_all_para`].
+pub fn collect_all_windowed_para<L: LazyTask>(
+    max_concurrency: usize,
+    yield_between: bool,
+    tasks: Vec<L>,
+) -> Lazy<Vec<Try<L::Output>>> {
+    windowed(max_concurrency, yield_between, tasks, true)
+}
+
+fn windowed<L: LazyTask>(
+    max_concurrency: usize,
+    yield_between: bool,
+    tasks: Vec<L>,
+    para: bool,
+) -> Lazy<Vec<Try<L::Output>>> {
+    let batch = max_concurrency.max(1);
+    Lazy::new(async move {
+        let mut out = Vec::with_capacity(tasks.len());
+        let mut rest = children(tasks).into_iter().peekable();
+        while rest.peek().is_some() {
+            let group: Vec<_> = rest.by_ref().take(batch).collect();
+            out.extend(CollectAll(Core::new(group, Mode::All, para)).await);
+            if yield_between && rest.peek().is_some() && context::has_executor() {
+                // Cannot fail: there is an executor.
+                let _ = yield_now().await;
+            }
+        }
+        out
+    })
+}
+
+/// The first task to finish: its index in the input and its [`Try`].
+#[derive(Debug)]
+pub struct CollectAnyResult<T> {
+    /// Index of the winner in the input.
+    pub index: usize,
+    /// The winner's outcome.
+    pub value: Try<T>,
+}
+
+impl<T> CollectAnyResult<T> {
+    /// Index of the winner in the input.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether the winner failed.
+    pub fn has_error(&self) -> bool {
+        self.value.has_error()
+    }
+}
+
+/// Resolves to the first task to finish.
+///
+/// Tasks are started in order (plain [`Lazy`] children inline until their
+/// first suspension, [`RescheduleLazy`](super::RescheduleLazy) children on
+/// their executors) and starting stops as soon as one has finished. Started
+/// losers are detached: they keep running and their results are discarded.
+/// For tasks of different types see [`collect_any!`](crate::collect_any).
+///
+/// # Panics
+///
+/// If `tasks` is empty (there would be no first task).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{collect_any, sleep, sync_await, Lazy, SimpleExecutor};
+/// use std::time::Duration;
+///
+/// let ex = SimpleExecutor::new(1);
+/// let nap = |ms: u64| Lazy::new(async move {
+///     sleep(Duration::from_millis(ms)).await.unwrap();
+///     ms
+/// });
+/// let first = sync_await(Lazy::new(async move {
+///     collect_any(vec![nap(200), nap(5), nap(100)]).await
+/// }).via(ex));
+/// assert_eq!((first.index, first.value.value()), (1, 5));
+/// ```
+pub fn collect_any<L: LazyTask>(tasks: Vec<L>) -> CollectAny<L::Output> {
+    assert!(!tasks.is_empty(), "collect_any needs at least one task");
+    CollectAny(Core::new(children(tasks), Mode::Any, false))
+}
+
+/// The future of [`collect_any`].
+///
+/// # Cancel safety
+///
+/// As [`CollectAll`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct CollectAny<T>(Core<T>);
+
+// As for `CollectAll`.
+impl<T> Unpin for CollectAny<T> {}
+
+impl<T: Send + 'static> Future for CollectAny<T> {
+    type Output = CollectAnyResult<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CollectAnyResult<T>> {
+        let core = &mut self.get_mut().0;
+        if core.poll_core(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let (index, value) = core
+            .winner
+            .take()
+            .expect("collect_any resolved without a winner");
+        core.detach_losers();
+        Poll::Ready(CollectAnyResult { index, value })
+    }
+}
+
+impl<T> fmt::Debug for CollectAny<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectAny")
+            .field("children", &self.0.slots.len())
+            .finish()
+    }
+}
+
+/// [`collect_any`] with a callback: `callback(index, try)` runs exactly once,
+/// for the winner, and the future resolves to the winner's index.
+///
+/// # Panics
+///
+/// If `tasks` is empty.
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{collect_any_with, sync_await, Lazy};
+///
+/// let input = vec![Lazy::new(async { 41 }), Lazy::new(async { 42 })];
+/// let index = sync_await(Lazy::new(collect_any_with(input, |i, v| {
+///     assert_eq!(v.value(), 41 + i as i32);
+/// })));
+/// assert_eq!(index, 0);
+/// ```
+pub fn collect_any_with<L, F>(tasks: Vec<L>, callback: F) -> CollectAnyWith<L::Output, F>
+where
+    L: LazyTask,
+    F: FnOnce(usize, Try<L::Output>),
+{
+    CollectAnyWith {
+        inner: collect_any(tasks),
+        callback: Some(callback),
+    }
+}
+
+/// The future of [`collect_any_with`].
+///
+/// # Cancel safety
+///
+/// As [`CollectAll`]; the callback is dropped without being called.
+#[must_use = "futures do nothing unless awaited"]
+pub struct CollectAnyWith<T, F> {
+    inner: CollectAny<T>,
+    callback: Option<F>,
+}
+
+impl<T, F: Unpin> Unpin for CollectAnyWith<T, F> {}
+
+impl<T: Send + 'static, F: FnOnce(usize, Try<T>) + Unpin> Future for CollectAnyWith<T, F> {
+    type Output = usize;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let this = self.get_mut();
+        let CollectAnyResult { index, value } = match Pin::new(&mut this.inner).poll(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        let callback = this.callback.take().expect("polled after completion");
+        callback(index, value);
+        Poll::Ready(index)
+    }
+}
+
+impl<T, F> fmt::Debug for CollectAnyWith<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectAnyWith")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Variadic forms.
+
+type BoxAny = Box<dyn Any + Send>;
+
+#[doc(hidden)]
+pub type ErasedChild = (Lazy<BoxAny>, Option<ExecutorRef>);
+
+fn erase<L: LazyTask>(task: L) -> ErasedChild {
+    let (lazy, executor) = task.into_lazy();
+    (lazy.map_output(|v| Box::new(v) as BoxAny), executor)
+}
+
+fn unerase<T: 'static>(t: Try<BoxAny>) -> Try<T> {
+    t.map(|b| {
+        *b.downcast::<T>()
+            .expect("the value has the child's own type")
+    })
+}
+
+/// A tuple of tasks, for [`collect_all!`](crate::collect_all) and
+/// [`collect_any!`](crate::collect_any).
+pub trait TaskTuple: Send + 'static {
+    /// `(Try<A>, Try<B>, ...)`.
+    type All;
+    /// `AnyOfN<A, B, ...>`.
+    type Any;
+    #[doc(hidden)]
+    fn erase(self) -> Vec<ErasedChild>;
+    #[doc(hidden)]
+    fn rebuild_all(results: Vec<Try<BoxAny>>) -> Self::All;
+    #[doc(hidden)]
+    fn rebuild_any(index: usize, value: Try<BoxAny>) -> Self::Any;
+}
+
+macro_rules! task_tuples {
+    ($( $any:ident { $($T:ident $i:tt $V:ident),+ } )+) => {$(
+        /// The winner of a variadic [`collect_any!`](crate::collect_any): one
+        /// variant per position, holding that task's [`Try`].
+        #[derive(Debug)]
+        pub enum $any<$($T),+> {
+            $(
+                #[doc = concat!("Task ", stringify!($i), " finished first.")]
+                $V(Try<$T>),
+            )+
+        }
+
+        impl<$($T),+> $any<$($T),+> {
+            /// The winner's position.
+            pub fn index(&self) -> usize {
+                match self { $(Self::$V(_) => $i,)+ }
+            }
+        }
+
+        impl<$($T: LazyTask),+> TaskTuple for ($($T,)+) {
+            type All = ($(Try<$T::Output>,)+);
+            type Any = $any<$($T::Output),+>;
+
+            fn erase(self) -> Vec<ErasedChild> {
+                vec![$(erase(self.$i)),+]
+            }
+
+            fn rebuild_all(results: Vec<Try<BoxAny>>) -> Self::All {
+                let mut it = results.into_iter();
+                ($(unerase::<$T::Output>(it.next().expect("one result per task")),)+)
+            }
+
+            fn rebuild_any(index: usize, value: Try<BoxAny>) -> Self::Any {
+                match index {
+                    $($i => $any::$V(unerase::<$T::Output>(value)),)+
+                    _ => unreachable!("index out of range"),
+                }
+            }
+        }
+    )+};
+}
+
+task_tuples! {
+    AnyOf1 { A 0 V0 }
+    AnyOf2 { A 0 V0, B 1 V1 }
+    AnyOf3 { A 0 V0, B 1 V1, C 2 V2 }
+    AnyOf4 { A 0 V0, B 1 V1, C 2 V2, D 3 V3 }
+    AnyOf5 { A 0 V0, B 1 V1, C 2 V2, D 3 V3, E 4 V4 }
+    AnyOf6 { A 0 V0, B 1 V1, C 2 V2, D 3 V3, E 4 V4, F 5 V5 }
+    AnyOf7 { A 0 V0, B 1 V1, C 2 V2, D 3 V3, E 4 V4, F 5 V5, G 6 V6 }
+    AnyOf8 { A 0 V0, B 1 V1, C 2 V2, D 3 V3, E 4 V4, F 5 V5, G 6 V6, H 7 V7 }
+}
+
+/// [`collect_all`] over a tuple of tasks of different types; what
+/// [`collect_all!`](crate::collect_all) expands to.
+pub fn collect_all_tuple<U: TaskTuple>(tasks: U) -> CollectAllTuple<U> {
+    CollectAllTuple {
+        inner: CollectAll(Core::new(tasks.erase(), Mode::All, false)),
+        _tasks: core::marker::PhantomData,
+    }
+}
+
+/// [`collect_any`] over a tuple of tasks of different types; what
+/// [`collect_any!`](crate::collect_any) expands to.
+pub fn collect_any_tuple<U: TaskTuple>(tasks: U) -> CollectAnyTuple<U> {
+    CollectAnyTuple {
+        inner: CollectAny(Core::new(tasks.erase(), Mode::Any, false)),
+        _tasks: core::marker::PhantomData,
+    }
+}
+
+/// The future of [`collect_all!`](crate::collect_all).
+///
+/// # Cancel safety
+///
+/// As [`CollectAll`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct CollectAllTuple<U> {
+    inner: CollectAll<BoxAny>,
+    _tasks: core::marker::PhantomData<fn() -> U>,
+}
+
+impl<U: TaskTuple> Future for CollectAllTuple<U> {
+    type Output = U::All;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<U::All> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll(cx)
+            .map(U::rebuild_all)
+    }
+}
+
+impl<U> fmt::Debug for CollectAllTuple<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectAllTuple")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// The future of [`collect_any!`](crate::collect_any).
+///
+/// # Cancel safety
+///
+/// As [`CollectAll`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct CollectAnyTuple<U> {
+    inner: CollectAny<BoxAny>,
+    _tasks: core::marker::PhantomData<fn() -> U>,
+}
+
+impl<U: TaskTuple> Future for CollectAnyTuple<U> {
+    type Output = U::Any;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<U::Any> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll(cx)
+            .map(|r| U::rebuild_any(r.index, r.value))
+    }
+}
+
+impl<U> fmt::Debug for CollectAnyTuple<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectAnyTuple")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// Waits for every task of a fixed list of tasks of different types; resolves
+/// to a tuple of their [`Try`](crate::task::Try)s, in order (up to 8 tasks).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, Lazy};
+///
+/// let (i, d, s) = sync_await(Lazy::new(async {
+///     lazyflight::collect_all!(
+///         Lazy::new(async { 1 }),
+///         Lazy::new(async { 2.5 }),
+///         Lazy::new(async { String::from("three") }),
+///     )
+///     .await
+/// }));
+/// assert_eq!((i.value(), d.value(), s.value()), (1, 2.5, "three".to_string()));
+/// ```
+#[macro_export]
+macro_rules! collect_all {
+    ($($task:expr),+ $(,)?) => {
+        $crate::task::collect_all_tuple(($($task,)+))
+    };
+}
+
+/// The first of a fixed list of tasks of different types to finish; resolves
+/// to an `AnyOfN` enum whose variant is the winner's position (up to 8 tasks).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, AnyOf3, Lazy};
+///
+/// let winner = sync_await(Lazy::new(async {
+///     lazyflight::collect_any!(
+///         Lazy::new(async { 1 }),
+///         Lazy::new(async { 2.5 }),
+///         Lazy::new(async { "three" }),
+///     )
+///     .await
+/// }));
+/// assert_eq!(winner.index(), 0);
+/// assert!(matches!(winner, AnyOf3::V0(t) if t.as_value() == Some(&1)));
+/// ```
+#[macro_export]
+macro_rules! collect_any {
+    ($($task:expr),+ $(,)?) => {
+        $crate::task::collect_any_tuple(($($task,)+))
+    };
+}

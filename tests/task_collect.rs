@@ -1,0 +1,441 @@
+//! The collect family (async_simple's collectAll / collectAllPara /
+//! collectAllWindowed / collectAny test scenarios): input order, error
+//! capture, interleaving, windowed batches with yields, first-finisher
+//! selection, callbacks exactly once, O(1) wake-ups, and drop mid-flight.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use lazyflight::task::{
+    collect_all, collect_all_para, collect_all_windowed, collect_any, collect_any_with,
+    current_executor, sleep, sync_await, yield_now, AnyOf3, Executor, Lazy, RescheduleLazy,
+    SimpleExecutor, Try,
+};
+
+fn value(x: i32) -> Lazy<i32> {
+    Lazy::new(async move { x })
+}
+
+fn values(v: Vec<Try<i32>>) -> Vec<i32> {
+    v.into_iter().map(Try::value).collect()
+}
+
+#[test]
+fn collect_all_vector_keeps_input_order_and_errors() {
+    let out = sync_await(Lazy::new(async {
+        collect_all(vec![
+            value(1),
+            Lazy::new(async { panic!("second") }),
+            value(3),
+        ])
+        .await
+    }));
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].as_value(), Some(&1));
+    assert_eq!(out[1].error().unwrap().panic_message(), Some("second"));
+    assert_eq!(out[2].as_value(), Some(&3));
+}
+
+#[test]
+fn collect_all_empty() {
+    let out = sync_await(Lazy::new(collect_all(Vec::<Lazy<i32>>::new())));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn collect_all_interleaves_inline_children_at_suspension_points() {
+    let ex = SimpleExecutor::new(1);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let child = |id: i32, log: Arc<Mutex<Vec<i32>>>| {
+        Lazy::new(async move {
+            log.lock().unwrap().push(id);
+            yield_now().await.unwrap();
+            log.lock().unwrap().push(id + 10);
+            id
+        })
+    };
+    let l = log.clone();
+    let out = sync_await(
+        Lazy::new(async move { collect_all(vec![child(1, l.clone()), child(2, l.clone())]).await })
+            .via(ex),
+    );
+    assert_eq!(values(out), [1, 2]);
+    assert_eq!(*log.lock().unwrap(), [1, 2, 11, 12]);
+}
+
+#[test]
+fn collect_all_with_reschedule_lazy_children_runs_them_on_their_executor() {
+    let a = SimpleExecutor::new(2);
+    let b = SimpleExecutor::new(2);
+    let b2 = b.clone();
+    let out = sync_await(
+        Lazy::new(async move {
+            let input: Vec<RescheduleLazy<bool>> = (0..8)
+                .map(|_| {
+                    let b3 = b2.clone();
+                    Lazy::new(async move { b3.current_thread_in_executor() }).via(b2.clone())
+                })
+                .collect();
+            collect_all(input).await
+        })
+        .via(a),
+    );
+    assert_eq!(
+        out.into_iter().map(Try::value).collect::<Vec<_>>(),
+        vec![true; 8]
+    );
+}
+
+#[test]
+fn collect_all_para_uses_the_current_executor_or_runs_serially() {
+    let ex = SimpleExecutor::new(2);
+    let ex2 = ex.clone();
+    let out = sync_await(
+        Lazy::new(async move {
+            let input = (0..6)
+                .map(|i| {
+                    let e = ex2.clone();
+                    Lazy::new(async move { (i, e.current_thread_in_executor()) })
+                })
+                .collect();
+            collect_all_para(input).await
+        })
+        .via(ex.clone()),
+    );
+    let out: Vec<_> = out.into_iter().map(Try::value).collect();
+    assert_eq!(out, (0..6).map(|i| (i, true)).collect::<Vec<_>>());
+
+    // Without an executor: inline, in order, on the calling thread.
+    let out = sync_await(Lazy::new(async {
+        collect_all_para(vec![value(1), value(2)]).await
+    }));
+    assert_eq!(values(out), [1, 2]);
+}
+
+#[test]
+fn windowed_1_with_yield_interleaves_two_collects() {
+    // async_simple: two windowed collects (window 1, yield) on one thread
+    // interleave batch by batch: 1,5,2,6,3,7,4,8.
+    let ex = SimpleExecutor::new(1);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let windowed = |from: i32, log: Arc<Mutex<Vec<i32>>>| {
+        let input: Vec<Lazy<()>> = (from..from + 4)
+            .map(|i| {
+                let log = log.clone();
+                Lazy::new(async move { log.lock().unwrap().push(i) })
+            })
+            .collect();
+        Lazy::new(async move {
+            collect_all_windowed(1, true, input).await;
+        })
+    };
+    let (l1, l2, e2) = (log.clone(), log.clone(), ex.clone());
+    sync_await(
+        Lazy::new(async move {
+            let both = vec![
+                windowed(1, l1).via(e2.clone()),
+                windowed(5, l2).via(e2.clone()),
+            ];
+            collect_all(both).await
+        })
+        .via(ex),
+    );
+    assert_eq!(*log.lock().unwrap(), [1, 5, 2, 6, 3, 7, 4, 8]);
+}
+
+#[test]
+fn windowed_runs_strict_batches() {
+    let ex = SimpleExecutor::new(2);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let input: Vec<Lazy<usize>> = (0..7)
+        .map(|i| {
+            let (running, peak, started) = (running.clone(), peak.clone(), started.clone());
+            Lazy::new(async move {
+                let now = running.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(now, SeqCst);
+                started.lock().unwrap().push(i);
+                // Later children of a batch finish first.
+                sleep(Duration::from_millis(10 - i as u64)).await.unwrap();
+                running.fetch_sub(1, SeqCst);
+                i
+            })
+        })
+        .collect();
+    let out = sync_await(collect_all_windowed(3, false, input).via(ex));
+    assert_eq!(
+        out.into_iter().map(Try::value).collect::<Vec<_>>(),
+        (0..7).collect::<Vec<_>>()
+    );
+    assert_eq!(peak.load(SeqCst), 3, "never more than one batch in flight");
+    assert_eq!(*started.lock().unwrap(), (0..7).collect::<Vec<_>>());
+}
+
+#[test]
+fn collect_any_with_sleeping_tasks_picks_the_first_to_finish() {
+    let ex = SimpleExecutor::new(1);
+    let nap = |ms: u64| {
+        Lazy::new(async move {
+            sleep(Duration::from_millis(ms)).await.unwrap();
+            ms
+        })
+    };
+    let r = sync_await(
+        Lazy::new(async move { collect_any(vec![nap(300), nap(20), nap(200)]).await }).via(ex),
+    );
+    assert_eq!(r.index(), 1);
+    assert!(!r.has_error());
+    assert_eq!(r.value.value(), 20);
+}
+
+#[test]
+fn collect_any_stops_starting_once_one_finished() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let child = |ready: bool, started: Arc<AtomicUsize>| {
+        Lazy::new(async move {
+            started.fetch_add(1, SeqCst);
+            if !ready {
+                std::future::pending::<()>().await;
+            }
+            7
+        })
+    };
+    let s = started.clone();
+    let r = sync_await(Lazy::new(async move {
+        collect_any(vec![
+            child(false, s.clone()),
+            child(true, s.clone()),
+            child(true, s.clone()),
+        ])
+        .await
+    }));
+    assert_eq!((r.index, r.value.value()), (1, 7));
+    assert_eq!(started.load(SeqCst), 2, "the third task is never started");
+}
+
+#[test]
+fn collect_any_error_wins_too() {
+    let r = sync_await(Lazy::new(async {
+        collect_any(vec![Lazy::new(async { panic!("first") }), value(2)]).await
+    }));
+    assert_eq!(r.index, 0);
+    assert!(r.has_error());
+}
+
+#[test]
+fn collect_any_callback_runs_once_for_the_winner() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let index = sync_await(Lazy::new(async move {
+        collect_any_with(vec![value(41), value(42)], move |i, v| {
+            c.fetch_add(1, SeqCst);
+            assert_eq!(v.value(), 41 + i as i32);
+        })
+        .await
+    }));
+    assert_eq!(index, 0);
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+#[test]
+fn collect_any_callback_once_with_racing_scheduled_children() {
+    let ex = SimpleExecutor::new(2);
+    for _ in 0..50 {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let e = ex.clone();
+        let index = sync_await(Lazy::new(async move {
+            let input = (0..4).map(|i| value(i).via(e.clone())).collect();
+            collect_any_with(input, move |i, v| {
+                c.fetch_add(1, SeqCst);
+                assert_eq!(v.value(), i as i32);
+            })
+            .await
+        }));
+        assert!(index < 4);
+        assert_eq!(calls.load(SeqCst), 1);
+    }
+}
+
+#[test]
+fn variadic_collect_all_and_collect_any() {
+    let (i, s, u) = sync_await(Lazy::new(async {
+        lazyflight::collect_all!(
+            value(1),
+            Lazy::new(async { "two".to_string() }),
+            Lazy::new(async {})
+        )
+        .await
+    }));
+    assert_eq!((i.value(), s.value()), (1, "two".to_string()));
+    u.value();
+
+    let ex = SimpleExecutor::new(1);
+    let any = sync_await(
+        Lazy::new(async {
+            lazyflight::collect_any!(
+                Lazy::new(async {
+                    sleep(Duration::from_millis(200)).await.unwrap();
+                    0u8
+                }),
+                Lazy::new(async {
+                    sleep(Duration::from_millis(5)).await.unwrap();
+                    42i32
+                }),
+                Lazy::new(async {
+                    sleep(Duration::from_millis(100)).await.unwrap();
+                    "s"
+                }),
+            )
+            .await
+        })
+        .via(ex),
+    );
+    assert_eq!(any.index(), 1);
+    assert!(matches!(any, AnyOf3::V1(t) if t.as_value() == Some(&42)));
+}
+
+#[test]
+fn collect_children_see_the_executor_and_the_local() {
+    let ex = SimpleExecutor::new(2);
+    let child = || {
+        Lazy::new(async {
+            (
+                current_executor().is_some(),
+                lazyflight::task::with_lazy_local(|v: &u32| *v),
+            )
+        })
+    };
+    let out = sync_await(
+        Lazy::new(async move {
+            let a = collect_all(vec![child(), child()]).await;
+            let b = collect_all_para(vec![child(), child()]).await;
+            a.into_iter().chain(b).map(Try::value).collect::<Vec<_>>()
+        })
+        .via(ex)
+        .set_local(9u32)
+        .unwrap(),
+    );
+    assert_eq!(out, vec![(true, Some(9)); 4]);
+}
+
+/// A child that counts its polls and finishes on the `n`-th wake.
+struct Counted {
+    polls: Arc<AtomicUsize>,
+    wakes_left: usize,
+    wakers: mpsc::Sender<std::task::Waker>,
+}
+
+impl Future for Counted {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polls.fetch_add(1, SeqCst);
+        if self.wakes_left == 0 {
+            return Poll::Ready(());
+        }
+        self.wakes_left -= 1;
+        self.wakers.send(cx.waker().clone()).unwrap();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_wake_polls_only_the_woken_child() {
+    const N: usize = 200;
+    let polls: Vec<_> = (0..N).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let (tx, rx) = mpsc::channel();
+    let input: Vec<Lazy<()>> = polls
+        .iter()
+        .map(|p| {
+            Lazy::new(Counted {
+                polls: p.clone(),
+                wakes_left: 1,
+                wakers: tx.clone(),
+            })
+        })
+        .collect();
+    let (done_tx, done_rx) = mpsc::channel();
+    Lazy::new(collect_all(input)).start(move |r| done_tx.send(r.value().len()).unwrap());
+    let wakers: Vec<_> = (0..N).map(|_| rx.recv().unwrap()).collect();
+    // Each wake re-polls exactly one child.
+    for (i, w) in wakers.into_iter().enumerate() {
+        w.wake();
+        assert_eq!(polls[i].load(SeqCst), 2, "child {i}");
+        if i + 1 < N {
+            assert_eq!(
+                polls[i + 1].load(SeqCst),
+                1,
+                "child {} polled by another's wake",
+                i + 1
+            );
+        }
+    }
+    assert_eq!(done_rx.recv().unwrap(), N);
+    let total: usize = polls.iter().map(|p| p.load(SeqCst)).sum();
+    assert_eq!(total, 2 * N);
+}
+
+struct DropCount(Arc<AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn dropping_a_collect_mid_flight_drops_inline_and_finishes_scheduled() {
+    let ex = SimpleExecutor::new(1);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (gate_tx, gate_rx) = futures::channel::oneshot::channel::<()>();
+    let inline = {
+        let d = DropCount(dropped.clone());
+        Lazy::new(async move {
+            let _d = d;
+            std::future::pending::<()>().await
+        })
+    };
+    let scheduled = {
+        let f = finished.clone();
+        Lazy::new(async move {
+            gate_rx.await.unwrap();
+            f.fetch_add(1, SeqCst);
+        })
+        .via(ex.clone())
+    };
+    let mut fut = Box::pin(collect_all(vec![
+        lazyflight::task::LazyTask::into_lazy(inline).0,
+        Lazy::new(async move { scheduled.await }),
+    ]));
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    drop(fut);
+    assert_eq!(
+        dropped.load(SeqCst),
+        1,
+        "the inline child is dropped with the collect"
+    );
+    gate_tx.send(()).unwrap();
+    let t0 = std::time::Instant::now();
+    while finished.load(SeqCst) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the scheduled child must finish"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn collect_all_of_many_ready_children() {
+    let input: Vec<Lazy<usize>> = (0..100_000).map(|i| Lazy::new(async move { i })).collect();
+    let out = sync_await(Lazy::new(collect_all(input)));
+    assert_eq!(out.len(), 100_000);
+    assert!(out.into_iter().enumerate().all(|(i, t)| t.value() == i));
+}
