@@ -19,5 +19,6 @@ pub mod __wait_queue {
 }
 
 pub use alazy::{ALazy, State};
+pub use cache::{Cache, CacheBuilder, CacheStats, Clock, ErrorPolicy, ManualClock, SystemClock};
 pub use group::{Entry, Group, Leader, Outcome, Recv, Subscriber};
 pub use sync::model;

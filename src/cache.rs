@@ -1,1 +1,0 @@
-//! Keyed async `Cache` (contract §3). Under construction.

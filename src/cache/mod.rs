@@ -1,0 +1,587 @@
+//! [`Cache`]: a keyed async cache with coalesced initialization per key.
+//!
+//! # Structure
+//!
+//! A sharded table (the one [`Group`](crate::Group) uses) maps each key to an
+//! `Arc<ALazy<..>>`, the key's *entry*. The [`ALazy`] does the per-key work:
+//! one initializer at a time, every waiter woken once, FIFO hand-off when the
+//! running initializer is cancelled or panics. The table only decides *which*
+//! entry a caller uses.
+//!
+//! # State of one key
+//!
+//! ```text
+//!                    get (miss): insert a fresh entry, lead its init
+//!   ABSENT ─────────────────────────────────────────────────────────► IN FLIGHT
+//!     ▲  ▲                                                        │   │   │
+//!     │  │  invalidate / clear: removed; its callers still get    │   │   │
+//!     │  └──────────────── the result, which is not stored ───────┘   │   │
+//!     │                                                               │   │
+//!     │     Err under ErrorPolicy::SharedOnly: removed *before* the   │   │
+//!     └──────────── error is published to the attempt's callers ──────┘   │
+//!                                                                         │
+//!   CACHED (value, or error under Cached / CachedFor) ◄── Ok / Err ───────┘
+//!     │  get finds it expired (TTL, CachedFor): the entry is replaced by a
+//!     └─ fresh one under the shard lock, and that caller leads (IN FLIGHT)
+//! ```
+//!
+//! # Access rules
+//!
+//! * The shard lock guards the table: look-up, insertion, replacement and
+//!   removal of entries. It is held for one table operation and, on a hit,
+//!   the clone of the cached value; never while an initializer runs.
+//! * An entry's value is written once, by its `ALazy`; results are stamped
+//!   with the clock *inside* the initializer, so the stamp is published with
+//!   the value.
+//! * Entries are replaced and removed by identity (`Arc::ptr_eq`) wherever
+//!   the caller acts on an entry it found earlier, so an old entry never
+//!   removes its successor.
+//!
+//! # Invariants
+//!
+//! * Per key, at most one initializer runs for the entry in the table. (An
+//!   entry already invalidated may still be finishing for its own callers.)
+//! * A caller that finds an entry in flight gets that entry's result; an
+//!   entry out of the table is never put back.
+//! * Keys never wait on each other: no lock is held across an `.await`.
+//!
+//! # Orderings
+//!
+//! The cache adds no atomics of its own beyond the optional statistics
+//! counters (`Relaxed`: they are counts, nothing is read through them). The
+//! shard mutex orders table changes; `ALazy` orders value publication
+//! (`Release` store, `Acquire` load, see its module).
+
+mod clock;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::future::Future;
+use core::hash::Hash;
+use core::time::Duration;
+
+use crate::group::Shards;
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::Arc;
+use crate::ALazy;
+
+/// What the cache does with an initializer's error.
+///
+/// # Examples
+///
+/// ```
+/// use core::time::Duration;
+/// use lazyflight::{Cache, ErrorPolicy};
+///
+/// // Retry failed keys after five seconds.
+/// let cache = Cache::<u32, String, String>::builder()
+///     .errors(ErrorPolicy::CachedFor(Duration::from_secs(5)))
+///     .build();
+/// # drop(cache);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ErrorPolicy {
+    /// The error is stored like a value: every later `get` returns it until
+    /// the key is invalidated (or, with a time-to-live, expires). The default,
+    /// as in the seed.
+    #[default]
+    Cached,
+    /// The error is stored for this long, then the next `get` starts a fresh
+    /// attempt. (A time-to-live, if shorter, applies too.)
+    CachedFor(Duration),
+    /// The error goes to the callers of that attempt only (the leader and
+    /// whoever was waiting on it) and is not stored: the next `get` starts a
+    /// fresh attempt.
+    SharedOnly,
+}
+
+/// A result and the clock reading when it was produced.
+struct Stamped<X> {
+    value: X,
+    at: Duration,
+}
+
+type Cell<V, E> = ALazy<Stamped<V>, Stamped<E>>;
+
+struct Slot<K, V, E> {
+    hash: u64,
+    key: K,
+    entry: Arc<Cell<V, E>>,
+}
+
+/// Optional counters; see [`CacheStats`].
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inits: AtomicU64,
+    coalesced: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A snapshot of a cache's counters (see [`CacheBuilder::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// `get` calls answered from the table without waiting.
+    pub hits: u64,
+    /// `get` calls that found no cached result (they led or joined an init).
+    pub misses: u64,
+    /// Initializers run.
+    pub inits: u64,
+    /// Misses answered by an initializer another caller ran.
+    pub coalesced: u64,
+    /// Initializers that returned `Err`.
+    pub errors: u64,
+}
+
+/// A concurrent async cache: per key, at most one initializer runs at a time
+/// and concurrent callers share its result.
+///
+/// * [`get`](Self::get) returns the cached value (a clone), or runs `init`
+///   once for every caller that arrives meanwhile. Keys never block each
+///   other.
+/// * Errors are cached until invalidated by default; see [`ErrorPolicy`] for
+///   a timed cache or for sharing an error with that attempt's callers only.
+/// * An optional time-to-live (see [`CacheBuilder::time_to_live`]); time
+///   comes from a [`Clock`] you can replace, e.g. with a [`ManualClock`] in
+///   tests.
+/// * [`invalidate`](Self::invalidate) on a key whose init is in flight: its
+///   current callers still get that result, it is not stored, and the next
+///   `get` starts a fresh init.
+/// * A hit allocates nothing: one shard lock, one look-up, one clone.
+///
+/// Entries are removed only by `invalidate`, `clear`, or replaced when found
+/// expired; there is no size bound.
+///
+/// # Examples
+///
+/// ```
+/// # lazyflight::sync::future::block_on(async {
+/// use lazyflight::Cache;
+///
+/// let cache = Cache::new();
+///
+/// // Initialize the value for key 1.
+/// let result = cache.get(1, || async { Ok::<_, ()>(42) }).await;
+/// assert_eq!(result, Ok(42));
+///
+/// // Later calls get the cached value: their initializer does not run.
+/// let result2 = cache.get(1, || async { Ok::<_, ()>(99) }).await;
+/// assert_eq!(result2, Ok(42));
+/// # });
+/// ```
+pub struct Cache<K, V, E> {
+    map: Shards<Slot<K, V, E>>,
+    ttl: Option<Duration>,
+    errors: ErrorPolicy,
+    /// Whether `get` needs the clock at all (a TTL or `CachedFor`).
+    timed: bool,
+    clock: Box<dyn Clock>,
+    stats: Option<Box<Counters>>,
+    /// Negative control: one lock held across every initializer.
+    #[cfg(lazyflight_break = "cache_global_lock")]
+    global: crate::sync::Mutex<()>,
+}
+
+impl<K, V, E> Cache<K, V, E> {
+    /// An empty cache with the default options: errors cached until
+    /// invalidated, no time-to-live, no statistics.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for the options.
+    #[must_use]
+    pub fn builder() -> CacheBuilder<K, V, E> {
+        CacheBuilder {
+            ttl: None,
+            errors: ErrorPolicy::Cached,
+            clock: None,
+            stats: false,
+            _types: core::marker::PhantomData,
+        }
+    }
+
+    /// Number of keys with an entry: a cached value or error (expired ones
+    /// included until they are next touched), or an init in flight.
+    ///
+    /// Locks each shard in turn, so it is not atomic across keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether no key has an entry (see [`len`](Self::len)).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.iter().all(|s| s.lock().is_empty())
+    }
+
+    /// Removes every entry. Inits in flight finish for their current callers
+    /// only, as with [`invalidate`](Self::invalidate).
+    pub fn clear(&self) {
+        for shard in self.map.iter() {
+            let old = core::mem::take(&mut *shard.lock());
+            // Values are dropped outside the lock.
+            drop(old);
+        }
+    }
+
+    /// The counters, if enabled with [`CacheBuilder::stats`].
+    #[must_use]
+    pub fn stats(&self) -> Option<CacheStats> {
+        self.stats.as_deref().map(|c| CacheStats {
+            hits: c.hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            inits: c.inits.load(Relaxed),
+            coalesced: c.coalesced.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+        })
+    }
+
+    #[inline]
+    fn count(&self, which: impl FnOnce(&Counters) -> &AtomicU64) {
+        if let Some(c) = self.stats.as_deref() {
+            // Relaxed: a statistic.
+            which(c).fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The clock reading, when anything in the cache depends on time.
+    #[inline]
+    fn now(&self) -> Duration {
+        if self.timed {
+            self.clock.now()
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Whether a cached result stamped `at` is still served at `now`.
+    #[inline]
+    fn fresh(&self, at: Duration, now: Duration, is_err: bool) -> bool {
+        if cfg!(lazyflight_break = "cache_ttl_unchecked") {
+            // Negative control: never expire.
+            return true;
+        }
+        let age = now.saturating_sub(at);
+        let ttl_ok = self.ttl.map_or(true, |ttl| age < ttl);
+        match (is_err, self.errors) {
+            (true, ErrorPolicy::CachedFor(d)) => ttl_ok && age < d,
+            _ => ttl_ok,
+        }
+    }
+}
+
+impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
+    /// The cached result for `key`, or the result of `init`, run at most once
+    /// at a time per key for every caller that arrives meanwhile.
+    ///
+    /// * A cached, unexpired value (or error, per the [`ErrorPolicy`]) is
+    ///   returned at once, cloned; `init` is not called.
+    /// * Otherwise the caller joins the init in flight for `key`, or starts
+    ///   one with its own `init`. Its `Ok` is stored; its `Err` is handled as
+    ///   the error policy says. Every caller of one attempt gets its result.
+    /// * If the running init is cancelled (its caller dropped) or panics, the
+    ///   caller that has waited longest runs its own `init` next.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. A waiting call that is dropped leaves nothing behind. A
+    /// leading call that is dropped drops its `init` future; the next waiter
+    /// takes over with its own `init` (no other caller is failed), or, with
+    /// nobody waiting, the key is left without a value and the next `get`
+    /// starts afresh.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `init` propagates to its caller and hands over as above.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use lazyflight::Cache;
+    ///
+    /// let cache = Cache::<&str, String, String>::new();
+    /// let v = cache.get("greeting", || async { Ok("hello".to_owned()) }).await;
+    /// assert_eq!(v.as_deref(), Ok("hello"));
+    /// # });
+    /// ```
+    pub async fn get<F, Fut>(&self, key: K, init: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let hash = self.map.hash(&key);
+        let entry = match self.lookup(hash, key) {
+            Ok(hit) => {
+                self.count(|c| &c.hits);
+                return hit;
+            }
+            Err(entry) => entry,
+        };
+        self.count(|c| &c.misses);
+        let mut ran = false;
+        let result = entry
+            .get_or_init(|| {
+                ran = true;
+                self.count(|c| &c.inits);
+                #[cfg(lazyflight_break = "cache_global_lock")]
+                let held = self.global.lock();
+                let attempt = init();
+                let entry = &entry;
+                async move {
+                    #[cfg(lazyflight_break = "cache_global_lock")]
+                    let _held = held;
+                    let result = attempt.await;
+                    let at = self.now();
+                    match result {
+                        Ok(value) => Ok(Stamped { value, at }),
+                        Err(value) => {
+                            self.count(|c| &c.errors);
+                            if self.errors == ErrorPolicy::SharedOnly
+                                && !cfg!(lazyflight_break = "cache_store_shared_error")
+                            {
+                                // Out of the table before the error is
+                                // published: only this attempt's callers
+                                // see it.
+                                self.remove_entry(hash, entry);
+                            }
+                            Err(Stamped { value, at })
+                        }
+                    }
+                }
+            })
+            .await;
+        if !ran {
+            self.count(|c| &c.coalesced);
+        }
+        match result {
+            Ok(v) => Ok(v.value.clone()),
+            Err(e) => Err(e.value.clone()),
+        }
+    }
+
+    /// One table operation: a fresh cached result (`Ok`), or the entry to
+    /// wait on or lead (`Err`), inserted or replaced as needed.
+    #[inline]
+    fn lookup(&self, hash: u64, key: K) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
+        let now = self.now();
+        let mut table = self.map.shard(hash).lock();
+        let slot = match table.find_mut(hash, |s| s.key == key) {
+            None => {
+                let entry = Arc::new(ALazy::new());
+                table.insert_unique(hash, Slot { hash, key, entry: entry.clone() }, |s| s.hash);
+                return Err(entry);
+            }
+            Some(slot) => slot,
+        };
+        match slot.entry.get_result() {
+            Some(Ok(v)) if self.fresh(v.at, now, false) => return Ok(Ok(v.value.clone())),
+            Some(Err(e)) if self.errors != ErrorPolicy::SharedOnly && self.fresh(e.at, now, true) => {
+                return Ok(Err(e.value.clone()));
+            }
+            // In flight or empty: wait on it or lead it.
+            None => return Err(slot.entry.clone()),
+            // Expired (or a SharedOnly error not yet removed): start afresh.
+            Some(_) => {}
+        }
+        let fresh = Arc::new(ALazy::new());
+        let old = core::mem::replace(&mut slot.entry, fresh.clone());
+        drop(table);
+        drop(old);
+        Err(fresh)
+    }
+
+    /// Removes `entry` from the table if it is still the one for its key.
+    fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
+        let removed = match self.map.shard(hash).lock().find_entry(hash, |s| Arc::ptr_eq(&s.entry, entry)) {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        };
+        drop(removed);
+    }
+
+    /// The cached, unexpired result for `key`, without initializing or
+    /// waiting. `None` if there is none or an init is in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use lazyflight::Cache;
+    ///
+    /// let cache = Cache::<u8, u8, ()>::new();
+    /// assert_eq!(cache.peek(&1), None);
+    /// let _ = cache.get(1, || async { Ok(2) }).await;
+    /// assert_eq!(cache.peek(&1), Some(Ok(2)));
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn peek<Q>(&self, key: &Q) -> Option<Result<V, E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let now = self.now();
+        let table = self.map.shard(hash).lock();
+        let slot = table.find(hash, |s| s.key.borrow() == key)?;
+        match slot.entry.get_result()? {
+            Ok(v) if self.fresh(v.at, now, false) => Some(Ok(v.value.clone())),
+            Err(e) if self.errors != ErrorPolicy::SharedOnly && self.fresh(e.at, now, true) => {
+                Some(Err(e.value.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes `key`'s entry and returns whether there was one.
+    ///
+    /// If its init is in flight, its current callers still get that result,
+    /// it is not stored, and the next `get` starts a fresh init.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use lazyflight::Cache;
+    ///
+    /// let cache = Cache::<u8, u8, ()>::new();
+    /// let _ = cache.get(1, || async { Ok(1) }).await;
+    /// assert!(cache.invalidate(&1));
+    /// assert_eq!(cache.get(1, || async { Ok(2) }).await, Ok(2));
+    /// # });
+    /// ```
+    pub fn invalidate<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let removed = {
+            let mut table = self.map.shard(hash).lock();
+            match table.find_entry(hash, |s| s.key.borrow() == key) {
+                // Negative control: an entry in flight stays in the table.
+                Ok(found)
+                    if cfg!(lazyflight_break = "cache_keep_invalidated")
+                        && found.get().entry.get_result().is_none() =>
+                {
+                    None
+                }
+                Ok(found) => Some(found.remove().0),
+                Err(_) => None,
+            }
+        };
+        // The key and the entry are dropped outside the lock.
+        removed.is_some()
+    }
+}
+
+impl<K, V, E> Default for Cache<K, V, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, E> fmt::Debug for Cache<K, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.len())
+            .field("ttl", &self.ttl)
+            .field("errors", &self.errors)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for a [`Cache`]; from [`Cache::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use core::time::Duration;
+/// use lazyflight::{Cache, ErrorPolicy, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let cache = Cache::<String, Vec<u8>, String>::builder()
+///     .time_to_live(Duration::from_secs(60))
+///     .errors(ErrorPolicy::SharedOnly)
+///     .clock(clock.clone())
+///     .stats(true)
+///     .build();
+/// assert!(cache.is_empty());
+/// ```
+#[must_use = "a builder does nothing until `build`"]
+pub struct CacheBuilder<K, V, E> {
+    ttl: Option<Duration>,
+    errors: ErrorPolicy,
+    clock: Option<Box<dyn Clock>>,
+    stats: bool,
+    _types: core::marker::PhantomData<fn() -> (K, V, E)>,
+}
+
+impl<K, V, E> CacheBuilder<K, V, E> {
+    /// Cached values (and errors) expire this long after their init
+    /// finished; the next `get` then starts a fresh init. Default: never.
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// What to do with an init's error. Default: [`ErrorPolicy::Cached`].
+    pub fn errors(mut self, policy: ErrorPolicy) -> Self {
+        self.errors = policy;
+        self
+    }
+
+    /// The clock for expiry. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Box::new(clock));
+        self
+    }
+
+    /// Keep counters (see [`Cache::stats`]). Default: off, and then they cost
+    /// one predictable branch per event.
+    pub fn stats(mut self, on: bool) -> Self {
+        self.stats = on;
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> Cache<K, V, E> {
+        let timed = self.ttl.is_some() || matches!(self.errors, ErrorPolicy::CachedFor(_));
+        Cache {
+            map: Shards::new(),
+            ttl: self.ttl,
+            errors: self.errors,
+            timed,
+            clock: self.clock.unwrap_or_else(|| Box::new(SystemClock::new())),
+            stats: self.stats.then(|| {
+                Box::new(Counters {
+                    hits: AtomicU64::new(0),
+                    misses: AtomicU64::new(0),
+                    inits: AtomicU64::new(0),
+                    coalesced: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                })
+            }),
+            #[cfg(lazyflight_break = "cache_global_lock")]
+            global: crate::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("ttl", &self.ttl)
+            .field("errors", &self.errors)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}

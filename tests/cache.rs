@@ -1,0 +1,256 @@
+//! Public-API tests of `Cache` (contract §3).
+#![allow(clippy::disallowed_types)] // tests may name std types next to the shim
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use lazyflight::sync::atomic::{AtomicUsize, Ordering};
+use lazyflight::sync::future::block_on;
+use lazyflight::sync::Arc;
+use lazyflight::{Cache, CacheStats, ErrorPolicy, ManualClock};
+
+/// The seed's Cache example, with `.await` driven by `block_on`.
+#[test]
+fn seed_cache_example() {
+    block_on(async {
+        let cache = Cache::new();
+
+        // Initialize value for key
+        let result = cache.get(1, || async { Ok::<_, ()>(42) }).await;
+
+        // Subsequent access returns cached value
+        let result2 = cache.get(1, || async { Ok::<_, ()>(99) }).await;
+        // result2 is still 42
+        assert_eq!(result, Ok(42));
+        assert_eq!(result2, Ok(42));
+    });
+}
+
+fn counted(calls: &Arc<AtomicUsize>, v: u32) -> impl Future<Output = Result<u32, String>> {
+    let calls = calls.clone();
+    async move {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(v)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_init() {
+    let cache = Arc::new(Cache::<u8, u32, String>::builder().stats(true).build());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (cache, calls, mut open) = (cache.clone(), calls.clone(), open_rx.clone());
+            tokio::spawn(async move {
+                cache
+                    .get(1, || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        open.wait_for(|o| *o).await.unwrap();
+                        Ok(7)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    while cache.stats().unwrap().misses < 16 {
+        tokio::task::yield_now().await;
+    }
+    open_tx.send(true).unwrap();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Ok(7));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let s = cache.stats().unwrap();
+    assert_eq!((s.misses, s.inits, s.coalesced, s.errors), (16, 1, 15, 0));
+    assert_eq!(cache.get(1, || async { Ok(0) }).await, Ok(7));
+    assert_eq!(cache.stats().unwrap().hits, 1);
+}
+
+#[test]
+fn errors_are_cached_until_invalidated_by_default() {
+    let cache = Cache::<u8, u32, String>::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert_eq!(block_on(cache.get(1, || async { Err("down".to_owned()) })), Err("down".into()));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Err("down".into()));
+    assert_eq!(cache.peek(&1), Some(Err("down".into())));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(cache.invalidate(&1));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Ok(1));
+}
+
+#[test]
+fn errors_cached_for_a_duration() {
+    let clock = ManualClock::new();
+    let cache = Cache::<u8, u32, String>::builder()
+        .errors(ErrorPolicy::CachedFor(Duration::from_secs(5)))
+        .clock(clock.clone())
+        .build();
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert!(block_on(cache.get(1, || async { Err("down".to_owned()) })).is_err());
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Err("down".into()));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.peek(&1), None);
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 2))), Ok(2));
+    // Values are not subject to the error duration.
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 3))), Ok(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_only_errors_reach_that_attempts_callers_only() {
+    let cache = Arc::new(Cache::<u8, u32, String>::builder().errors(ErrorPolicy::SharedOnly).stats(true).build());
+    let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (cache, mut open) = (cache.clone(), open_rx.clone());
+            tokio::spawn(async move {
+                cache
+                    .get(1, || async move {
+                        open.wait_for(|o| *o).await.unwrap();
+                        Err(format!("attempt by {i}"))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    while cache.stats().unwrap().misses < 8 {
+        tokio::task::yield_now().await;
+    }
+    open_tx.send(true).unwrap();
+    let mut errs = Vec::new();
+    for t in tasks {
+        errs.push(t.await.unwrap().unwrap_err());
+    }
+    assert!(errs.iter().all(|e| *e == errs[0]), "one attempt, one error: {errs:?}");
+    assert_eq!(cache.stats().unwrap().inits, 1);
+    assert!(cache.is_empty(), "the error is not stored");
+    assert_eq!(cache.peek(&1), None);
+    assert_eq!(cache.get(1, || async { Ok(5) }).await, Ok(5));
+}
+
+#[test]
+fn values_expire_after_their_ttl() {
+    let clock = ManualClock::new();
+    let cache = Cache::<u8, u32, String>::builder().time_to_live(Duration::from_secs(10)).clock(clock.clone()).build();
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Ok(1));
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 2))), Ok(1));
+    assert_eq!(cache.peek(&1), Some(Ok(1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.peek(&1), None);
+    assert_eq!(cache.len(), 1, "expired entries stay until touched");
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 2))), Ok(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn invalidate_in_flight_serves_current_callers_and_stores_nothing() {
+    let cache = Cache::<u8, u32, String>::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut leader = pin!(cache.get(1, || async move { Ok(rx.await.unwrap()) }));
+    let mut joiner = pin!(cache.get(1, || async { unreachable!("joins the flight") }));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    assert!(joiner.as_mut().poll(&mut cx).is_pending());
+
+    assert!(cache.invalidate(&1));
+    assert!(cache.is_empty());
+    tx.send(1).unwrap();
+    assert_eq!(leader.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+    assert_eq!(joiner.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+    assert_eq!(cache.peek(&1), None, "the invalidated result is not stored");
+    assert_eq!(block_on(cache.get(1, || async { Ok(2) })), Ok(2), "the next get starts fresh");
+}
+
+#[test]
+fn clear_len_is_empty_peek() {
+    let cache = Cache::<String, usize, ()>::new();
+    assert!(cache.is_empty());
+    for i in 0..100 {
+        assert_eq!(block_on(cache.get(i.to_string(), || async move { Ok(i) })), Ok(i));
+    }
+    assert_eq!(cache.len(), 100);
+    assert_eq!(cache.peek("42"), Some(Ok(42)));
+    assert_eq!(cache.peek("x"), None);
+    assert!(!cache.invalidate("x"));
+    cache.clear();
+    assert!(cache.is_empty());
+    assert_eq!(cache.peek("42"), None);
+}
+
+#[test]
+fn a_cancelled_leader_hands_over_to_the_next_caller() {
+    let cache = Cache::<u8, u32, String>::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut leader = Box::pin(cache.get(1, || std::future::pending()));
+    let mut waiter = pin!(cache.get(1, || async { Ok(2) }));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+    drop(leader);
+    assert_eq!(waiter.as_mut().poll(&mut cx), Poll::Ready(Ok(2)));
+    assert_eq!(cache.peek(&1), Some(Ok(2)));
+}
+
+#[test]
+fn stats_are_off_by_default_and_count_when_on() {
+    let off = Cache::<u8, u8, u8>::new();
+    let _ = block_on(off.get(1, || async { Ok(1) }));
+    assert_eq!(off.stats(), None);
+
+    let on = Cache::<u8, u8, u8>::builder().stats(true).build();
+    let _ = block_on(on.get(1, || async { Ok(1) }));
+    let _ = block_on(on.get(1, || async { Ok(1) }));
+    let _ = block_on(on.get(2, || async { Err(2) }));
+    let s = on.stats().unwrap();
+    assert_eq!((s.hits, s.misses, s.inits, s.errors, s.coalesced), (1, 2, 2, 1, 0));
+    assert_eq!(s, on.stats().unwrap());
+    let _: CacheStats = s;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_key_never_blocks_another() {
+    let cache = Arc::new(Cache::<u32, u32, ()>::new());
+    let c = cache.clone();
+    let slow = tokio::spawn(async move { c.get(0, std::future::pending).await });
+    while cache.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    for k in 1..1000 {
+        assert_eq!(cache.get(k, || async move { Ok(k) }).await, Ok(k));
+    }
+    slow.abort();
+    let _ = slow.await;
+}
+
+#[test]
+fn debug_does_not_need_debug_values() {
+    #[derive(Clone)]
+    struct Opaque;
+    #[derive(Clone)]
+    struct Val;
+    let cache = Cache::<u8, Val, Opaque>::new();
+    let _ = block_on(cache.get(1, || async { Ok(Val) }));
+    let s = format!("{cache:?}");
+    assert!(s.starts_with("Cache { len: 1"), "{s}");
+    let _ = Opaque;
+}
+
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Cache<String, Vec<u8>, std::io::ErrorKind>>();
+    send_sync::<ManualClock>();
+    fn get_is_send(c: &Cache<String, u8, ()>) -> impl Future + Send + '_ {
+        c.get("k".into(), || async { Ok(1) })
+    }
+    let _ = get_is_send;
+}
