@@ -368,3 +368,22 @@ async fn tokio_4496_timeouts_never_run_two_inits_at_once() {
     assert!(done >= 3);
     assert_eq!(max.load(Ordering::SeqCst), 1, "never two inits at once");
 }
+
+/// moka #240 (open since 2023), and quick_cache blocking until the guard
+/// drops: a leader polled once and then parked (neither polled nor dropped)
+/// stalled every waiter. With `get_owned` the init lives in the entry and the
+/// waiters drive it.
+#[test]
+fn moka_240_a_parked_leader_does_not_stall_the_others() {
+    let cache = Cache::<u8, u8, ()>::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+    let mut parked = Box::pin(cache.get_owned(1, || async move { Ok(rx.await.unwrap()) }));
+    assert!(parked.as_mut().poll(&mut cx).is_pending());
+    // `parked` is never polled again, but stays alive.
+    let waiter = std::thread::spawn(move || tx.send(4).unwrap());
+    assert_eq!(block_on(cache.get_owned(1, || async { unreachable!("joins") })), Ok(4));
+    waiter.join().unwrap();
+    drop(parked);
+}

@@ -151,6 +151,8 @@ pub struct CacheStats {
 ///   current callers still get that result, it is not stored, and the next
 ///   `get` starts a fresh init.
 /// * A hit allocates nothing: one shard lock, one look-up, one clone.
+/// * [`get_owned`](Self::get_owned) moves the init into the entry, so a
+///   caller that is parked mid-init cannot stall the others.
 ///
 /// Entries are removed only by `invalidate`, `clear`, or replaced when found
 /// expired; there is no size bound.
@@ -178,7 +180,8 @@ pub struct Cache<K, V, E> {
     errors: ErrorPolicy,
     /// Whether `get` needs the clock at all (a TTL or `CachedFor`).
     timed: bool,
-    clock: Box<dyn Clock>,
+    /// Shared (not boxed) so an owned initializer can stamp its own result.
+    clock: Arc<Box<dyn Clock>>,
     stats: Option<Box<Counters>>,
     /// Negative control: one lock held across every initializer.
     #[cfg(lazyflight_break = "cache_global_lock")]
@@ -357,6 +360,86 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 }
             })
             .await;
+        self.finish(ran, result)
+    }
+
+    /// Like [`get`](Self::get), but the initializer is moved into the key's
+    /// entry, so it does not depend on the caller that started it: whichever
+    /// caller of the key is polled drives it. A leader that is parked (kept
+    /// alive but never polled again) or cancelled cannot stall the others,
+    /// and the init keeps its progress.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping any caller, the one that started the init
+    /// included, leaves the init in the entry for the others to drive.
+    ///
+    /// # Panics
+    ///
+    /// If the init panics, the panic surfaces in the caller polling it at
+    /// that moment and in the caller that started it; the others start over.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use lazyflight::Cache;
+    ///
+    /// let cache = Cache::<u8, String, String>::new();
+    /// let v = cache.get_owned(1, || async { Ok("owned".to_owned()) }).await;
+    /// assert_eq!(v.as_deref(), Ok("owned"));
+    /// # });
+    /// ```
+    pub async fn get_owned<F, Fut>(&self, key: K, init: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        V: Send + 'static,
+        E: Send + 'static,
+    {
+        let hash = self.map.hash(&key);
+        let entry = match self.lookup(hash, key) {
+            Ok(hit) => {
+                self.count(|c| &c.hits);
+                return hit;
+            }
+            Err(entry) => entry,
+        };
+        self.count(|c| &c.misses);
+        let mut ran = false;
+        let result = entry
+            .get_or_init_owned(|| {
+                ran = true;
+                self.count(|c| &c.inits);
+                let attempt = init();
+                let clock = self.timed.then(|| self.clock.clone());
+                async move {
+                    let result = attempt.await;
+                    let at = clock.map_or(Duration::ZERO, |c| c.now());
+                    match result {
+                        Ok(value) => Ok(Stamped { value, at }),
+                        Err(value) => Err(Stamped { value, at }),
+                    }
+                }
+            })
+            .await;
+        if result.is_err() {
+            if ran {
+                self.count(|c| &c.errors);
+            }
+            if self.errors == ErrorPolicy::SharedOnly && !cfg!(lazyflight_break = "cache_store_shared_error") {
+                // The owned init cannot reach the table, so the error is
+                // published first; `lookup` never serves a SharedOnly error
+                // from the table, and this removes it (by identity; every
+                // caller of the attempt tries, the first one succeeds).
+                self.remove_entry(hash, &entry);
+            }
+        }
+        self.finish(ran, result)
+    }
+
+    #[inline]
+    fn finish(&self, ran: bool, result: Result<&Stamped<V>, &Stamped<E>>) -> Result<V, E> {
         if !ran {
             self.count(|c| &c.coalesced);
         }
@@ -560,7 +643,7 @@ impl<K, V, E> CacheBuilder<K, V, E> {
             ttl: self.ttl,
             errors: self.errors,
             timed,
-            clock: self.clock.unwrap_or_else(|| Box::new(SystemClock::new())),
+            clock: Arc::new(self.clock.unwrap_or_else(|| Box::new(SystemClock::new()))),
             stats: self.stats.then(|| {
                 Box::new(Counters {
                     hits: AtomicU64::new(0),
