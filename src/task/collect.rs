@@ -41,12 +41,17 @@
 //! # Invariants
 //!
 //! * Results are in input order; every child's `Try` is recorded once.
-//! * `collect_any`: children are started in order, starting stops once one
-//!   has finished, the first recorded outcome wins and any later one is
-//!   discarded (so a callback runs exactly once, for the winner); inline
-//!   losers that were started are detached (they keep running as root tasks
-//!   on the current executor, results discarded, as in async_simple),
-//!   scheduled losers finish on their executor.
+//! * `collect_any`: children are started in order and starting stops once
+//!   one has finished. A finishing child *claims* the win with a CAS on
+//!   `Shared::claimed` (inline children in the collect future's poll,
+//!   scheduled children in their completion callback, on their own thread);
+//!   only the claimer touches `Shared::on_win` (the `collect_any_with`
+//!   callback, run right there, exactly once) and reports; the others drop
+//!   their outcome. The `task_any_two_winners` negative control turns the
+//!   CAS into a load and a store. Inline losers that were started are
+//!   detached (they keep running as root tasks on the current executor,
+//!   results discarded, as in async_simple); scheduled losers finish on
+//!   their executor.
 //! * Dropping a collect future mid-flight drops its inline children and
 //!   leaves its scheduled children to finish on their executors (their
 //!   callbacks then write into a ready list nobody reads).
@@ -64,7 +69,8 @@ use super::lazy::{Lazy, LazyTask};
 use super::raw::{FirstRun, RawTask};
 use super::try_::{TaskError, Try};
 use super::yield_sleep::yield_now;
-use crate::sync::{Arc, Mutex};
+use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::{Arc, Mutex, UnsafeCell};
 use crate::wait_queue::{WaitKey, WaitQueue};
 
 const TWO_LOCALS: &str = "a collect child with its own lazy local was started from a task chain \
@@ -76,8 +82,9 @@ struct Ready<T> {
     woken: Vec<usize>,
     /// `queued[i]`: `i` is in `woken`.
     queued: Vec<bool>,
-    /// Outcomes of scheduled children, in completion order.
-    finished: Vec<(usize, Try<T>)>,
+    /// Outcomes of scheduled children, in completion order (for
+    /// `collect_any`: only the winner's, and `None` if its callback took it).
+    finished: Vec<(usize, Option<Try<T>>)>,
 }
 
 impl<T> Ready<T> {
@@ -86,14 +93,64 @@ impl<T> Ready<T> {
     }
 }
 
+type WinCallback<T> = Box<dyn FnOnce(usize, Try<T>) + Send + 'static>;
+
+const UNCLAIMED: usize = usize::MAX;
+
 /// Shared by a collect future, its children's wakers and its scheduled
 /// children's callbacks.
 struct Shared<T> {
     ready: Mutex<Ready<T>>,
     parent: WaitQueue,
+    /// `collect_any`: `UNCLAIMED`, then the index of the winner.
+    claimed: AtomicUsize,
+    /// `collect_any_with`'s callback; touched only by the claimer.
+    on_win: UnsafeCell<Option<WinCallback<T>>>,
+    any: bool,
 }
 
+// SAFETY: `on_win` is the only field that is not `Sync` by itself; it is
+// accessed by exactly one thread, the one whose CAS on `claimed` succeeded
+// (`Shared::win`), or through `&mut` on drop. The callback and the outcomes
+// it receives are `Send`.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
 impl<T> Shared<T> {
+    /// Claims the win for `index`: true for exactly one caller.
+    fn claim(&self, index: usize) -> bool {
+        // Negative control `task_any_two_winners`: check, then set; two
+        // children finishing at once can both win.
+        #[cfg(lazyflight_break = "task_any_two_winners")]
+        {
+            if self.claimed.load(Acquire) != UNCLAIMED {
+                return false;
+            }
+            self.claimed.store(index, Release);
+            true
+        }
+        // AcqRel: the claim is the lock around `on_win`; Acquire on failure
+        // is not needed (the loser touches nothing).
+        #[cfg(not(lazyflight_break = "task_any_two_winners"))]
+        self.claimed
+            .compare_exchange(UNCLAIMED, index, AcqRel, Relaxed)
+            .is_ok()
+    }
+
+    /// The claimer's part: runs the callback, if any, with the outcome, or
+    /// hands the outcome back for the collect future.
+    fn win(&self, index: usize, t: Try<T>) -> Option<Try<T>> {
+        // SAFETY: only the thread whose `claim` succeeded gets here, once
+        // (see the `Sync` impl).
+        let callback = self.on_win.with_mut(|cb| unsafe { (*cb).take() });
+        match callback {
+            Some(cb) => {
+                cb(index, t);
+                None
+            }
+            None => Some(t),
+        }
+    }
+
     /// Records a change with `f`, then wakes the collect future.
     fn signal(&self, f: impl FnOnce(&mut Ready<T>)) {
         // Negative control `task_collect_lost_ready`: notify first, then
@@ -121,7 +178,15 @@ impl<T> Shared<T> {
     }
 
     fn finish_child(&self, index: usize, t: Try<T>) {
-        self.signal(|r| r.finished.push((index, t)));
+        let report = if self.any {
+            if !self.claim(index) {
+                return; // a loser: its outcome is discarded
+            }
+            self.win(index, t)
+        } else {
+            Some(t)
+        };
+        self.signal(|r| r.finished.push((index, report)));
     }
 }
 
@@ -154,8 +219,8 @@ struct Core<T> {
     slots: Vec<Slot<T>>,
     /// `All`: each child's outcome.
     results: Vec<Option<Try<T>>>,
-    /// `Any`: the first outcome.
-    winner: Option<(usize, Try<T>)>,
+    /// `Any`: the winner, and its outcome unless its callback took it.
+    winner: Option<(usize, Option<Try<T>>)>,
     /// The next child to start.
     next: usize,
     /// Children started and not finished, plus those not started.
@@ -172,7 +237,12 @@ struct Core<T> {
 }
 
 impl<T: Send + 'static> Core<T> {
-    fn new(children: Vec<(Lazy<T>, Option<ExecutorRef>)>, mode: Mode, para: bool) -> Self {
+    fn new(
+        children: Vec<(Lazy<T>, Option<ExecutorRef>)>,
+        mode: Mode,
+        para: bool,
+        on_win: Option<WinCallback<T>>,
+    ) -> Self {
         let n = children.len();
         Core {
             slots: children
@@ -194,6 +264,9 @@ impl<T: Send + 'static> Core<T> {
                     finished: Vec::new(),
                 }),
                 parent: WaitQueue::new(),
+                claimed: AtomicUsize::new(UNCLAIMED),
+                on_win: UnsafeCell::new(on_win),
+                any: mode == Mode::Any,
             }),
             key: WaitKey::new(),
             mode,
@@ -206,10 +279,12 @@ impl<T: Send + 'static> Core<T> {
     fn done(&self) -> bool {
         match self.mode {
             Mode::All => self.remaining == 0,
-            Mode::Any => self.winner.is_some() || self.remaining == 0,
+            Mode::Any => self.winner.is_some(),
         }
     }
 
+    /// Records an inline child's outcome (or a scheduled child's that never
+    /// started).
     fn record(&mut self, index: usize, t: Try<T>) {
         debug_assert!(
             !matches!(self.slots[index], Slot::Done),
@@ -220,16 +295,31 @@ impl<T: Send + 'static> Core<T> {
         match self.mode {
             Mode::All => self.results[index] = Some(t),
             Mode::Any => {
-                // Negative control `task_any_two_winners`: a later outcome
-                // replaces the winner (and its callback runs again).
-                #[cfg(lazyflight_break = "task_any_two_winners")]
-                {
-                    self.winner = Some((index, t));
+                if self.shared.claim(index) {
+                    self.winner = Some((index, self.shared.win(index, t)));
                 }
-                #[cfg(not(lazyflight_break = "task_any_two_winners"))]
-                if self.winner.is_none() {
-                    self.winner = Some((index, t));
-                }
+                // Otherwise a scheduled child claimed the win first; its
+                // report is on its way through the ready list.
+            }
+        }
+    }
+
+    /// Records a scheduled child's report.
+    fn record_finished(&mut self, index: usize, t: Option<Try<T>>) {
+        debug_assert!(
+            matches!(self.slots[index], Slot::Scheduled),
+            "child {index} reported twice"
+        );
+        self.slots[index] = Slot::Done;
+        self.remaining -= 1;
+        match self.mode {
+            Mode::All => self.results[index] = Some(t.expect("collect_all reports outcomes")),
+            Mode::Any => {
+                assert!(
+                    self.winner.is_none(),
+                    "two collect_any children claimed the win"
+                );
+                self.winner = Some((index, t));
             }
         }
     }
@@ -272,7 +362,16 @@ impl<T: Send + 'static> Core<T> {
         let local = match (local, &parent.local) {
             (Some(_), Some(_)) => {
                 let e = TaskError::Panicked(Box::new(TWO_LOCALS));
-                return self.record(index, Try::from_error(e));
+                self.slots[index] = Slot::Done;
+                self.remaining -= 1;
+                return match self.mode {
+                    Mode::All => self.results[index] = Some(Try::from_error(e)),
+                    Mode::Any => {
+                        if self.shared.claim(index) {
+                            self.winner = Some((index, self.shared.win(index, Try::from_error(e))));
+                        }
+                    }
+                };
             }
             (Some(own), None) => Some(own),
             (None, inherited) => inherited.clone(),
@@ -299,9 +398,7 @@ impl<T: Send + 'static> Core<T> {
             core::mem::take(&mut r.finished)
         };
         for (i, t) in finished {
-            if matches!(self.slots[i], Slot::Scheduled) {
-                self.record(i, t);
-            }
+            self.record_finished(i, t);
         }
         for &i in &woken {
             if self.mode == Mode::Any && self.winner.is_some() {
@@ -410,7 +507,7 @@ fn children<L: LazyTask>(tasks: Vec<L>) -> Vec<(Lazy<L::Output>, Option<Executor
 /// assert_eq!(sum, 30);
 /// ```
 pub fn collect_all<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
-    CollectAll(Core::new(children(tasks), Mode::All, false))
+    CollectAll(Core::new(children(tasks), Mode::All, false, None))
 }
 
 /// Like [`collect_all`], but plain [`Lazy`] children are scheduled on the
@@ -433,7 +530,7 @@ pub fn collect_all<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
 /// assert_eq!(out.into_iter().map(|t| t.value()).collect::<Vec<_>>(), [0, 1, 4, 9]);
 /// ```
 pub fn collect_all_para<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
-    CollectAll(Core::new(children(tasks), Mode::All, true))
+    CollectAll(Core::new(children(tasks), Mode::All, true, None))
 }
 
 /// The future of [`collect_all`] and [`collect_all_para`].
@@ -518,7 +615,7 @@ fn windowed<L: LazyTask>(
         let mut rest = children(tasks).into_iter().peekable();
         while rest.peek().is_some() {
             let group: Vec<_> = rest.by_ref().take(batch).collect();
-            out.extend(CollectAll(Core::new(group, Mode::All, para)).await);
+            out.extend(CollectAll(Core::new(group, Mode::All, para, None)).await);
             if yield_between && rest.peek().is_some() && context::has_executor() {
                 // Cannot fail: there is an executor.
                 let _ = yield_now().await;
@@ -579,7 +676,7 @@ impl<T> CollectAnyResult<T> {
 /// ```
 pub fn collect_any<L: LazyTask>(tasks: Vec<L>) -> CollectAny<L::Output> {
     assert!(!tasks.is_empty(), "collect_any needs at least one task");
-    CollectAny(Core::new(children(tasks), Mode::Any, false))
+    CollectAny(Core::new(children(tasks), Mode::Any, false, None))
 }
 
 /// The future of [`collect_any`].
@@ -606,6 +703,7 @@ impl<T: Send + 'static> Future for CollectAny<T> {
             .take()
             .expect("collect_any resolved without a winner");
         core.detach_losers();
+        let value = value.expect("collect_any has no callback to take the outcome");
         Poll::Ready(CollectAnyResult { index, value })
     }
 }
@@ -620,6 +718,11 @@ impl<T> fmt::Debug for CollectAny<T> {
 
 /// [`collect_any`] with a callback: `callback(index, try)` runs exactly once,
 /// for the winner, and the future resolves to the winner's index.
+///
+/// As in async_simple, the callback runs where the winner completes: in the
+/// awaiting task for a plain [`Lazy`] child, on the child's executor for a
+/// [`RescheduleLazy`](super::RescheduleLazy) child (before the awaiting task
+/// resumes).
 ///
 /// # Panics
 ///
@@ -636,49 +739,55 @@ impl<T> fmt::Debug for CollectAny<T> {
 /// })));
 /// assert_eq!(index, 0);
 /// ```
-pub fn collect_any_with<L, F>(tasks: Vec<L>, callback: F) -> CollectAnyWith<L::Output, F>
+pub fn collect_any_with<L, F>(tasks: Vec<L>, callback: F) -> CollectAnyWith<L::Output>
 where
     L: LazyTask,
-    F: FnOnce(usize, Try<L::Output>),
+    F: FnOnce(usize, Try<L::Output>) + Send + 'static,
 {
-    CollectAnyWith {
-        inner: collect_any(tasks),
-        callback: Some(callback),
-    }
+    assert!(!tasks.is_empty(), "collect_any needs at least one task");
+    CollectAnyWith(Core::new(
+        children(tasks),
+        Mode::Any,
+        false,
+        Some(Box::new(callback)),
+    ))
 }
 
 /// The future of [`collect_any_with`].
 ///
 /// # Cancel safety
 ///
-/// As [`CollectAll`]; the callback is dropped without being called.
+/// As [`CollectAll`]. If it is dropped before a child has finished, the
+/// callback is dropped without being called; once a child has claimed the
+/// win, its callback runs (on the thread that completed it) even if this
+/// future is already gone.
 #[must_use = "futures do nothing unless awaited"]
-pub struct CollectAnyWith<T, F> {
-    inner: CollectAny<T>,
-    callback: Option<F>,
-}
+pub struct CollectAnyWith<T>(Core<T>);
 
-impl<T, F: Unpin> Unpin for CollectAnyWith<T, F> {}
+// As for `CollectAll`.
+impl<T> Unpin for CollectAnyWith<T> {}
 
-impl<T: Send + 'static, F: FnOnce(usize, Try<T>) + Unpin> Future for CollectAnyWith<T, F> {
+impl<T: Send + 'static> Future for CollectAnyWith<T> {
     type Output = usize;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
-        let this = self.get_mut();
-        let CollectAnyResult { index, value } = match Pin::new(&mut this.inner).poll(cx) {
-            Poll::Ready(r) => r,
-            Poll::Pending => return Poll::Pending,
-        };
-        let callback = this.callback.take().expect("polled after completion");
-        callback(index, value);
+        let core = &mut self.get_mut().0;
+        if core.poll_core(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let (index, _) = core
+            .winner
+            .take()
+            .expect("collect_any resolved without a winner");
+        core.detach_losers();
         Poll::Ready(index)
     }
 }
 
-impl<T, F> fmt::Debug for CollectAnyWith<T, F> {
+impl<T> fmt::Debug for CollectAnyWith<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CollectAnyWith")
-            .field("inner", &self.inner)
+            .field("children", &self.0.slots.len())
             .finish()
     }
 }
@@ -775,7 +884,7 @@ task_tuples! {
 /// [`collect_all!`](crate::collect_all) expands to.
 pub fn collect_all_tuple<U: TaskTuple>(tasks: U) -> CollectAllTuple<U> {
     CollectAllTuple {
-        inner: CollectAll(Core::new(tasks.erase(), Mode::All, false)),
+        inner: CollectAll(Core::new(tasks.erase(), Mode::All, false, None)),
         _tasks: core::marker::PhantomData,
     }
 }
@@ -784,7 +893,7 @@ pub fn collect_all_tuple<U: TaskTuple>(tasks: U) -> CollectAllTuple<U> {
 /// [`collect_any!`](crate::collect_any) expands to.
 pub fn collect_any_tuple<U: TaskTuple>(tasks: U) -> CollectAnyTuple<U> {
     CollectAnyTuple {
-        inner: CollectAny(Core::new(tasks.erase(), Mode::Any, false)),
+        inner: CollectAny(Core::new(tasks.erase(), Mode::Any, false, None)),
         _tasks: core::marker::PhantomData,
     }
 }

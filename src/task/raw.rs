@@ -208,9 +208,10 @@ impl<T: Send + 'static> RawTask<T> {
             let next = match Phase::decode(cur) {
                 Phase::Idle => SCHEDULED,
                 // Negative control `task_double_poll`: a wake during a poll
-                // starts a second, concurrent run.
+                // takes the run for itself and polls concurrently.
                 #[cfg(lazyflight_break = "task_double_poll")]
                 Phase::Running => {
+                    this.state.store(SCHEDULED, Relaxed);
                     Self::dispatch_or_run(this);
                     return;
                 }
