@@ -254,7 +254,7 @@ impl WaitQueue {
             Slot::Notified(Notify::One) => {
                 let old = list.nodes.remove(k);
                 #[cfg(lazyflight_break = "drop_baton")]
-                let pass = {
+                let pass: Option<Waker> = {
                     let _ = on_unclaimed;
                     None
                 };
