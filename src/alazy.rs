@@ -632,11 +632,19 @@ impl<'a, T, E> Baton<'a, T, E> {
             waker,
             sig,
         });
-        *cell.driver.lock() = Some(driver.clone());
         mem::forget(self);
-        // Release: pairs with the Acquire load in `acquire` that then reads
-        // `driver` (the mutex orders the `driver` write as well).
-        cell.state.store(INITIALIZING | OWNED, Release);
+        {
+            // Install and publish OWNED under `driver`'s lock: a caller that
+            // saw the previous initializer's OWNED and only now takes the
+            // lock may find this driver and complete it at once; its
+            // FILLED/FAILED must come after our OWNED, never be overwritten
+            // by it.
+            let mut installed = cell.driver.lock();
+            *installed = Some(driver.clone());
+            // Release: pairs with the Acquire load in `acquire` that then
+            // reads `driver` (the mutex orders the `driver` write as well).
+            cell.state.store(INITIALIZING | OWNED, Release);
+        }
         // Callers queued behind us come and help drive.
         cell.waiters.notify_all();
         driver
