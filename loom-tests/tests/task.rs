@@ -1,0 +1,238 @@
+//! loom models of `lazyflight::task`'s internal state machines: the root
+//! task (wake during poll, refused schedules), `sync_await`'s park/unpark,
+//! the collect ready list and countdown, and `collect_any`'s claim.
+//!
+//! Executors here are tiny and loom-visible: `ThreadPerJob` runs each job on
+//! a fresh loom thread (so two scheduled children really race), `Refusing`
+//! refuses everything. Budget: `LOOM_MAX_PREEMPTIONS=2` (ci/loom.sh).
+#![cfg(loom)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Poll, Waker};
+
+use lazyflight::sync::atomic::{AtomicBool, Ordering};
+use lazyflight::sync::{thread, Arc, Mutex};
+use lazyflight::task::{
+    collect_all, collect_any_with, sync_await, sync_await_try, Executor, ExecutorRef, Job, Lazy,
+    ScheduleError, TaskError,
+};
+
+/// A one-shot event another thread fires; the future waits for it.
+#[derive(Default)]
+struct Signal {
+    state: Mutex<(bool, Option<Waker>)>,
+}
+
+impl Signal {
+    fn fire(&self) {
+        let waker = {
+            let mut s = self.state.lock();
+            s.0 = true;
+            s.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+struct Fired(Arc<Signal>);
+
+impl Future for Fired {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.0.state.lock();
+        if s.0 {
+            return Poll::Ready(());
+        }
+        s.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+fn executor<E: Executor>(e: E) -> ExecutorRef {
+    Arc::from_std(std::sync::Arc::new(e) as std::sync::Arc<dyn Executor>)
+}
+
+/// Runs every job on a fresh loom thread.
+#[derive(Debug)]
+struct ThreadPerJob;
+
+impl Executor for ThreadPerJob {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        drop(thread::spawn(job));
+        Ok(())
+    }
+    fn current_thread_in_executor(&self) -> bool {
+        false
+    }
+}
+
+/// Refuses every job.
+#[derive(Debug)]
+struct Refusing;
+
+impl Executor for Refusing {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        Err(ScheduleError::new(job))
+    }
+    fn current_thread_in_executor(&self) -> bool {
+        false
+    }
+}
+
+// Property: a wake that arrives while the task is being polled (from another
+// thread) makes the runner poll again; it is never lost (the task completes
+// and `sync_await` returns) and never starts a second, concurrent poll (loom
+// checks every access to the task's future cell). Whoever runs the last poll
+// completes the task and unparks the `sync_await` caller.
+#[test]
+fn task_wake_during_poll_repolls_once_and_never_overlaps() {
+    loom::model(|| {
+        let signal = Arc::new(Signal::default());
+        let polls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let s2 = signal.clone();
+        let firer = thread::spawn(move || s2.fire());
+        let p = polls.clone();
+        let v = sync_await(Lazy::new(async move {
+            p.fetch_add(1, SeqCst);
+            Fired(signal).await;
+            5
+        }));
+        assert_eq!(v, 5);
+        firer.join().unwrap();
+        assert_eq!(polls.load(SeqCst), 1, "the body's prefix runs once");
+    });
+}
+
+// Property: `sync_await` of a task that completes on another thread (here the
+// executor's) parks until the completion callback unparks it: no lost
+// unpark, no early return.
+#[test]
+fn task_sync_await_parks_until_a_scheduled_task_completes() {
+    loom::model(|| {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let v = sync_await(
+            Lazy::new(async move {
+                r.store(true, Ordering::Relaxed);
+                7
+            })
+            .via(executor(ThreadPerJob)),
+        );
+        assert_eq!(v, 7);
+        assert!(ran.load(Ordering::Relaxed), "the value comes from the run");
+    });
+}
+
+// Property: when the executor refuses the job that would resume a task
+// (after a wake from another thread, racing with the first poll, or on a
+// scheduled first run), the task completes with `TaskError::Rejected`,
+// exactly once: never a task that is silently never resumed.
+#[test]
+fn task_refused_schedule_completes_with_rejected() {
+    loom::model(|| {
+        let signal = Arc::new(Signal::default());
+        let s2 = signal.clone();
+        let firer = thread::spawn(move || s2.fire());
+        let done = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let (d, main) = (done.clone(), thread::current());
+        let result = Arc::new(Mutex::new(None));
+        let r = result.clone();
+        Lazy::new(async move {
+            Fired(signal).await;
+            1
+        })
+        .directly_start(
+            move |t| {
+                d.fetch_add(1, SeqCst);
+                *r.lock() = Some(
+                    t.into_result()
+                        .map_err(|e| matches!(e, TaskError::Rejected)),
+                );
+                main.unpark();
+            },
+            executor(Refusing),
+        );
+        while result.lock().is_none() {
+            thread::park();
+        }
+        firer.join().unwrap();
+        // Ok only when the signal came before the first poll (the task never
+        // needed the executor); otherwise the refused resumption is an error.
+        let got = result.lock().take();
+        assert!(matches!(got, Some(Ok(1)) | Some(Err(true))), "{got:?}");
+        assert_eq!(done.load(SeqCst), 1);
+
+        // And a first run that is refused.
+        let t = sync_await_try(Lazy::new(async { 2 }).via(executor(Refusing)));
+        assert!(matches!(t.into_result(), Err(TaskError::Rejected)));
+    });
+}
+
+// Property: `collect_all` over two inline children, each completed by its own
+// thread at the same time: each wake lands in the ready list, the parent is
+// resumed after the last one and completes exactly once, with both results in
+// input order.
+#[test]
+fn task_collect_all_countdown_resumes_parent_after_last_child() {
+    loom::model(|| {
+        let a = Arc::new(Signal::default());
+        let b = Arc::new(Signal::default());
+        let (a2, b2) = (a.clone(), b.clone());
+        let ta = thread::spawn(move || a2.fire());
+        let tb = thread::spawn(move || b2.fire());
+        let out = sync_await(Lazy::new(async move {
+            let children = vec![
+                Lazy::new(async move {
+                    Fired(a).await;
+                    0
+                }),
+                Lazy::new(async move {
+                    Fired(b).await;
+                    1
+                }),
+            ];
+            collect_all(children).await
+        }));
+        let out: Vec<i32> = out.into_iter().map(|t| t.value()).collect();
+        assert_eq!(out, [0, 1]);
+        ta.join().unwrap();
+        tb.join().unwrap();
+    });
+}
+
+// Property: two scheduled `collect_any` children finish at the same time on
+// two threads: exactly one claims the win, the callback runs exactly once
+// with the winner's own value, and the parent resolves to that index.
+#[test]
+fn task_collect_any_two_children_finish_at_once_one_winner() {
+    loom::model(|| {
+        let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let seen = std::sync::Arc::new(StdAtomicUsize::new(usize::MAX));
+        let (c, s) = (calls.clone(), seen.clone());
+        let ex = executor(ThreadPerJob);
+        let index = sync_await(Lazy::new(async move {
+            let children = vec![
+                Lazy::new(async { 0usize }).via(ex.clone()),
+                Lazy::new(async { 1usize }).via(ex),
+            ];
+            collect_any_with(children, move |i, v| {
+                c.fetch_add(1, SeqCst);
+                assert_eq!(v.value(), i, "the callback gets the winner's own value");
+                s.store(i, SeqCst);
+            })
+            .await
+        }));
+        assert!(index < 2);
+        assert_eq!(calls.load(SeqCst), 1, "the callback runs exactly once");
+        assert_eq!(
+            seen.load(SeqCst),
+            index,
+            "the parent reports the callback's winner"
+        );
+    });
+}
