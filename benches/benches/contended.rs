@@ -8,7 +8,9 @@
 //!
 //! * `floor`: the same spawns and joins (and the same `Arc` clones) with
 //!   nothing inside the tasks;
-//! * `lazyflight`, `tokio`, `async_once_cell`: the stampede on a fresh cell.
+//! * `lazyflight`, `tokio`, `async_once_cell`: the stampede on a fresh cell;
+//! * `raw_mutex_vec`: the same on `RawAsyncCell`, the least a cell can do
+//!   (no cancellation or panic handling): what any correct cell must pay.
 //!
 //! One iteration runs `1024 / N` stampedes in a row, each on a fresh cell, so
 //! that every iteration spawns 1024 tasks: for small N the cost of waking
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use lazyflight_benches::RawAsyncCell;
 use tokio::runtime::Runtime;
 use tokio::task::yield_now;
 
@@ -101,6 +104,16 @@ fn run(rt: &Runtime, n: usize, contender: &'static str) {
                 )
                 .await
             }
+            "raw_mutex_vec" => {
+                stampedes(n, RawAsyncCell::<u64>::new, |cell| async move {
+                    let init = || async {
+                        yield_now().await;
+                        VALUE
+                    };
+                    *cell.get_or_init(init).await
+                })
+                .await
+            }
             other => unreachable!("unknown contender {other}"),
         }
     });
@@ -131,7 +144,13 @@ fn contended_init(c: &mut Criterion) {
 /// contender, in `CONTENDERS` order.
 static PAIRED: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
 
-const CONTENDERS: [&str; 4] = ["floor", "lazyflight", "tokio", "async_once_cell"];
+const CONTENDERS: [&str; 5] = [
+    "floor",
+    "lazyflight",
+    "tokio",
+    "async_once_cell",
+    "raw_mutex_vec",
+];
 
 /// The same stampedes, measured in pairs: each round runs all four
 /// contenders back to back (in a rotating order) and times each one. On a
@@ -217,9 +236,11 @@ fn report_paired(n: usize, rounds: &[Vec<f64>]) {
         );
     }
     println!(
-        "  above-floor ratio lazyflight / tokio = {:.2}, async_once_cell / tokio = {:.2}",
+        "  above-floor ratio lazyflight / tokio = {:.2}, async_once_cell / tokio = {:.2}, \
+         raw_mutex_vec / tokio = {:.2}",
         above(1) / above(2),
-        above(3) / above(2)
+        above(3) / above(2),
+        above(4) / above(2)
     );
 }
 

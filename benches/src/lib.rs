@@ -5,8 +5,11 @@
 #![warn(missing_docs)]
 
 use std::cell::UnsafeCell;
+use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
 
 /// The floor every once-cell's filled fast path is measured against: a
 /// one-byte flag loaded with `Acquire`, a branch, and a reference to the
@@ -74,6 +77,103 @@ impl<T> Default for RawCell<T> {
 impl<T> Drop for RawCell<T> {
     fn drop(&mut self) {
         if *self.filled.get_mut() == FILLED {
+            // SAFETY: FILLED: the value is initialized, and we are its last user.
+            unsafe { self.value.get_mut().assume_init_drop() };
+        }
+    }
+}
+
+/// The floor of contended initialization: the least an async once-cell can
+/// do, and nothing more. A state byte, a `Mutex<Vec<Waker>>` of waiters, no
+/// cancellation or panic handling (a dropped leader leaves its waiters
+/// hanging), no error caching, a waker pushed again on every pending poll.
+/// It shows how much of a contended init is the runtime's wake-and-poll
+/// cycle, which every correct cell pays, rather than the cell's own work.
+#[derive(Debug)]
+pub struct RawAsyncCell<T> {
+    state: AtomicU8,
+    value: UnsafeCell<MaybeUninit<T>>,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+// SAFETY: as `RawCell`: one writer (the CAS winner) before the `Release`
+// store, readers only after an `Acquire` load of FILLED.
+unsafe impl<T: Send + Sync> Sync for RawAsyncCell<T> {}
+
+impl<T> RawAsyncCell<T> {
+    /// An empty cell.
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU8::new(EMPTY),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[inline]
+    fn get(&self) -> Option<&T> {
+        // Acquire: pairs with the Release store in `get_or_init`.
+        if self.state.load(Ordering::Acquire) == FILLED {
+            // SAFETY: FILLED observed with Acquire: written, never again.
+            Some(unsafe { (*self.value.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+
+    /// The value, running `f` if the cell is empty; other callers wait.
+    pub async fn get_or_init<F, Fut>(&self, f: F) -> &T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        if let Some(v) = self.get() {
+            return v;
+        }
+        // Acquire on success: nothing to pair with (no reset); Relaxed on
+        // failure: we wait below and re-load with Acquire.
+        if self
+            .state
+            .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            let v = f().await;
+            // SAFETY: the CAS winner is the only writer; readers wait for FILLED.
+            unsafe { (*self.value.get()).write(v) };
+            // Release: pairs with the Acquire loads in `get`.
+            self.state.store(FILLED, Ordering::Release);
+            let waiters = std::mem::take(&mut *self.waiters.lock().unwrap());
+            for w in waiters {
+                w.wake();
+            }
+            return self.get().expect("just filled");
+        }
+        poll_fn(|cx| {
+            if let Some(v) = self.get() {
+                return Poll::Ready(v);
+            }
+            let mut waiters = self.waiters.lock().unwrap();
+            // Re-checked under the lock: the leader stores FILLED before it
+            // takes the lock to wake everyone.
+            if let Some(v) = self.get() {
+                return Poll::Ready(v);
+            }
+            waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl<T> Default for RawAsyncCell<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Drop for RawAsyncCell<T> {
+    fn drop(&mut self) {
+        if *self.state.get_mut() == FILLED {
             // SAFETY: FILLED: the value is initialized, and we are its last user.
             unsafe { self.value.get_mut().assume_init_drop() };
         }
