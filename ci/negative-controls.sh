@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Negative controls: prove that the loom suite has teeth.
+#
+# Each control is a value of the build-time cfg `lazyflight_break` that breaks
+# one guarantee of the library on purpose (declared in the root Cargo.toml's
+# `unexpected_cfgs` list). For every line of ci/negative-controls.txt this
+# script builds the loom suite with `--cfg loom --cfg lazyflight_break="<value>"`
+# and runs the models listed on that line; each of them MUST fail. A control
+# that some listed model survives fails the script. Before the controls, the
+# same models are run on the unbroken build and must pass, so that a model
+# which fails for another reason cannot pass for a catch.
+#
+# Usage (from anywhere; paths are relative to the repository root):
+#   ci/negative-controls.sh            # the listed models under their control
+#   ci/negative-controls.sh --matrix   # also every other model under every
+#                                      # control, and print the full matrix
+#
+# Budget: LOOM_MAX_PREEMPTIONS=2 as in ci/loom.sh; each model run is limited to
+# LAZYFLIGHT_MODEL_TIMEOUT seconds (default 300). A model that times out is
+# not counted as a catch: loom reports deadlocks itself, so a hang means the
+# model did not decide.
+#
+# Build: only the `lazyflight` crate (and the models that depend on it) is
+# rebuilt per control. Putting the control in RUSTFLAGS would also change the
+# flags of every dependency and rebuild loom and its 25-odd dependencies for
+# each control (~80 s each on the 2-core CI machine). Instead, RUSTFLAGS stays
+# `--cfg loom` for the whole build, and this script, acting as RUSTC_WRAPPER,
+# appends `--cfg lazyflight_break="<value>"` to the compiler invocations of the
+# `lazyflight` crate alone. Cargo cannot see the wrapper's environment, so the
+# script cleans those two packages before each build to force the rebuild.
+#
+# Measured on the 2-core CI machine: see the timing next to the call in
+# ci/loom.sh's header and docs/verification.md.
+
+# --- RUSTC_WRAPPER mode: cargo calls us as `<this script> <rustc> <args>...` ---
+if [[ -n "${__LAZYFLIGHT_NEG_WRAPPER:-}" ]]; then
+    rustc=$1
+    shift
+    is_lazyflight=0
+    prev=
+    for arg in "$@"; do
+        if [[ $prev == --crate-name && $arg == lazyflight ]]; then
+            is_lazyflight=1
+        fi
+        prev=$arg
+    done
+    if [[ $is_lazyflight == 1 && -n "${LAZYFLIGHT_BREAK:-}" ]]; then
+        exec "$rustc" "$@" --cfg "lazyflight_break=\"$LAZYFLIGHT_BREAK\""
+    fi
+    exec "$rustc" "$@"
+fi
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+matrix=0
+case "${1:-}" in
+    --matrix) matrix=1 ;;
+    "") ;;
+    *)
+        echo "usage: $0 [--matrix]" >&2
+        exit 2
+        ;;
+esac
+
+list=ci/negative-controls.txt
+target_dir=$root/target/loom-neg
+timeout_s=${LAZYFLIGHT_MODEL_TIMEOUT:-300}
+export LOOM_MAX_PREEMPTIONS=2
+export RUSTFLAGS="--cfg loom"
+export CARGO_TARGET_DIR=$target_dir
+logs=$target_dir/logs
+mkdir -p "$logs"
+
+# --- read the list -----------------------------------------------------------
+controls=()
+declare -A expected=()
+while read -r control models; do
+    [[ -z $control || $control == \#* ]] && continue
+    if [[ -z $models ]]; then
+        echo "error: $list: control '$control' lists no model" >&2
+        exit 1
+    fi
+    if ! grep -q "\"$control\"" Cargo.toml; then
+        echo "error: $list: control '$control' is not declared in Cargo.toml's lazyflight_break values" >&2
+        exit 1
+    fi
+    if [[ -n ${expected[$control]+x} ]]; then
+        echo "error: $list: control '$control' appears twice" >&2
+        exit 1
+    fi
+    controls+=("$control")
+    expected[$control]=$models
+done < "$list"
+if [[ ${#controls[@]} == 0 ]]; then
+    echo "error: $list defines no control" >&2
+    exit 1
+fi
+
+# --- building and running ----------------------------------------------------
+# Test binaries of the last build, and the binary holding each model.
+declare -A binary_of=()
+all_models=()
+
+build() { # build <control or empty>
+    local control=$1 out
+    cargo clean --release -q -p lazyflight -p lazyflight-loom-tests
+    out=$(LAZYFLIGHT_BREAK=$control __LAZYFLIGHT_NEG_WRAPPER=1 RUSTC_WRAPPER=$root/ci/negative-controls.sh \
+        cargo test --release -q -p lazyflight-loom-tests --no-run --message-format=json) || {
+        echo "error: the loom suite does not build under lazyflight_break=\"$control\"" >&2
+        exit 1
+    }
+    binary_of=()
+    all_models=()
+    local bin name
+    for bin in $(grep -o '"executable":"[^"]*"' <<< "$out" | sed 's/"executable":"//; s/"$//'); do
+        while read -r name; do
+            [[ -z $name ]] && continue
+            if [[ -n ${binary_of[$name]+x} ]]; then
+                echo "error: model name '$name' is ambiguous (in ${binary_of[$name]} and $bin)" >&2
+                exit 1
+            fi
+            binary_of[$name]=$bin
+            all_models+=("$name")
+        done < <("$bin" --list --format terse 2>/dev/null | sed -n 's/: test$//p')
+    done
+}
+
+# run <label> <model>: 0 passed, 1 failed, 2 timed out. Log in $logs/<label>.<model>.log
+run() {
+    local label=$1 model=$2 bin rc
+    bin=${binary_of[$model]:-}
+    if [[ -z $bin ]]; then
+        echo "error: $list names '$model', which is not a model of the loom suite" >&2
+        exit 1
+    fi
+    rc=0
+    # The subshell keeps bash's "Aborted" job notice (loom aborts on a panic
+    # inside a destructor) out of the report; the log has the details.
+    (timeout "$timeout_s" "$bin" --exact "$model" --test-threads=1 > "$logs/$label.$model.log" 2>&1; exit $?) 2> /dev/null || rc=$?
+    case $rc in
+        0) return 0 ;;
+        124) return 2 ;;
+        *) return 1 ;;
+    esac
+}
+
+# The first line of the panic that failed a model: what it caught.
+reason() {
+    local log=$logs/$1.$2.log
+    grep -m1 -A1 "panicked at" "$log" | tail -n1 | cut -c1-110 || true
+}
+
+ms() { date +%s%3N; }
+
+# --- baseline: the listed models pass on the unbroken build ------------------
+t0=$(ms)
+build ""
+echo "baseline (no control): $(( ($(ms) - t0) / 1000 )) s to build"
+baseline_models=()
+for control in "${controls[@]}"; do
+    for model in ${expected[$control]}; do
+        baseline_models+=("$model")
+    done
+done
+if [[ $matrix == 1 ]]; then
+    baseline_models=("${all_models[@]}")
+fi
+failed=0
+declare -A seen=()
+declare -A broken=()
+for model in "${baseline_models[@]}"; do
+    [[ -n ${seen[$model]+x} ]] && continue
+    seen[$model]=1
+    t=$(ms)
+    rc=0
+    run baseline "$model" || rc=$?
+    if [[ $rc != 0 ]]; then
+        if [[ " ${expected[*]} " == *" $model "* ]]; then
+            echo "error: model $model fails on the unbroken build; it cannot vouch for a control" >&2
+            failed=1
+        else
+            # Only in --matrix mode: a model no control relies on; leave it
+            # out of the matrix (ci/loom.sh reports it).
+            echo "warning: model $model fails on the unbroken build; left out of the matrix" >&2
+            broken[$model]=1
+        fi
+        echo "       $(reason baseline "$model")  (log: $logs/baseline.$model.log)" >&2
+    else
+        printf '  %-60s passes (%d ms)\n' "$model" $(( $(ms) - t ))
+    fi
+done
+if [[ $failed == 1 ]]; then
+    exit 1
+fi
+
+# --- each control ------------------------------------------------------------
+survived=()
+declare -A catches=()
+for control in "${controls[@]}"; do
+    t0=$(ms)
+    build "$control"
+    echo "lazyflight_break=\"$control\": $(( ($(ms) - t0) / 1000 )) s to build"
+    models=(${expected[$control]})
+    if [[ $matrix == 1 ]]; then
+        for model in "${all_models[@]}"; do
+            [[ -n ${broken[$model]+x} ]] && continue
+            [[ " ${expected[$control]} " == *" $model "* ]] || models+=("$model")
+        done
+    fi
+    caught_by=()
+    for model in "${models[@]}"; do
+        listed=0
+        [[ " ${expected[$control]} " == *" $model "* ]] && listed=1
+        t=$(ms)
+        rc=0
+        run "$control" "$model" || rc=$?
+        took=$(( $(ms) - t ))
+        case $rc in
+            1)
+                caught_by+=("$model")
+                catches[$control.$model]=1
+                printf '  %-60s CAUGHT it (%d ms): %s\n' "$model" "$took" "$(reason "$control" "$model")"
+                ;;
+            0)
+                if [[ $listed == 1 ]]; then
+                    printf '  %-60s SURVIVED: passes under the control (%d ms)\n' "$model" "$took"
+                    survived+=("$control/$model")
+                else
+                    printf '  %-60s passes (%d ms)\n' "$model" "$took"
+                fi
+                ;;
+            2)
+                printf '  %-60s TIMED OUT after %s s (not a catch)\n' "$model" "$timeout_s"
+                [[ $listed == 1 ]] && survived+=("$control/$model (timed out)")
+                ;;
+        esac
+    done
+    if [[ ${#caught_by[@]} == 0 ]]; then
+        echo "  no model caught lazyflight_break=\"$control\""
+    fi
+done
+
+# --- matrix -------------------------------------------------------------------
+if [[ $matrix == 1 ]]; then
+    echo
+    printf '%-60s' "model \\ control"
+    for control in "${controls[@]}"; do printf ' %-12s' "$control"; done
+    echo
+    for model in "${all_models[@]}"; do
+        [[ -n ${broken[$model]+x} ]] && continue
+        printf '%-60s' "$model"
+        for control in "${controls[@]}"; do
+            if [[ -n ${catches[$control.$model]+x} ]]; then
+                printf ' %-12s' "caught"
+            else
+                printf ' %-12s' "-"
+            fi
+        done
+        echo
+    done
+fi
+
+if [[ ${#survived[@]} != 0 ]]; then
+    echo
+    echo "FAILED: ${#survived[@]} listed model(s) did not catch their control:" >&2
+    printf '  %s\n' "${survived[@]}" >&2
+    echo "Strengthen the models (not the control); logs in $logs." >&2
+    exit 1
+fi
+echo
+echo "ok: every control in $list was caught by every model listed for it"
