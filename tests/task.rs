@@ -172,6 +172,10 @@ fn yield_is_fifo_on_a_one_thread_executor() {
     let ex = SimpleExecutor::new(1);
     let order = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
+    // Hold the only worker until all three tasks are queued, so that the
+    // queue starts as [0, 1, 2].
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    ex.schedule(Box::new(move || gate_rx.recv().unwrap())).unwrap();
     for id in 0..3 {
         let (order, tx) = (order.clone(), tx.clone());
         Lazy::new(async move {
@@ -183,6 +187,7 @@ fn yield_is_fifo_on_a_one_thread_executor() {
         .via(ex.clone())
         .start(move |r| tx.send(r.value()).unwrap());
     }
+    gate_tx.send(()).unwrap();
     for _ in 0..3 {
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
     }
@@ -452,7 +457,8 @@ fn a_panicking_job_does_not_kill_the_worker() {
 
 #[test]
 fn sleep_orders_by_deadline() {
-    let ex = SimpleExecutor::new(2);
+    // One worker: the order of the log is the order the timers fired in.
+    let ex = SimpleExecutor::new(1);
     let order = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     for ms in [30u64, 10, 20] {

@@ -234,6 +234,8 @@ struct Core<T> {
     parent: Option<Ctx>,
     /// Reused buffer for draining `woken`.
     scratch: Vec<usize>,
+    /// Resolved already.
+    completed: bool,
 }
 
 impl<T: Send + 'static> Core<T> {
@@ -273,6 +275,7 @@ impl<T: Send + 'static> Core<T> {
             para,
             parent: None,
             scratch: Vec::new(),
+            completed: false,
         }
     }
 
@@ -411,6 +414,10 @@ impl<T: Send + 'static> Core<T> {
     }
 
     fn poll_core(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        assert!(
+            !self.completed,
+            "a collect future was polled after completion"
+        );
         if self.parent.is_none() {
             let (executor, local) = context::with_current(|c| {
                 c.map_or((None, None), |c| (c.executor.clone(), c.local.clone()))
@@ -435,6 +442,7 @@ impl<T: Send + 'static> Core<T> {
             }
         }
         if self.done() {
+            self.completed = true;
             return Poll::Ready(());
         }
         let shared = &self.shared;
