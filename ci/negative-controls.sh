@@ -15,7 +15,7 @@
 #   ci/negative-controls.sh --matrix   # also every other model under every
 #                                      # control, and print the full matrix
 #
-# Budget: LOOM_MAX_PREEMPTIONS=2 as in ci/loom.sh; each model run is limited to
+# Budget: LOOM_MAX_PREEMPTIONS=2 as in ci/loom.sh (same build flags); each model run is limited to
 # LAZYFLIGHT_MODEL_TIMEOUT seconds (default 300). A model that times out is
 # not counted as a catch: loom reports deadlocks itself, so a hang means the
 # model did not decide.
@@ -69,7 +69,10 @@ list=ci/negative-controls.txt
 target_dir=$root/target/loom-neg
 timeout_s=${LAZYFLIGHT_MODEL_TIMEOUT:-300}
 export LOOM_MAX_PREEMPTIONS=2
+export LOOM_MAX_BRANCHES=1000
 export RUSTFLAGS="--cfg loom"
+# Same build as ci/loom.sh: release with debug assertions.
+export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true
 export CARGO_TARGET_DIR=$target_dir
 logs=$target_dir/logs
 mkdir -p "$logs"
