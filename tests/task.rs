@@ -175,7 +175,8 @@ fn yield_is_fifo_on_a_one_thread_executor() {
     // Hold the only worker until all three tasks are queued, so that the
     // queue starts as [0, 1, 2].
     let (gate_tx, gate_rx) = mpsc::channel::<()>();
-    ex.schedule(Box::new(move || gate_rx.recv().unwrap())).unwrap();
+    ex.schedule(Box::new(move || gate_rx.recv().unwrap()))
+        .unwrap();
     for id in 0..3 {
         let (order, tx) = (order.clone(), tx.clone());
         Lazy::new(async move {
