@@ -24,6 +24,11 @@
 //! Iterations per test: `LAZYFLIGHT_SHUTTLE_ITERATIONS` (default 10,000);
 //! PCT depth: `LAZYFLIGHT_SHUTTLE_PCT_DEPTH` (default 3).
 #![cfg(shuttle)]
+// The test's own bookkeeping (counters, event log, the `Arc`s that share
+// them) uses std types on purpose: shuttle runs one task at a time, and
+// keeping these invisible to it adds no scheduling points beyond the
+// library's own, which all go through `lazyflight::sync`.
+#![allow(clippy::disallowed_types)]
 
 use std::any::Any;
 use std::future::Future;
@@ -52,7 +57,9 @@ fn pct_depth() -> usize {
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
         Err(_) => default,
     }
 }
@@ -129,7 +136,10 @@ impl Plan {
             _ if cfg.panic_in_f => End::PanicInF,
             _ => End::Panic,
         };
-        Plan { yields: rng.gen_range(0..=3), end }
+        Plan {
+            yields: rng.gen_range(0..=3),
+            end,
+        }
     }
 }
 
@@ -184,9 +194,16 @@ impl InitGuard {
             "initializer {id} started after a result was cached: {events:?}"
         );
         let before = book.running.fetch_add(1, SeqCst);
-        assert_eq!(before, 0, "initializer {id} started while another is alive: {events:?}");
+        assert_eq!(
+            before, 0,
+            "initializer {id} started while another is alive: {events:?}"
+        );
         events.push(Event::Created(id));
-        InitGuard { id, book: book.clone(), ended: false }
+        InitGuard {
+            id,
+            book: book.clone(),
+            ended: false,
+        }
     }
 
     fn end(mut self, event: Event) {
@@ -198,7 +215,11 @@ impl InitGuard {
 impl Drop for InitGuard {
     fn drop(&mut self) {
         if !self.ended {
-            self.book.events.lock().unwrap().push(Event::Dropped(self.id));
+            self.book
+                .events
+                .lock()
+                .unwrap()
+                .push(Event::Dropped(self.id));
         }
         self.book.running.fetch_sub(1, SeqCst);
     }
@@ -215,7 +236,10 @@ struct Made {
 impl Made {
     fn new(id: usize, book: &Arc<Book>) -> Made {
         book.live.fetch_add(1, SeqCst);
-        Made { id, book: book.clone() }
+        Made {
+            id,
+            book: book.clone(),
+        }
     }
 }
 
@@ -227,7 +251,9 @@ impl Drop for Made {
 
 impl std::fmt::Debug for Book {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Book").field("events", &self.events()).finish()
+        f.debug_struct("Book")
+            .field("events", &self.events())
+            .finish()
     }
 }
 
@@ -305,7 +331,10 @@ struct Caller<F: Future> {
 
 impl<F: Future> Caller<F> {
     fn new(fut: F, budget: Option<u32>) -> Self {
-        Caller { fut: Some(Box::pin(fut)), budget }
+        Caller {
+            fut: Some(Box::pin(fut)),
+            budget,
+        }
     }
 }
 
@@ -420,14 +449,26 @@ impl Coverage {
             get(&self.aborted),
         );
         assert!(get(&self.executions) > 0, "{name}: no execution ran");
-        assert!(get(&self.handoff_after_panic) > 0, "{name}: never handed off after a panic");
-        assert!(get(&self.shared_error) > 0, "{name}: never shared a cached error");
+        assert!(
+            get(&self.handoff_after_panic) > 0,
+            "{name}: never handed off after a panic"
+        );
+        assert!(
+            get(&self.shared_error) > 0,
+            "{name}: never shared a cached error"
+        );
         assert!(get(&self.aborted) > 0, "{name}: never aborted a caller");
         if cfg.owned < 1.0 {
-            assert!(get(&self.handoff_after_cancel) > 0, "{name}: never handed off after a cancel");
+            assert!(
+                get(&self.handoff_after_cancel) > 0,
+                "{name}: never handed off after a cancel"
+            );
         }
         if cfg.parked > 0 {
-            assert!(get(&self.done_around_parked) > 0, "{name}: never finished around a parked leader");
+            assert!(
+                get(&self.done_around_parked) > 0,
+                "{name}: never finished around a parked leader"
+            );
         }
     }
 }
@@ -445,7 +486,11 @@ async fn run(cfg: &Cfg, cov: &Coverage) {
     let book = Arc::new(Book::default());
     let cell = Arc::new(Cell::new());
     let n = rng.gen_range(cfg.tasks.clone());
-    let parked_n = if cfg.parked > 0 { rng.gen_range(1..=cfg.parked) } else { 0 };
+    let parked_n = if cfg.parked > 0 {
+        rng.gen_range(1..=cfg.parked)
+    } else {
+        0
+    };
     // Spawn index before which the main task parks its leaders.
     let park_at = rng.gen_range(0..=n);
 
@@ -453,7 +498,12 @@ async fn run(cfg: &Cfg, cov: &Coverage) {
     for id in 0..n + parked_n {
         let budget = (id < n && rng.gen_bool(cfg.self_cancel)).then(|| rng.gen_range(1..=3));
         let owned = id >= n || rng.gen_bool(cfg.owned);
-        specs.push(Spec { id, plan: Plan::random(&mut rng, cfg), owned, budget });
+        specs.push(Spec {
+            id,
+            plan: Plan::random(&mut rng, cfg),
+            owned,
+            budget,
+        });
     }
 
     let mut handles: Vec<JoinHandle<Outcome>> = Vec::new();
@@ -512,8 +562,16 @@ async fn run(cfg: &Cfg, cov: &Coverage) {
     // initializer) exactly once.
     let cell = Arc::try_unwrap(cell).unwrap_or_else(|_| panic!("a caller outlived its task"));
     drop(cell);
-    assert_eq!(book.running.load(SeqCst), 0, "an initializer outlived the cell");
-    assert_eq!(book.live.load(SeqCst), 0, "a value or error was leaked or dropped twice");
+    assert_eq!(
+        book.running.load(SeqCst),
+        0,
+        "an initializer outlived the cell"
+    );
+    assert_eq!(
+        book.live.load(SeqCst),
+        0,
+        "a value or error was leaked or dropped twice"
+    );
     cov.executions.fetch_add(1, SeqCst);
 }
 
@@ -544,11 +602,24 @@ fn check(cell: &Cell, book: &Book, specs: &[Spec], outcomes: &[(Spec, Option<Out
     let fin = cell.get_result().map(|r| r.map(|v| v.id).map_err(|e| e.id));
 
     // At most one initializer completed, and it produced the cached result.
-    let completed: Vec<usize> =
-        events.iter().filter_map(|e| if let Event::Completed(id) = e { Some(*id) } else { None }).collect();
+    let completed: Vec<usize> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Completed(id) = e {
+                Some(*id)
+            } else {
+                None
+            }
+        })
+        .collect();
     match fin {
-        Some(Ok(id)) | Some(Err(id)) => assert_eq!(completed, [id], "cached result {fin:?}, {events:?}"),
-        None => assert!(completed.is_empty(), "an initializer completed but nothing is cached: {events:?}"),
+        Some(Ok(id)) | Some(Err(id)) => {
+            assert_eq!(completed, [id], "cached result {fin:?}, {events:?}")
+        }
+        None => assert!(
+            completed.is_empty(),
+            "an initializer completed but nothing is cached: {events:?}"
+        ),
     }
     if let Some(r) = fin {
         let end = specs[r.unwrap_or_else(|e| e)].plan.end;
@@ -561,7 +632,10 @@ fn check(cell: &Cell, book: &Book, specs: &[Spec], outcomes: &[(Spec, Option<Out
     for e in &events {
         match *e {
             Event::Created(id) => {
-                assert_eq!(alive, None, "initializer {id} created while another lives: {events:?}");
+                assert_eq!(
+                    alive, None,
+                    "initializer {id} created while another lives: {events:?}"
+                );
                 alive = Some(id);
             }
             Event::Completed(id) | Event::Panicked(id) => {
@@ -572,7 +646,10 @@ fn check(cell: &Cell, book: &Book, specs: &[Spec], outcomes: &[(Spec, Option<Out
                 assert_eq!(alive, Some(id), "{events:?}");
                 // Cancelling callers never drops an owned initializer: the
                 // next caller resumes it. Only dropping the cell does.
-                assert!(!specs[id].owned, "owned initializer {id} was dropped unfinished: {events:?}");
+                assert!(
+                    !specs[id].owned,
+                    "owned initializer {id} was dropped unfinished: {events:?}"
+                );
                 alive = None;
             }
         }
@@ -596,10 +673,18 @@ fn check(cell: &Cell, book: &Book, specs: &[Spec], outcomes: &[(Spec, Option<Out
     for (spec, out) in outcomes {
         let Some(out) = *out else { continue };
         match out {
-            Outcome::Value(id) => assert_eq!(fin, Some(Ok(id)), "caller {} got value {id}", spec.id),
-            Outcome::Error(id) => assert_eq!(fin, Some(Err(id)), "caller {} got error {id}", spec.id),
+            Outcome::Value(id) => {
+                assert_eq!(fin, Some(Ok(id)), "caller {} got value {id}", spec.id)
+            }
+            Outcome::Error(id) => {
+                assert_eq!(fin, Some(Err(id)), "caller {} got error {id}", spec.id)
+            }
             Outcome::InitPanicked(id) => {
-                assert!(events.contains(&Event::Panicked(id)), "caller {} saw a panic of {id}", spec.id);
+                assert!(
+                    events.contains(&Event::Panicked(id)),
+                    "caller {} saw a panic of {id}",
+                    spec.id
+                );
                 // A caller-owned initializer panics only in its own caller;
                 // an owned one in whichever caller was polling it.
                 assert!(
@@ -610,7 +695,11 @@ fn check(cell: &Cell, book: &Book, specs: &[Spec], outcomes: &[(Spec, Option<Out
             }
             Outcome::OwnPanicked => {
                 assert!(spec.owned, "OwnPanicked from a plain caller");
-                assert!(events.contains(&Event::Panicked(spec.id)), "caller {} {events:?}", spec.id);
+                assert!(
+                    events.contains(&Event::Panicked(spec.id)),
+                    "caller {} {events:?}",
+                    spec.id
+                );
             }
             Outcome::SelfCancelled => assert!(spec.budget.is_some()),
         }
@@ -629,7 +718,10 @@ fn record_coverage(book: &Book, outcomes: &[(Spec, Option<Outcome>)], cov: &Cove
             _ => 0,
         };
     }
-    let errors = outcomes.iter().filter(|(_, o)| matches!(o, Some(Outcome::Error(_)))).count();
+    let errors = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Some(Outcome::Error(_))))
+        .count();
     if errors > 1 {
         cov.shared_error.fetch_add(1, SeqCst);
     }
@@ -746,9 +838,33 @@ fn owned_panic_reset() {
         let book = Arc::new(Book::default());
         let cell = Arc::new(Cell::new());
         let specs = [
-            Spec { id: 0, plan: Plan { yields: 0, end: End::Panic }, owned: true, budget: None },
-            Spec { id: 1, plan: Plan { yields: 0, end: End::Ok }, owned: true, budget: None },
-            Spec { id: 2, plan: Plan { yields: 1, end: End::Ok }, owned: true, budget: None },
+            Spec {
+                id: 0,
+                plan: Plan {
+                    yields: 0,
+                    end: End::Panic,
+                },
+                owned: true,
+                budget: None,
+            },
+            Spec {
+                id: 1,
+                plan: Plan {
+                    yields: 0,
+                    end: End::Ok,
+                },
+                owned: true,
+                budget: None,
+            },
+            Spec {
+                id: 2,
+                plan: Plan {
+                    yields: 1,
+                    end: End::Ok,
+                },
+                owned: true,
+                budget: None,
+            },
         ];
         let mut handles = Vec::new();
         for spec in specs {
@@ -770,11 +886,32 @@ fn owned_parked_behind_panicking_closure() {
     sfut::block_on(async {
         let book = Arc::new(Book::default());
         let cell = Arc::new(Cell::new());
-        let ok = Plan { yields: 0, end: End::Ok };
+        let ok = Plan {
+            yields: 0,
+            end: End::Ok,
+        };
         let specs = [
-            Spec { id: 0, plan: Plan { yields: 0, end: End::PanicInF }, owned: true, budget: None },
-            Spec { id: 1, plan: ok, owned: true, budget: None },
-            Spec { id: 2, plan: ok, owned: true, budget: None },
+            Spec {
+                id: 0,
+                plan: Plan {
+                    yields: 0,
+                    end: End::PanicInF,
+                },
+                owned: true,
+                budget: None,
+            },
+            Spec {
+                id: 1,
+                plan: ok,
+                owned: true,
+                budget: None,
+            },
+            Spec {
+                id: 2,
+                plan: ok,
+                owned: true,
+                budget: None,
+            },
         ];
         let leader = sfut::spawn(caller(cell.clone(), book.clone(), specs[0]));
         sfut::yield_now().await;
@@ -797,17 +934,29 @@ fn owned_reinstall_after_panic() {
     sfut::block_on(async {
         let book = Arc::new(Book::default());
         let cell = Arc::new(Cell::new());
-        let ok = Plan { yields: 0, end: End::Ok };
+        let ok = Plan {
+            yields: 0,
+            end: End::Ok,
+        };
         let specs: Vec<Spec> = (0..5)
             .map(|id| Spec {
                 id,
-                plan: if id == 0 { Plan { yields: 1, end: End::Panic } } else { ok },
+                plan: if id == 0 {
+                    Plan {
+                        yields: 1,
+                        end: End::Panic,
+                    }
+                } else {
+                    ok
+                },
                 owned: true,
                 budget: None,
             })
             .collect();
-        let handles: Vec<_> =
-            specs.iter().map(|spec| sfut::spawn(caller(cell.clone(), book.clone(), *spec))).collect();
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| sfut::spawn(caller(cell.clone(), book.clone(), *spec)))
+            .collect();
         let mut outcomes = Vec::new();
         for (spec, h) in specs.iter().zip(handles) {
             outcomes.push((*spec, Some(h.await.expect("not aborted"))));
@@ -842,8 +991,14 @@ fn run_bounded(scheduler: impl shuttle::scheduler::Scheduler + 'static, f: fn())
 #[test]
 fn owned_parked_caller_is_not_handed_the_baton() {
     for seed in 0..4 {
-        run_bounded(shuttle::scheduler::PctScheduler::new_from_seed(seed, 3, 500), owned_parked_behind_panicking_closure);
-        run_bounded(shuttle::scheduler::RandomScheduler::new_from_seed(seed, 500), owned_parked_behind_panicking_closure);
+        run_bounded(
+            shuttle::scheduler::PctScheduler::new_from_seed(seed, 3, 500),
+            owned_parked_behind_panicking_closure,
+        );
+        run_bounded(
+            shuttle::scheduler::RandomScheduler::new_from_seed(seed, 500),
+            owned_parked_behind_panicking_closure,
+        );
     }
 }
 
@@ -855,13 +1010,22 @@ fn owned_parked_caller_is_not_handed_the_baton() {
 // Before the fix, PCT seed 261 hit it within 20 executions.
 #[test]
 fn owned_install_is_not_overwritten() {
-    run_bounded(shuttle::scheduler::PctScheduler::new_from_seed(261, 3, 200), owned_reinstall_after_panic);
-    run_bounded(shuttle::scheduler::RandomScheduler::new_from_seed(261, 200), owned_reinstall_after_panic);
+    run_bounded(
+        shuttle::scheduler::PctScheduler::new_from_seed(261, 3, 200),
+        owned_reinstall_after_panic,
+    );
+    run_bounded(
+        shuttle::scheduler::RandomScheduler::new_from_seed(261, 200),
+        owned_reinstall_after_panic,
+    );
 }
 
 #[test]
 fn owned_taken_future_is_not_a_spin() {
     for seed in 0..4 {
-        run_bounded(shuttle::scheduler::PctScheduler::new_from_seed(seed, 3, 500), owned_panic_reset);
+        run_bounded(
+            shuttle::scheduler::PctScheduler::new_from_seed(seed, 3, 500),
+            owned_panic_reset,
+        );
     }
 }
