@@ -281,6 +281,28 @@ fn collect_any_examples() {
         AnyOf3::V2(v) => println!("Value: {}", v.value()),
     }
 
+    // Variadic pairs of (task, callback): only the winner's callback runs.
+    let call_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (c0, c1, c2) = (call_count.clone(), call_count.clone(), call_count.clone());
+    let index = sync_await(Lazy::new(async move {
+        lazyflight::collect_any_with!(
+            (Lazy::new(async {}), move |_| {
+                c0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+            (Lazy::new(async { 42 }), move |val| {
+                c1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                assert_eq!(val.value(), 42);
+            }),
+            (Lazy::new(async { 42.to_string() }), move |val| {
+                c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                assert_eq!(val.value(), "42");
+            }),
+        )
+        .await
+    }));
+    assert_eq!(index, 0);
+    assert_eq!(call_count.load(std::sync::atomic::Ordering::SeqCst), 1);
+
     // Vector with a callback: returns the index; the callback runs once.
     let input = vec![Lazy::new(async { 41 }), Lazy::new(async { 42 })];
     let index = sync_await(Lazy::new(collect_any_with(

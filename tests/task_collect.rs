@@ -439,3 +439,33 @@ fn collect_all_of_many_ready_children() {
     assert_eq!(out.len(), 100_000);
     assert!(out.into_iter().enumerate().all(|(i, t)| t.value() == i));
 }
+
+#[test]
+fn variadic_collect_any_with_per_task_callbacks_runs_only_the_winners_once() {
+    let ex = SimpleExecutor::new(2);
+    for _ in 0..50 {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (c0, c1, c2) = (calls.clone(), calls.clone(), calls.clone());
+        let e = ex.clone();
+        let index = sync_await(Lazy::new(async move {
+            lazyflight::collect_any_with!(
+                (Lazy::new(async { 0u8 }).via(e.clone()), move |v| c0
+                    .lock()
+                    .unwrap()
+                    .push((0, v.value() as i64))),
+                (Lazy::new(async { 1i32 }).via(e.clone()), move |v| c1
+                    .lock()
+                    .unwrap()
+                    .push((1, v.value() as i64))),
+                (Lazy::new(async { 2u64 }).via(e), move |v| c2
+                    .lock()
+                    .unwrap()
+                    .push((2, v.value() as i64))),
+            )
+            .await
+        }));
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "exactly one callback: {calls:?}");
+        assert_eq!(calls[0], (index, index as i64));
+    }
+}

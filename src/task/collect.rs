@@ -888,6 +888,66 @@ task_tuples! {
     AnyOf8 { A 0 V0, B 1 V1, C 2 V2, D 3 V3, E 4 V4, F 5 V5, G 6 V6, H 7 V7 }
 }
 
+/// The callback of a variadic [`collect_any_with!`](crate::collect_any_with),
+/// erased.
+#[doc(hidden)]
+pub type ErasedCallback = Box<dyn FnOnce(usize, Try<BoxAny>) + Send + 'static>;
+
+/// A tuple of `(task, callback)` pairs, for
+/// [`collect_any_with!`](crate::collect_any_with).
+pub trait CallbackTuple: Send + 'static {
+    #[doc(hidden)]
+    fn erase_with(self) -> (Vec<ErasedChild>, ErasedCallback);
+}
+
+macro_rules! callback_tuples {
+    ($( { $($T:ident $F:ident $i:tt),+ } )+) => {$(
+        impl<$($T, $F),+> CallbackTuple for ($(($T, $F),)+)
+        where
+            $($T: LazyTask, $F: FnOnce(Try<$T::Output>) + Send + 'static,)+
+        {
+            fn erase_with(self) -> (Vec<ErasedChild>, ErasedCallback) {
+                let children = vec![$(erase(self.$i.0)),+];
+                let callbacks = ($(self.$i.1,)+);
+                let on_win: ErasedCallback = Box::new(move |index, value| match index {
+                    $($i => (callbacks.$i)(unerase::<$T::Output>(value)),)+
+                    _ => unreachable!("index out of range"),
+                });
+                (children, on_win)
+            }
+        }
+    )+};
+}
+
+callback_tuples! {
+    { A FA 0 }
+    { A FA 0, B FB 1 }
+    { A FA 0, B FB 1, C FC 2 }
+    { A FA 0, B FB 1, C FC 2, D FD 3 }
+    { A FA 0, B FB 1, C FC 2, D FD 3, E FE 4 }
+    { A FA 0, B FB 1, C FC 2, D FD 3, E FE 4, F FF 5 }
+    { A FA 0, B FB 1, C FC 2, D FD 3, E FE 4, F FF 5, G FG 6 }
+    { A FA 0, B FB 1, C FC 2, D FD 3, E FE 4, F FF 5, G FG 6, H FH 7 }
+}
+
+/// Pairs a task with its callback, giving the callback its argument type;
+/// used by [`collect_any_with!`](crate::collect_any_with).
+#[doc(hidden)]
+pub fn __callback_pair<L, F>(task: L, callback: F) -> (L, F)
+where
+    L: LazyTask,
+    F: FnOnce(Try<L::Output>) + Send + 'static,
+{
+    (task, callback)
+}
+
+/// [`collect_any_with`] over `(task, callback)` pairs of different types; what
+/// [`collect_any_with!`](crate::collect_any_with) expands to.
+pub fn collect_any_with_tuple<U: CallbackTuple>(pairs: U) -> CollectAnyWith<BoxAny> {
+    let (children, on_win) = pairs.erase_with();
+    CollectAnyWith(Core::new(children, Mode::Any, false, Some(on_win)))
+}
+
 /// [`collect_all`] over a tuple of tasks of different types; what
 /// [`collect_all!`](crate::collect_all) expands to.
 pub fn collect_all_tuple<U: TaskTuple>(tasks: U) -> CollectAllTuple<U> {
@@ -1012,5 +1072,46 @@ macro_rules! collect_all {
 macro_rules! collect_any {
     ($($task:expr),+ $(,)?) => {
         $crate::task::collect_any_tuple(($($task,)+))
+    };
+}
+
+/// The first of a fixed list of `(task, callback)` pairs to finish: only the
+/// winner's callback runs, exactly once, with the winner's
+/// [`Try`](crate::task::Try); resolves to the winner's position (up to 8
+/// pairs). The callback runs where the winner completes (see
+/// [`collect_any_with`](crate::task::collect_any_with)).
+///
+/// # Examples
+///
+/// ```
+/// use lazyflight::task::{sync_await, Lazy};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let calls = Arc::new(AtomicUsize::new(0));
+/// let (c0, c1, c2) = (calls.clone(), calls.clone(), calls.clone());
+/// let index = sync_await(Lazy::new(async move {
+///     lazyflight::collect_any_with!(
+///         (Lazy::new(async {}), move |_| { c0.fetch_add(1, Ordering::SeqCst); }),
+///         (Lazy::new(async { 42 }), move |v| {
+///             c1.fetch_add(1, Ordering::SeqCst);
+///             assert_eq!(v.value(), 42);
+///         }),
+///         (Lazy::new(async { 42.to_string() }), move |v| {
+///             c2.fetch_add(1, Ordering::SeqCst);
+///             assert_eq!(v.value(), "42");
+///         }),
+///     )
+///     .await
+/// }));
+/// assert_eq!(index, 0);
+/// assert_eq!(calls.load(Ordering::SeqCst), 1);
+/// ```
+#[macro_export]
+macro_rules! collect_any_with {
+    ($(($task:expr, $callback:expr)),+ $(,)?) => {
+        $crate::task::collect_any_with_tuple((
+            $($crate::task::__callback_pair($task, $callback),)+
+        ))
     };
 }

@@ -47,12 +47,13 @@ mod try_;
 mod yield_sleep;
 
 #[doc(hidden)]
-pub use collect::ErasedChild;
+pub use collect::{__callback_pair, ErasedCallback, ErasedChild};
 pub use collect::{
     collect_all, collect_all_para, collect_all_tuple, collect_all_windowed,
-    collect_all_windowed_para, collect_any, collect_any_tuple, collect_any_with, AnyOf1, AnyOf2,
-    AnyOf3, AnyOf4, AnyOf5, AnyOf6, AnyOf7, AnyOf8, CollectAll, CollectAllTuple, CollectAny,
-    CollectAnyResult, CollectAnyTuple, CollectAnyWith, TaskTuple,
+    collect_all_windowed_para, collect_any, collect_any_tuple, collect_any_with,
+    collect_any_with_tuple, AnyOf1, AnyOf2, AnyOf3, AnyOf4, AnyOf5, AnyOf6, AnyOf7, AnyOf8,
+    CallbackTuple, CollectAll, CollectAllTuple, CollectAny, CollectAnyResult, CollectAnyTuple,
+    CollectAnyWith, TaskTuple,
 };
 pub use context::{current_executor, has_lazy_local, with_lazy_local};
 pub use executor::{Executor, ExecutorRef, Job, ScheduleError};
