@@ -151,7 +151,8 @@ pub struct WaitQueue {
     list: Mutex<List>,
 }
 
-#[allow(unreachable_pub)]
+// `pub` only for the loom/shuttle models, where these lints do not apply.
+#[allow(unreachable_pub, clippy::new_without_default, clippy::len_without_is_empty)]
 impl WaitQueue {
     /// Creates an empty queue.
     #[cfg(not(any(loom, shuttle)))]
