@@ -89,7 +89,11 @@ fn init_error_is_cached_and_shared() {
         }))
         .unwrap_err();
         let mine = (*e, e as *const usize as usize);
-        assert_eq!(mine, t.join().unwrap(), "both callers see the same cached error");
+        assert_eq!(
+            mine,
+            t.join().unwrap(),
+            "both callers see the same cached error"
+        );
         assert_eq!(runs.load(SeqCst), 1, "exactly one initializer ran");
         assert_eq!(cell.state(), State::Failed);
         assert_eq!(cell.get(), None);
@@ -120,12 +124,20 @@ fn leader_dropped_mid_init_waiter_takes_over() {
             .owned()
         });
         assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
-        assert_eq!(cell.state(), State::Initializing, "the leader is inside its initializer");
+        assert_eq!(
+            cell.state(),
+            State::Initializing,
+            "the leader is inside its initializer"
+        );
 
         let c = cell.clone();
         let waiter = thread::spawn(move || block_on(c.get_or_init(|| async { Ok(2) })).owned());
         drop(leader);
-        assert_eq!(waiter.join().unwrap(), Ok(2), "the waiter ran its own initializer");
+        assert_eq!(
+            waiter.join().unwrap(),
+            Ok(2),
+            "the waiter ran its own initializer"
+        );
         assert_eq!(cell.get(), Some(&2));
         assert_eq!(cell.waiting(), 0);
     });
@@ -152,11 +164,17 @@ fn leader_panics_waiter_takes_over() {
 
         let c = cell.clone();
         let waiter = thread::spawn(move || block_on(c.get_or_init(|| async { Ok(2) })).owned());
-        let panicked = catch_unwind(AssertUnwindSafe(|| poll_once(leader.as_mut(), Waker::noop())));
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            poll_once(leader.as_mut(), Waker::noop())
+        }));
         let payload = panicked.expect_err("the initializer's panic reaches its caller");
         assert_eq!(payload.downcast_ref::<&str>(), Some(&EXPECTED_PANIC));
         drop(leader);
-        assert_eq!(waiter.join().unwrap(), Ok(2), "the waiter ran its own initializer");
+        assert_eq!(
+            waiter.join().unwrap(),
+            Ok(2),
+            "the waiter ran its own initializer"
+        );
         assert_eq!(cell.get(), Some(&2));
         assert_eq!(cell.waiting(), 0);
     });
@@ -195,14 +213,25 @@ fn first_waiter_dropped_during_handoff_baton_passes() {
         let cancel_leader = thread::spawn(move || drop(leader));
         drop(first);
         cancel_leader.join().unwrap();
-        assert_eq!(second.join().unwrap(), Ok(3), "the baton reached the last caller");
+        assert_eq!(
+            second.join().unwrap(),
+            Ok(3),
+            "the baton reached the last caller"
+        );
         assert_eq!(cell.get(), Some(&3));
         assert_eq!(cell.waiting(), 0);
         HANDED[usize::from(probe.wakes() > 0)].fetch_add(1, SeqCst);
         drop(waker);
-        assert_eq!(live_wakers(&probe), 0, "the dropped waiter left no waker behind");
+        assert_eq!(
+            live_wakers(&probe),
+            0,
+            "the dropped waiter left no waker behind"
+        );
     });
-    assert!(HANDED.iter().all(|n| n.load(SeqCst) > 0), "the drop raced the hand-off both ways");
+    assert!(
+        HANDED.iter().all(|n| n.load(SeqCst) > 0),
+        "the drop raced the hand-off both ways"
+    );
 }
 
 // Property: `get()` racing the completion of an initializer never observes a
@@ -238,7 +267,10 @@ fn get_racing_completion_sees_whole_value() {
         SAW[usize::from(saw_value)].fetch_add(1, SeqCst);
         assert_eq!(cell.get(), Some(&42));
     });
-    assert!(SAW.iter().all(|n| n.load(SeqCst) > 0), "the reader ran on both sides of the publication");
+    assert!(
+        SAW.iter().all(|n| n.load(SeqCst) > 0),
+        "the reader ran on both sides of the publication"
+    );
 }
 
 // Property: a waiter dropped while the leader completes leaves nothing behind:
@@ -262,14 +294,22 @@ fn waiter_dropped_while_leader_completes_leaks_no_waker() {
         let c = cell.clone();
         let mut waiter = Box::pin(async move { c.get_or_init(|| async { Ok(2) }).await.owned() });
         assert!(poll_once(waiter.as_mut(), &waker).is_pending());
-        assert_eq!(live_wakers(&probe), 2, "the queue holds a clone of the waiter's waker");
+        assert_eq!(
+            live_wakers(&probe),
+            2,
+            "the queue holds a clone of the waiter's waker"
+        );
 
         let completer = thread::spawn(move || block_on(leader));
         drop(waiter);
         assert_eq!(completer.join().unwrap(), Ok(1));
         assert_eq!(cell.waiting(), 0);
         drop(waker);
-        assert_eq!(live_wakers(&probe), 0, "no clone of the dropped waiter's waker leaked");
+        assert_eq!(
+            live_wakers(&probe),
+            0,
+            "no clone of the dropped waiter's waker leaked"
+        );
     });
 }
 
@@ -305,12 +345,23 @@ fn parked_leader_owned_init_driven_by_waiter() {
             .owned()
         });
         gate.open();
-        assert_eq!(waiter.join().unwrap(), Ok(7), "the waiter drove the stored initializer");
-        assert_eq!(runs.load(SeqCst), 1, "only the parked leader's initializer ran");
+        assert_eq!(
+            waiter.join().unwrap(),
+            Ok(7),
+            "the waiter drove the stored initializer"
+        );
+        assert_eq!(
+            runs.load(SeqCst),
+            1,
+            "only the parked leader's initializer ran"
+        );
         assert_eq!(cell.get(), Some(&7));
         // The leader was parked throughout; when it is polled at last it
         // finds the cell filled.
-        assert_eq!(poll_once(leader.as_mut(), Waker::noop()), Poll::Ready(Ok(7)));
+        assert_eq!(
+            poll_once(leader.as_mut(), Waker::noop()),
+            Poll::Ready(Ok(7))
+        );
     });
 }
 
@@ -342,7 +393,11 @@ fn drop_once(fail: bool) {
         assert_eq!(t.join().unwrap(), mine);
         assert_eq!(mine.0, !fail);
         assert_eq!(ledger.created(), 1, "one initializer ran");
-        assert_eq!(ledger.dropped(), 1, "the cached value or error was dropped exactly once");
+        assert_eq!(
+            ledger.dropped(),
+            1,
+            "the cached value or error was dropped exactly once"
+        );
     });
 }
 
@@ -370,9 +425,15 @@ fn take_and_into_inner_move_the_value_out_once() {
         let ledger = DropLedger::new();
         let cell = Arc::new(ALazy::<Counted, ()>::new());
         let (c, l) = (cell.clone(), ledger.clone());
-        let t = thread::spawn(move || block_on(c.get_or_init(|| async move { Ok(Counted::new(1, &l)) })).map(|v| v.id).map_err(|e| *e));
+        let t = thread::spawn(move || {
+            block_on(c.get_or_init(|| async move { Ok(Counted::new(1, &l)) }))
+                .map(|v| v.id)
+                .map_err(|e| *e)
+        });
         let l = ledger.clone();
-        let mine = block_on(cell.get_or_init(|| async move { Ok(Counted::new(2, &l)) })).map(|v| v.id).map_err(|e| *e);
+        let mine = block_on(cell.get_or_init(|| async move { Ok(Counted::new(2, &l)) }))
+            .map(|v| v.id)
+            .map_err(|e| *e);
         assert_eq!(t.join().unwrap(), mine);
 
         let mut cell = Arc::try_unwrap(cell).expect("the other thread's handle is gone");
@@ -385,11 +446,17 @@ fn take_and_into_inner_move_the_value_out_once() {
         assert_eq!(ledger.dropped(), 1);
 
         let l = ledger.clone();
-        let again = block_on(cell.get_or_init(|| async move { Ok(Counted::new(3, &l)) })).map(|v| v.id).map_err(|e| *e);
+        let again = block_on(cell.get_or_init(|| async move { Ok(Counted::new(3, &l)) }))
+            .map(|v| v.id)
+            .map_err(|e| *e);
         assert_eq!(again, Ok(3), "a taken cell initializes afresh");
         let inner = cell.into_inner().expect("filled").expect("Ok");
         assert_eq!(inner.id, 3);
-        assert_eq!(ledger.dropped(), 1, "into_inner moves the value out without dropping it");
+        assert_eq!(
+            ledger.dropped(),
+            1,
+            "into_inner moves the value out without dropping it"
+        );
         drop(inner);
         assert_eq!((ledger.created(), ledger.dropped()), (2, 2));
     });
@@ -420,9 +487,126 @@ fn into_inner_drops_pending_owned_initializer() {
         });
         assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
         drop(leader);
-        assert_eq!(ledger.dropped(), 0, "the owned initializer outlives its leader");
+        assert_eq!(
+            ledger.dropped(),
+            0,
+            "the owned initializer outlives its leader"
+        );
         let cell = Arc::try_unwrap(cell).expect("last handle");
         assert!(cell.into_inner().is_none());
-        assert_eq!((ledger.created(), ledger.dropped()), (1, 1), "the pending initializer was dropped once");
+        assert_eq!(
+            (ledger.created(), ledger.dropped()),
+            (1, 1),
+            "the pending initializer was dropped once"
+        );
+    });
+}
+
+// Property: in the owned-initializer mode, cancelling the leader that started
+// the initializer (dropping its future while the initializer waits) neither
+// drops nor restarts the initializer: a waiter resumes that same initializer
+// and gets its value, and the waiter's own initializer never runs.
+#[test]
+fn owned_leader_cancelled_waiter_resumes_its_initializer() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let gate = Arc::new(Gate::new());
+        let runs = counter();
+        let (c, g, r) = (cell.clone(), gate.clone(), runs.clone());
+        let mut leader = Box::pin(async move {
+            c.get_or_init_owned(move || async move {
+                r.fetch_add(1, SeqCst);
+                g.wait().await;
+                Ok(7)
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(leader.as_mut(), Waker::noop()).is_pending());
+
+        let (c, r) = (cell.clone(), runs.clone());
+        let waiter = thread::spawn(move || {
+            block_on(c.get_or_init_owned(move || async move {
+                r.fetch_add(1, SeqCst);
+                Ok(99)
+            }))
+            .owned()
+        });
+        let canceller = thread::spawn(move || drop(leader));
+        gate.open();
+        canceller.join().unwrap();
+        assert_eq!(
+            waiter.join().unwrap(),
+            Ok(7),
+            "the waiter resumed the leader's initializer"
+        );
+        assert_eq!(
+            runs.load(SeqCst),
+            1,
+            "the initializer ran once and was never restarted"
+        );
+        assert_eq!(cell.get(), Some(&7));
+    });
+}
+
+// Property: when an owned initializer panics while another caller drives it
+// (its starter parked), the panic reaches the caller that polled it, the cell
+// goes back to Empty (nobody is left waiting on a dead initializer), a later
+// caller initializes afresh, and the parked starter panics when it is polled
+// again. Nothing leaks (loom checks the driver's `Arc`s).
+//
+// One helper only: with two, the second one's `try_lock` of the initializer's
+// mutex hits loom's poisoned inner mutex (the lock was held while the
+// initializer panicked), which loom turns into a panic although the std build
+// ignores poisoning. See loom-tests/README.md.
+#[test]
+fn owned_initializer_panic_resets_and_others_restart() {
+    silence_expected_panics();
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let gate = Arc::new(Gate::new());
+        let (c, g) = (cell.clone(), gate.clone());
+        let mut starter = Box::pin(async move {
+            c.get_or_init_owned(move || async move {
+                g.wait().await;
+                deliberate_panic()
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(starter.as_mut(), Waker::noop()).is_pending());
+
+        let c = cell.clone();
+        let helper = thread::spawn(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                block_on(c.get_or_init_owned(|| async { Ok(2) })).owned()
+            }))
+            .map_err(|payload| payload.downcast_ref::<&str>() == Some(&EXPECTED_PANIC))
+        });
+        gate.open();
+        assert_eq!(
+            helper.join().unwrap(),
+            Err(true),
+            "the helper that polled the initializer saw its panic"
+        );
+        assert_eq!(
+            cell.state(),
+            State::Empty,
+            "the dead initializer was cleared"
+        );
+
+        let again = catch_unwind(AssertUnwindSafe(|| {
+            poll_once(starter.as_mut(), Waker::noop())
+        }));
+        assert!(
+            again.is_err(),
+            "the parked starter panics when polled again"
+        );
+        drop(starter);
+        assert_eq!(
+            block_on(cell.get_or_init_owned(|| async { Ok(3) })),
+            Ok(&3),
+            "a later caller starts afresh"
+        );
     });
 }

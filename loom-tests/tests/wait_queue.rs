@@ -34,7 +34,10 @@ impl Future for UntilSet<'_> {
         }
         // Acquire: pairs with the Release store of the flag by the notifier.
         let still_waiting = || !this.flag.load(Ordering::Acquire);
-        if this.queue.register(&mut this.key, cx.waker(), still_waiting) {
+        if this
+            .queue
+            .register(&mut this.key, cx.waker(), still_waiting)
+        {
             Poll::Pending
         } else {
             Poll::Ready(Notify::All)
@@ -76,7 +79,13 @@ fn register_recheck_vs_notify_all_no_lost_wakeup() {
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let (q, f) = (queue.clone(), flag.clone());
-                thread::spawn(move || block_on(UntilSet { queue: &q, flag: &f, key: WaitKey::new() }))
+                thread::spawn(move || {
+                    block_on(UntilSet {
+                        queue: &q,
+                        flag: &f,
+                        key: WaitKey::new(),
+                    })
+                })
             })
             .collect();
         // Release: pairs with the Acquire load in the waiters' re-check.
@@ -117,11 +126,18 @@ fn notify_one_to_cancelled_waiter_passes_to_next() {
 
         assert!(notified, "a waiter was queued when notify_one ran");
         assert_eq!(p2.wakes(), 1, "the next waiter was woken exactly once");
-        assert_eq!(poll_key(&queue, &mut k2, Waker::noop()), Poll::Ready(Notify::One));
+        assert_eq!(
+            poll_key(&queue, &mut k2, Waker::noop()),
+            Poll::Ready(Notify::One)
+        );
         assert_eq!((unclaimed.load(SeqCst), none.load(SeqCst)), (0, 0));
         assert_eq!(queue.len(), 0);
         drop((w1, w2));
-        assert_eq!((live_wakers(&p1), live_wakers(&p2)), (0, 0), "no waker kept");
+        assert_eq!(
+            (live_wakers(&p1), live_wakers(&p2)),
+            (0, 0),
+            "no waker kept"
+        );
     });
 }
 
@@ -150,7 +166,11 @@ fn notify_one_to_cancelled_last_waiter_is_handed_back_once() {
         canceller.join().unwrap();
 
         let (unclaimed, none) = (unclaimed.load(SeqCst), none.load(SeqCst));
-        assert_eq!(unclaimed + none, 1, "handed back exactly once (on_unclaimed {unclaimed}, if_none {none})");
+        assert_eq!(
+            unclaimed + none,
+            1,
+            "handed back exactly once (on_unclaimed {unclaimed}, if_none {none})"
+        );
         assert_eq!(notified, none == 0);
         assert_eq!(queue.len(), 0);
         drop(w1);
@@ -192,9 +212,17 @@ fn notify_one_serves_waiters_in_fifo_order() {
             for (id, key) in &mut keys {
                 let polled = poll_key(&queue, key, Waker::noop());
                 if *id == next {
-                    assert_eq!(polled, Poll::Ready(Notify::One), "waiter {id} is next in {order:?}");
+                    assert_eq!(
+                        polled,
+                        Poll::Ready(Notify::One),
+                        "waiter {id} is next in {order:?}"
+                    );
                 } else {
-                    assert_eq!(polled, Poll::Pending, "waiter {id} is not next in {order:?}");
+                    assert_eq!(
+                        polled,
+                        Poll::Pending,
+                        "waiter {id} is not next in {order:?}"
+                    );
                 }
             }
             keys.retain(|(id, _)| *id != next);
@@ -229,15 +257,29 @@ fn cancel_of_waiting_nodes_unlinks_only_them() {
         assert!(queue.notify_one(|| panic!("k1 is queued")));
         middle.join().unwrap();
 
-        assert_eq!(poll_key(&queue, &mut k1, Waker::noop()), Poll::Ready(Notify::One));
+        assert_eq!(
+            poll_key(&queue, &mut k1, Waker::noop()),
+            Poll::Ready(Notify::One)
+        );
         assert_eq!(queue.len(), 0);
-        assert_eq!((p2.wakes(), p3.wakes()), (0, 0), "cancelled waiters are not woken");
+        assert_eq!(
+            (p2.wakes(), p3.wakes()),
+            (0, 0),
+            "cancelled waiters are not woken"
+        );
         drop((w2, w3));
-        assert_eq!((live_wakers(&p2), live_wakers(&p3)), (0, 0), "cancel released their wakers");
+        assert_eq!(
+            (live_wakers(&p2), live_wakers(&p3)),
+            (0, 0),
+            "cancel released their wakers"
+        );
 
         let mut k4 = register(&queue, Waker::noop());
         assert!(queue.notify_one(|| panic!("k4 is queued")));
-        assert_eq!(poll_key(&queue, &mut k4, Waker::noop()), Poll::Ready(Notify::One));
+        assert_eq!(
+            poll_key(&queue, &mut k4, Waker::noop()),
+            Poll::Ready(Notify::One)
+        );
     });
 }
 
