@@ -546,7 +546,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        let removed = {
+        let (found, removed) = {
             let mut table = self.map.shard(hash).lock();
             match table.find_entry(hash, |s| s.key.borrow() == key) {
                 // Negative control: an entry in flight stays in the table.
@@ -554,14 +554,15 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                     if cfg!(lazyflight_break = "cache_keep_invalidated")
                         && found.get().entry.get_result().is_none() =>
                 {
-                    None
+                    (true, None)
                 }
-                Ok(found) => Some(found.remove().0),
-                Err(_) => None,
+                Ok(found) => (true, Some(found.remove().0)),
+                Err(_) => (false, None),
             }
         };
         // The key and the entry are dropped outside the lock.
-        removed.is_some()
+        drop(removed);
+        found
     }
 }
 

@@ -1,0 +1,135 @@
+#![cfg(loom)]
+//! loom models of `Cache` (contract §3). Run with
+//! `RUSTFLAGS="--cfg loom" cargo test --release -p lazyflight-loom-tests --test cache`.
+
+use core::time::Duration;
+
+use lazyflight::sync::atomic::{AtomicBool, Ordering};
+use lazyflight::sync::future::block_on;
+use lazyflight::sync::{thread, Arc};
+use lazyflight::{Cache, Entry, ErrorPolicy, Group, ManualClock};
+
+// Property: two keys never block each other: key 1's init waits for a signal
+// that is sent only after a get on key 2 has completed, in another thread,
+// and both finish.
+#[test]
+fn cache_two_keys_never_block_each_other() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, ()>::new());
+        let signal = Group::<(), (), ()>::new();
+        let Entry::Leader(send) = signal.entry(()) else { panic!("first caller leads") };
+        let Entry::Subscriber(recv) = signal.entry(()) else { panic!("joins") };
+        let c2 = cache.clone();
+        let t = thread::spawn(move || {
+            let v = block_on(c2.get(2, || async { Ok(2) }));
+            send.complete(Ok(()));
+            v
+        });
+        let v1 = block_on(cache.get(1, || async move {
+            let _ = recv.recv().await;
+            Ok(1)
+        }));
+        assert_eq!(v1, Ok(1));
+        assert_eq!(t.join().unwrap(), Ok(2));
+    });
+}
+
+// Property: invalidating a key whose init is in flight lets that init's
+// caller have its result but never stores it: if `invalidate` found the entry,
+// the next get starts a fresh init; if it found nothing, the result is cached.
+#[test]
+fn cache_invalidate_racing_in_flight_init() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, ()>::new());
+        let c2 = cache.clone();
+        let t = thread::spawn(move || c2.invalidate(&1));
+        assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+        let removed = t.join().unwrap();
+        let next = block_on(cache.get(1, || async { Ok(2) }));
+        if removed {
+            assert_eq!(next, Ok(2), "an invalidated result was stored");
+        } else {
+            assert_eq!(next, Ok(1));
+        }
+    });
+}
+
+// Property: under `ErrorPolicy::SharedOnly` two racing callers either share
+// one attempt (and its error) or make one attempt each; either way no error
+// is left in the cache, and the next get runs a fresh init.
+#[test]
+fn cache_shared_only_error_is_never_stored() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, u8>::builder().errors(ErrorPolicy::SharedOnly).build());
+        let c2 = cache.clone();
+        let t = thread::spawn(move || block_on(c2.get(1, || async { Err(1) })));
+        let mine = block_on(cache.get(1, || async { Err(2) }));
+        let theirs = t.join().unwrap();
+        assert!(mine.is_err() && theirs.is_err());
+        assert!(cache.is_empty(), "a SharedOnly error stayed in the table");
+        assert_eq!(cache.peek(&1), None);
+        assert_eq!(block_on(cache.get(1, || async { Ok(3) })), Ok(3));
+    });
+}
+
+// Property: under `ErrorPolicy::CachedFor`, an error is served until its
+// duration has passed and never after: a get that starts after another
+// thread moved the clock past it runs a fresh init.
+#[test]
+fn cache_cached_for_error_expires() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let cache = Arc::new(
+            Cache::<u8, u8, u8>::builder()
+                .errors(ErrorPolicy::CachedFor(Duration::from_secs(5)))
+                .clock(clock.clone())
+                .build(),
+        );
+        assert_eq!(block_on(cache.get(1, || async { Err(1) })), Err(1));
+        let moved = Arc::new(AtomicBool::new(false));
+        let m2 = moved.clone();
+        let t = thread::spawn(move || {
+            clock.advance(Duration::from_secs(5));
+            m2.store(true, Ordering::Release);
+        });
+        let after = moved.load(Ordering::Acquire);
+        let v = block_on(cache.get(1, || async { Ok(2) }));
+        if after {
+            assert_eq!(v, Ok(2), "an expired error was served");
+        } else {
+            assert!(v == Err(1) || v == Ok(2));
+        }
+        t.join().unwrap();
+        // Now the error has expired in every case: a value stored above is
+        // served, otherwise a fresh init runs.
+        let expected = if v == Ok(2) { Ok(2) } else { Ok(3) };
+        assert_eq!(block_on(cache.get(1, || async { Ok(3) })), expected);
+    });
+}
+
+// Property: a hit racing TTL expiry never serves a value after its
+// time-to-live: once another thread has moved the clock past it, a get runs
+// a fresh init (and two racing gets of the expired key share one init).
+#[test]
+fn cache_ttl_expiry_racing_a_hit() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let cache = Arc::new(
+            Cache::<u8, u8, ()>::builder().time_to_live(Duration::from_secs(10)).clock(clock.clone()).build(),
+        );
+        assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+        let moved = Arc::new(AtomicBool::new(false));
+        let (m2, c2) = (moved.clone(), cache.clone());
+        let t = thread::spawn(move || {
+            clock.advance(Duration::from_secs(10));
+            m2.store(true, Ordering::Release);
+            block_on(c2.get(1, || async { Ok(2) }))
+        });
+        let after = moved.load(Ordering::Acquire);
+        let mine = block_on(cache.get(1, || async { Ok(2) }));
+        if after {
+            assert_eq!(mine, Ok(2), "a value was served after its time-to-live");
+        }
+        assert_eq!(t.join().unwrap(), Ok(2), "a value was served after its time-to-live");
+    });
+}

@@ -1,0 +1,147 @@
+#![cfg(loom)]
+//! loom models of `Group` (contract §4). Run with
+//! `RUSTFLAGS="--cfg loom" cargo test --release -p lazyflight-loom-tests --test group`.
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Waker};
+
+use lazyflight::sync::future::block_on;
+use lazyflight::sync::{thread, Arc};
+use lazyflight::{Entry, Group, Outcome};
+
+type G = Group<u8, u8, ()>;
+
+// Property: a caller racing the leader's completion either joins the flight
+// (and then gets its very outcome, marked shared) or arrives after it and
+// leads a new one; it never hangs, `shared` is exactly "someone joined", and
+// nothing is left in the map.
+#[test]
+fn group_join_racing_completion() {
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let Entry::Leader(leader) = group.entry(1) else { panic!("first caller leads") };
+        let t = thread::spawn(move || leader.complete(Ok(1)));
+        let joined = match group.entry(1) {
+            Entry::Subscriber(sub) => {
+                let theirs = block_on(sub.recv()).unwrap();
+                Some(theirs)
+            }
+            Entry::Leader(second) => {
+                assert_eq!(*second.complete(Ok(2)), Outcome::Complete { result: Ok(2), shared: false });
+                None
+            }
+        };
+        let first = t.join().unwrap();
+        match joined {
+            Some(theirs) => {
+                assert!(Arc::ptr_eq(&first, &theirs));
+                assert_eq!(*first, Outcome::Complete { result: Ok(1), shared: true });
+            }
+            None => assert_eq!(*first, Outcome::Complete { result: Ok(1), shared: false }),
+        }
+        assert!(group.is_empty());
+        assert_eq!(group.in_flight(), 0);
+    });
+}
+
+// Property: a leader dropped with subscribers waiting (one already parked,
+// one not yet polled) gives every subscriber `Canceled` (the same Arc), and
+// the next caller leads a new flight.
+#[test]
+fn group_leader_dropped_with_subscribers() {
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let Entry::Leader(leader) = group.entry(1) else { panic!("first caller leads") };
+        let Entry::Subscriber(a) = group.entry(1) else { panic!("joins") };
+        let Entry::Subscriber(b) = group.entry(1) else { panic!("joins") };
+        let t = thread::spawn(move || block_on(a.recv()).unwrap());
+        drop(leader);
+        let ob = block_on(b.recv()).unwrap();
+        let oa = t.join().unwrap();
+        assert!(oa.is_canceled() && Arc::ptr_eq(&oa, &ob));
+        assert!(group.is_empty());
+        assert!(matches!(group.entry(1), Entry::Leader(_)));
+    });
+}
+
+// Property: `forget` racing the old flight's completion never lets the old
+// flight remove the new one: after both, a third caller joins the new flight.
+#[test]
+fn group_forget_racing_completion() {
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let Entry::Leader(old) = group.entry(1) else { panic!("first caller leads") };
+        let t = thread::spawn(move || old.complete(Ok(1)));
+        group.forget(&1);
+        // Forgotten or finished: either way this caller leads.
+        let Entry::Leader(new) = group.entry(1) else { panic!("a forgotten key starts afresh") };
+        let first = t.join().unwrap();
+        assert_eq!(*first, Outcome::Complete { result: Ok(1), shared: false });
+        let Entry::Subscriber(third) = group.entry(1) else {
+            panic!("the old flight finishing removed the new one")
+        };
+        let out = new.complete(Ok(2));
+        assert!(Arc::ptr_eq(&out, &block_on(third.recv()).unwrap()));
+        assert!(group.is_empty());
+        assert_eq!(group.in_flight(), 0);
+    });
+}
+
+// Property: a subscriber dropped (after registering its waker) while the
+// leader completes disturbs nobody: the other subscriber gets the outcome,
+// the live count returns to zero, and nothing is left behind.
+#[test]
+fn group_subscriber_dropped_while_leader_completes() {
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let Entry::Leader(leader) = group.entry(1) else { panic!("first caller leads") };
+        let Entry::Subscriber(gone) = group.entry(1) else { panic!("joins") };
+        let Entry::Subscriber(stays) = group.entry(1) else { panic!("joins") };
+        let t = thread::spawn(move || {
+            let mut recv = pin!(gone.recv());
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = recv.as_mut().poll(&mut cx);
+            // Dropped here, registered or already notified.
+        });
+        let out = leader.complete(Ok(3));
+        let theirs = block_on(stays.recv()).unwrap();
+        t.join().unwrap();
+        assert!(Arc::ptr_eq(&out, &theirs));
+        assert!(out.is_shared());
+        assert_eq!(group.subscribers(&1), 0);
+        assert!(group.is_empty());
+    });
+}
+
+// Property: `shared` is exact when a joiner races a leader that completes at
+// once: the flag the leader publishes is true if and only if an `entry` call
+// returned a subscriber of that flight, and a subscriber always sees `true`.
+#[test]
+fn group_shared_exact() {
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let g2 = group.clone();
+        let t = thread::spawn(move || match g2.entry(1) {
+            Entry::Leader(l) => (true, l.complete(Ok(7))),
+            Entry::Subscriber(s) => (false, block_on(s.recv()).unwrap()),
+        });
+        let mine = match group.entry(1) {
+            Entry::Leader(l) => (true, l.complete(Ok(7))),
+            Entry::Subscriber(s) => (false, block_on(s.recv()).unwrap()),
+        };
+        let theirs = t.join().unwrap();
+        match (mine, theirs) {
+            ((true, a), (true, b)) => {
+                // Two flights one after the other: nobody joined either.
+                assert!(!a.is_shared() && !b.is_shared());
+            }
+            ((true, a), (false, b)) | ((false, b), (true, a)) => {
+                assert!(Arc::ptr_eq(&a, &b));
+                assert!(a.is_shared(), "a subscriber joined, so the flight is shared");
+            }
+            ((false, _), (false, _)) => panic!("somebody leads"),
+        }
+        assert!(group.is_empty());
+    });
+}
