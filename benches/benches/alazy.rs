@@ -1,29 +1,32 @@
 //! The filled-cell fast path of `ALazy` against its peers.
 //!
-//! Two groups, each running all of its contenders back to back in one
-//! process so that their ratios are comparable on a noisy machine:
-//!
 //! * `get`: `ALazy::get` vs `std::sync::OnceLock::get`,
 //!   `once_cell::sync::OnceCell::get`, `tokio::sync::OnceCell::get`,
 //!   `async_once_cell::OnceCell::get` and a raw baseline (an `Acquire` load of
 //!   a one-byte flag, a branch and a reference to the value).
 //! * `get_or_init_filled`: build the `get_or_init` future on a filled cell and
-//!   poll it once with a no-op waker, for `ALazy`, tokio and async-once-cell,
-//!   vs the same raw baseline.
+//!   poll it once, for `ALazy`, tokio and async-once-cell, vs the same raw
+//!   baseline (which has no future at all).
+//! * `fast_path_paired`: both again, paired (see [`fast_path_paired`]); the
+//!   ratios in docs/benchmarks.md come from here.
 //!
-//! Every iteration passes the cell through `black_box` so that the compiler
-//! cannot hoist the load out of the loop, and reads the value through the
-//! returned reference so that the reference is really produced.
+//! Every contender of one measurement runs in the same process, back to
+//! back. Each call goes through [`opaque`] (so the load cannot be hoisted out
+//! of the loop) and [`sink`] (so the value is really read), which keep the
+//! loop free of stack stores that could alias with the cell.
+
+// Peers and baselines use std types directly; clippy.toml's shim
+// discipline is for the library.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::future::Future;
-use std::hint::black_box;
 use std::pin::pin;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use lazyflight_benches::RawCell;
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use lazyflight_benches::{opaque, sink, RawCell};
 
 const VALUE: u64 = 0x5eed;
 
@@ -41,23 +44,26 @@ fn poll_once<F: Future>(cx: &mut Context<'_>, fut: F) -> F::Output {
     }
 }
 
+struct Cells {
+    ours: lazyflight::ALazy<u64, ()>,
+    std_lock: OnceLock<u64>,
+    once_cell: once_cell::sync::OnceCell<u64>,
+    tokio: tokio::sync::OnceCell<u64>,
+    aoc: async_once_cell::OnceCell<u64>,
+    raw: RawCell<u64>,
+}
+
 fn filled_cells() -> Cells {
+    let mut cx = Context::from_waker(Waker::noop());
     let ours = lazyflight::ALazy::<u64, ()>::new();
-    poll_once(
-        &mut Context::from_waker(Waker::noop()),
-        ours.get_or_init(|| async { Ok(VALUE) }),
-    )
-    .unwrap();
+    poll_once(&mut cx, ours.get_or_init(|| async { Ok(VALUE) })).unwrap();
     let std_lock = OnceLock::new();
     std_lock.set(VALUE).unwrap();
     let once_cell = once_cell::sync::OnceCell::new();
     once_cell.set(VALUE).unwrap();
     let tokio = tokio::sync::OnceCell::new_with(Some(VALUE));
     let aoc = async_once_cell::OnceCell::new();
-    poll_once(
-        &mut Context::from_waker(Waker::noop()),
-        aoc.get_or_init(async { VALUE }),
-    );
+    poll_once(&mut cx, aoc.get_or_init(async { VALUE }));
     let raw = RawCell::new();
     raw.set(VALUE);
     Cells {
@@ -70,39 +76,100 @@ fn filled_cells() -> Cells {
     }
 }
 
-struct Cells {
-    ours: lazyflight::ALazy<u64, ()>,
-    std_lock: OnceLock<u64>,
-    once_cell: once_cell::sync::OnceCell<u64>,
-    tokio: tokio::sync::OnceCell<u64>,
-    aoc: async_once_cell::OnceCell<u64>,
-    raw: RawCell<u64>,
+/// Calls per timed iteration of `get`: unrolled, so that the loop's own
+/// branch and where the loop happens to sit in the instruction cache weigh
+/// less against a one-cycle operation. (Looped one call at a time, identical
+/// machine code for two contenders came out up to 1.8x apart, run after run,
+/// depending only on code placement.)
+const GET_UNROLL: u64 = 8;
+
+/// Runs `iters` iterations of `GET_UNROLL` calls of `f`; the time it took.
+#[inline(never)]
+fn timed_unrolled<F: FnMut() -> u64>(iters: u64, mut f: F) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        sink(f());
+        sink(f());
+        sink(f());
+        sink(f());
+        sink(f());
+        sink(f());
+        sink(f());
+        sink(f());
+    }
+    start.elapsed()
 }
 
+/// Runs `iters` calls of `f`; the time it took. One call per iteration for
+/// `get_or_init`: unrolled, the compiler stops inlining the bigger futures,
+/// which would measure a call rather than the fast path.
+#[inline(never)]
+fn timed<F: FnMut() -> u64>(iters: u64, mut f: F) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        sink(f());
+    }
+    start.elapsed()
+}
+
+/// One call of each `get` contender, in `GET` order.
+const GET: [&str; 6] = [
+    "std_oncelock",
+    "lazyflight",
+    "once_cell",
+    "tokio",
+    "async_once_cell",
+    "raw_acquire",
+];
+
+/// Times `iters` iterations of `GET_UNROLL` calls.
+fn time_get(cells: &Cells, which: usize, iters: u64) -> Duration {
+    match which {
+        0 => timed_unrolled(iters, || *opaque(&cells.std_lock).get().unwrap()),
+        1 => timed_unrolled(iters, || *opaque(&cells.ours).get().unwrap()),
+        2 => timed_unrolled(iters, || *opaque(&cells.once_cell).get().unwrap()),
+        3 => timed_unrolled(iters, || *opaque(&cells.tokio).get().unwrap()),
+        4 => timed_unrolled(iters, || *opaque(&cells.aoc).get().unwrap()),
+        _ => timed_unrolled(iters, || *opaque(&cells.raw).get().unwrap()),
+    }
+}
+
+/// `get_or_init` contenders, in `GET_OR_INIT` order.
+const GET_OR_INIT: [&str; 4] = ["raw_acquire", "lazyflight", "tokio", "async_once_cell"];
+
+/// Times `iters` calls.
+fn time_get_or_init(cells: &Cells, which: usize, iters: u64) -> Duration {
+    let mut cx = Context::from_waker(Waker::noop());
+    match which {
+        // No future at all: the target is that ours costs at most 1.5x a
+        // bare load, i.e. that its future all but vanishes when inlined.
+        0 => timed(iters, || *opaque(&cells.raw).get().unwrap()),
+        1 => timed(iters, || {
+            let cell = opaque(&cells.ours);
+            *poll_once(&mut cx, cell.get_or_init(|| async { Ok(0) })).unwrap()
+        }),
+        2 => timed(iters, || {
+            let cell = opaque(&cells.tokio);
+            *poll_once(&mut cx, cell.get_or_init(|| async { 0 }))
+        }),
+        _ => timed(iters, || {
+            let cell = opaque(&cells.aoc);
+            *poll_once(&mut cx, cell.get_or_init(async { 0 }))
+        }),
+    }
+}
+
+/// Criterion's figures for this group are per `GET_UNROLL` calls.
 fn get(c: &mut Criterion) {
     let cells = filled_cells();
     let mut g = c.benchmark_group("get");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-
-    g.bench_function("raw_acquire", |b| {
-        b.iter(|| *black_box(&cells.raw).get().unwrap())
-    });
-    g.bench_function("lazyflight", |b| {
-        b.iter(|| *black_box(&cells.ours).get().unwrap())
-    });
-    g.bench_function("std_oncelock", |b| {
-        b.iter(|| *black_box(&cells.std_lock).get().unwrap())
-    });
-    g.bench_function("once_cell", |b| {
-        b.iter(|| *black_box(&cells.once_cell).get().unwrap())
-    });
-    g.bench_function("tokio", |b| {
-        b.iter(|| *black_box(&cells.tokio).get().unwrap())
-    });
-    g.bench_function("async_once_cell", |b| {
-        b.iter(|| *black_box(&cells.aoc).get().unwrap())
-    });
+    for (which, name) in GET.iter().enumerate() {
+        g.bench_function(*name, |b| {
+            b.iter_custom(|iters| time_get(&cells, which, iters))
+        });
+    }
     g.finish();
 }
 
@@ -111,35 +178,98 @@ fn get_or_init_filled(c: &mut Criterion) {
     let mut g = c.benchmark_group("get_or_init_filled");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-
-    // The baseline has no future at all: the target is that ours costs no
-    // more than 1.5x a bare load, i.e. that its future vanishes when inlined.
-    g.bench_function("raw_acquire", |b| {
-        b.iter(|| *black_box(&cells.raw).get().unwrap())
-    });
-    g.bench_function("lazyflight", |b| {
-        let mut cx = Context::from_waker(Waker::noop());
-        b.iter(|| {
-            let cell = black_box(&cells.ours);
-            *poll_once(&mut cx, cell.get_or_init(|| async { Ok(0) })).unwrap()
-        })
-    });
-    g.bench_function("tokio", |b| {
-        let mut cx = Context::from_waker(Waker::noop());
-        b.iter(|| {
-            let cell = black_box(&cells.tokio);
-            *poll_once(&mut cx, cell.get_or_init(|| async { 0 }))
-        })
-    });
-    g.bench_function("async_once_cell", |b| {
-        let mut cx = Context::from_waker(Waker::noop());
-        b.iter(|| {
-            let cell = black_box(&cells.aoc);
-            *poll_once(&mut cx, cell.get_or_init(async { 0 }))
-        })
-    });
+    for (which, name) in GET_OR_INIT.iter().enumerate() {
+        g.bench_function(*name, |b| {
+            b.iter_custom(|iters| time_get_or_init(&cells, which, iters))
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, get, get_or_init_filled);
+/// Calls per timed batch of the paired measurement (long enough that
+/// reading the clock, twice per batch, is lost in the noise).
+const BATCH_CALLS: u64 = 4096;
+
+/// Per-round times (ns per call) of the paired measurement, one `Vec` per
+/// contender.
+static PAIRED: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+
+/// Both measurements again, paired: each round times a batch of every
+/// contender back to back (in a rotating order), and each ratio is the
+/// median of the per-round ratios to the reference (`OnceLock::get` for
+/// `get`, the raw load for `get_or_init`). On a shared machine whose load
+/// drifts between the seconds-apart criterion benchmarks above, per-round
+/// ratios cancel the drift. Criterion times whole rounds; the medians and
+/// ratios are printed after each benchmark.
+fn fast_path_paired(c: &mut Criterion) {
+    let cells = filled_cells();
+    let mut g = c.benchmark_group("fast_path_paired");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+        .sampling_mode(SamplingMode::Flat);
+
+    type TimeFn = fn(&Cells, usize, u64) -> Duration;
+    let cases: [(&str, &[&str], TimeFn, u64); 2] = [
+        ("get", &GET, time_get, GET_UNROLL),
+        ("get_or_init_filled", &GET_OR_INIT, time_get_or_init, 1),
+    ];
+    for (what, names, time, calls_per_iter) in cases {
+        *PAIRED.lock().unwrap() = vec![Vec::new(); names.len()];
+        g.bench_function(what, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let mut paired = PAIRED.lock().unwrap();
+                for i in 0..iters as usize {
+                    for k in 0..names.len() {
+                        let which = (i + k) % names.len();
+                        let took = time(&cells, which, BATCH_CALLS / calls_per_iter);
+                        paired[which].push(took.as_nanos() as f64 / BATCH_CALLS as f64);
+                    }
+                }
+                start.elapsed()
+            })
+        });
+        report_paired(what, names, &PAIRED.lock().unwrap());
+    }
+    g.finish();
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Prints each contender's median time per call and the median of its
+/// per-round ratio to `names[0]`.
+fn report_paired(what: &str, names: &[&str], rounds: &[Vec<f64>]) {
+    if rounds[0].is_empty() {
+        return;
+    }
+    println!(
+        "fast_path_paired/{what}: {} rounds of {BATCH_CALLS} calls each",
+        rounds[0].len()
+    );
+    for (k, name) in names.iter().enumerate() {
+        let ratio = median(
+            rounds[k]
+                .iter()
+                .zip(&rounds[0])
+                .map(|(x, r)| x / r)
+                .collect(),
+        );
+        println!(
+            "  {name:<16} median {:6.3} ns, per-round ratio to {} (median) {ratio:5.2}",
+            median(rounds[k].clone()),
+            names[0]
+        );
+    }
+}
+
+criterion_group!(benches, get, get_or_init_filled, fast_path_paired);
 criterion_main!(benches);

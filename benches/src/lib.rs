@@ -3,6 +3,9 @@
 //! `docs/benchmarks.md`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// The baselines here are measured against std's own types on purpose; the
+// shim discipline (clippy.toml) is for the library, which loom must see.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::cell::UnsafeCell;
 use std::future::{poll_fn, Future};
@@ -10,6 +13,48 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
+
+/// Returns `r` unchanged, but the compiler can no longer see where it points:
+/// a load through it cannot be hoisted out of a benchmark loop.
+///
+/// Unlike `std::hint::black_box`, it keeps the pointer in a register instead
+/// of storing it to the stack: a store per iteration can alias (modulo 4 KiB)
+/// with the cell being measured and slow its load down, which made one
+/// contender or another 1.4-1.5x slower depending only on where the cells
+/// happened to sit.
+#[inline(always)]
+// The asm never reads or writes through the pointer: it only hides its value.
+#[allow(clippy::pointers_in_nomem_asm_block)]
+pub fn opaque<T>(r: &T) -> &T {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let mut p: *const T = r;
+        // SAFETY: an empty asm block: it reads and writes nothing but the
+        // register holding `p`, which it leaves as it was.
+        unsafe {
+            std::arch::asm!("/* {0} */", inout(reg) p, options(nomem, nostack, preserves_flags))
+        };
+        // SAFETY: `p` is still `r`.
+        unsafe { &*p }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        std::hint::black_box(r)
+    }
+}
+
+/// Consumes `v` so that the computation producing it cannot be removed,
+/// without storing it to memory (see [`opaque`]).
+#[inline(always)]
+pub fn sink(v: u64) {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    // SAFETY: an empty asm block that only reads the register holding `v`.
+    unsafe {
+        std::arch::asm!("/* {0} */", in(reg) v, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    std::hint::black_box(v);
+}
 
 /// The floor every once-cell's filled fast path is measured against: a
 /// one-byte flag loaded with `Acquire`, a branch, and a reference to the
