@@ -57,10 +57,12 @@
 //!   callbacks then write into a ready list nobody reads).
 
 use core::any::Any;
+use core::cell::Cell;
 use core::fmt;
 use core::future::Future;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::context::{self, Ctx};
@@ -190,20 +192,94 @@ impl<T> Shared<T> {
     }
 }
 
+/// The owned waker of an inline child: marks the child ready and wakes the
+/// collect future. Built on the first `clone` of the child's waker (when the
+/// child parks), never for a child that completes without parking.
 struct ChildWaker<T> {
     shared: Arc<Shared<T>>,
     index: usize,
 }
 
-impl<T: Send + 'static> crate::sync::WakeHandle for ChildWaker<T> {
-    fn wake(&self) {
-        self.shared.wake_child(self.index);
-    }
+/// `RawWaker` vtable of an owned child waker; the data pointer comes from
+/// `Arc::into_raw` of an `Arc<ChildWaker<T>>`.
+fn owned_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
+    &RawWakerVTable::new(
+        owned_clone::<T>,
+        owned_wake::<T>,
+        owned_wake_by_ref::<T>,
+        owned_drop::<T>,
+    )
 }
+
+unsafe fn owned_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
+    // SAFETY: `p` came from `Arc::into_raw` (see `owned_vtable`) and the
+    // waker being cloned still holds its count.
+    unsafe { Arc::increment_strong_count(p.cast::<ChildWaker<T>>()) };
+    RawWaker::new(p, owned_vtable::<T>())
+}
+
+unsafe fn owned_wake<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `owned_clone`; `wake` consumes the waker's count.
+    let child = unsafe { Arc::from_raw(p.cast::<ChildWaker<T>>()) };
+    child.shared.wake_child(child.index);
+}
+
+unsafe fn owned_wake_by_ref<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `owned_clone`: the waker keeps the allocation alive.
+    let child = unsafe { &*p.cast::<ChildWaker<T>>() };
+    child.shared.wake_child(child.index);
+}
+
+unsafe fn owned_drop<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `owned_wake`.
+    drop(unsafe { Arc::from_raw(p.cast::<ChildWaker<T>>()) });
+}
+
+/// The waker an inline child sees during one poll before it has ever
+/// parked: it lives on the collect future's stack, so a child that finishes
+/// without cloning its waker costs no allocation. `wake_by_ref` marks the
+/// child ready directly; `clone` builds the child's owned waker (once; it is
+/// kept in `cache` and then in the child's slot) and returns a count of it.
+struct Lent<'a, T> {
+    shared: &'a Arc<Shared<T>>,
+    index: usize,
+    cache: Cell<Option<Arc<ChildWaker<T>>>>,
+}
+
+fn lent_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
+    &RawWakerVTable::new(lent_clone::<T>, lent_wake::<T>, lent_wake::<T>, lent_drop)
+}
+
+unsafe fn lent_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
+    // SAFETY: `p` points at the `Lent` on the stack of `poll_inline`, which
+    // outlives every use of the waker built from it: that waker is only ever
+    // lent (`&Waker` in the child's `Context`); anything that outlives the
+    // poll is a clone, made here, that owns its own count.
+    let lent = unsafe { &*p.cast::<Lent<'_, T>>() };
+    let owned = lent.cache.take().unwrap_or_else(|| {
+        Arc::new(ChildWaker {
+            shared: lent.shared.clone(),
+            index: lent.index,
+        })
+    });
+    let raw = Arc::into_raw(owned.clone());
+    lent.cache.set(Some(owned));
+    RawWaker::new(raw.cast::<()>(), owned_vtable::<T>())
+}
+
+unsafe fn lent_wake<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `lent_clone`. (A by-value `wake` cannot reach this
+    // waker, which is never owned; it is handled like `wake_by_ref`.)
+    let lent = unsafe { &*p.cast::<Lent<'_, T>>() };
+    lent.shared.wake_child(lent.index);
+}
+
+unsafe fn lent_drop(_: *const ()) {}
 
 enum Slot<T> {
     NotStarted(Lazy<T>, Option<ExecutorRef>),
-    Inline(Lazy<T>, Waker),
+    /// Started, polled inline; the owned waker once the child has parked.
+    Inline(Lazy<T>, Option<Arc<ChildWaker<T>>>),
     Scheduled,
     Done,
 }
@@ -328,11 +404,39 @@ impl<T: Send + 'static> Core<T> {
     }
 
     fn poll_inline(&mut self, index: usize) {
-        let Slot::Inline(lazy, waker) = &mut self.slots[index] else {
+        let Slot::Inline(lazy, owned) = &mut self.slots[index] else {
             return;
         };
-        let mut cx = Context::from_waker(waker);
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(&mut cx))) {
+        let lent = Lent {
+            shared: &self.shared,
+            index,
+            cache: Cell::new(owned.take()),
+        };
+        let polled = {
+            let raw = match lent.cache.take() {
+                // Parked before: lend the owned waker itself (no count taken:
+                // `lent` keeps it alive), so `will_wake` holds for the
+                // clone the child kept.
+                Some(arc) => {
+                    let raw = RawWaker::new(Arc::as_ptr(&arc).cast::<()>(), owned_vtable::<T>());
+                    lent.cache.set(Some(arc));
+                    raw
+                }
+                None => RawWaker::new(
+                    (&lent as *const Lent<'_, T>).cast::<()>(),
+                    lent_vtable::<T>(),
+                ),
+            };
+            // SAFETY: both vtables uphold the `RawWaker` contract (see them);
+            // the waker is only lent to the child for this poll and is never
+            // dropped through the vtable (`ManuallyDrop`): for the owned
+            // form, the count it stands for is the one `lent.cache` holds.
+            let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
+            let mut cx = Context::from_waker(&waker);
+            catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(&mut cx)))
+        };
+        *owned = lent.cache.take();
+        match polled {
             Ok(Poll::Pending) => {}
             Ok(Poll::Ready(v)) => self.record(index, Try::from_value(v)),
             Err(p) => self.record(index, Try::from_error(TaskError::Panicked(p))),
@@ -354,11 +458,7 @@ impl<T: Send + 'static> Core<T> {
             }
         });
         let Some(executor) = executor else {
-            let waker = crate::sync::waker(ChildWaker {
-                shared: self.shared.clone(),
-                index,
-            });
-            self.slots[index] = Slot::Inline(lazy, waker);
+            self.slots[index] = Slot::Inline(lazy, None);
             return self.poll_inline(index);
         };
         let (fut, local) = lazy.into_parts();
