@@ -1,0 +1,176 @@
+//! shuttle models of `Cache`: 16 callers per execution over keys drawn from a
+//! 1,000-key space, with random cancellation and failing inits, under both
+//! the default error policy and `ErrorPolicy::SharedOnly`.
+//!
+//! Build and run with `RUSTFLAGS="--cfg shuttle"`. Each execution draws its
+//! scenario from `shuttle::rand`; a failure replays from the printed
+//! schedule. Iterations per test: `LAZYFLIGHT_SHUTTLE_ITERATIONS` (default
+//! 1,000).
+#![cfg(shuttle)]
+// Bookkeeping in std types on purpose, as in `group.rs`.
+#![allow(clippy::disallowed_types)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use lazyflight::{Cache, ErrorPolicy};
+use shuttle::future::{self as sfut, JoinHandle};
+use shuttle::rand::{thread_rng, Rng};
+
+const CALLERS: usize = 16;
+const KEY_SPACE: u32 = 1_000;
+
+fn iterations() -> usize {
+    std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000)
+}
+
+/// Drops the inner future after `polls` polls (a caller giving up).
+struct GiveUpAfter<F> {
+    inner: Pin<Box<F>>,
+    polls: usize,
+}
+
+impl<F: Future> Future for GiveUpAfter<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.polls == 0 {
+            return Poll::Ready(None);
+        }
+        self.polls -= 1;
+        self.inner.as_mut().poll(cx).map(Some)
+    }
+}
+
+#[derive(Default)]
+struct Book {
+    inits: AtomicUsize,
+    /// Keys whose init is running right now.
+    running: Mutex<Vec<u32>>,
+}
+
+type Res = Result<u32, u32>;
+
+async fn caller(cache: Arc<Cache<u32, u32, u32>>, book: Arc<Book>, id: u32, key: u32, fail: bool, yields: usize, give_up: Option<usize>) -> Option<(u32, Res)> {
+    let b = book.clone();
+    let init = move || async move {
+        b.inits.fetch_add(1, SeqCst);
+        {
+            let mut running = b.running.lock().unwrap();
+            assert!(!running.contains(&key), "two inits running for key {key} at once");
+            running.push(key);
+        }
+        struct Leave(Arc<Book>, u32);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.running.lock().unwrap().retain(|&k| k != self.1);
+            }
+        }
+        let _leave = Leave(b.clone(), key);
+        for _ in 0..yields {
+            sfut::yield_now().await;
+        }
+        if fail {
+            Err(id)
+        } else {
+            Ok(id)
+        }
+    };
+    let call = cache.get(key, init);
+    let out = match give_up {
+        Some(polls) => GiveUpAfter { inner: Box::pin(call), polls }.await,
+        None => Some(call.await),
+    };
+    out.map(|r| (key, r))
+}
+
+fn scenario(policy: ErrorPolicy) {
+    let mut rng = thread_rng();
+    let cache = Arc::new(Cache::<u32, u32, u32>::builder().errors(policy).build());
+    let book = Arc::new(Book::default());
+    let hot: Vec<u32> = (0..rng.gen_range(1..=3)).map(|_| rng.gen_range(0..KEY_SPACE)).collect();
+
+    sfut::block_on(async {
+        let mut handles: Vec<JoinHandle<Option<(u32, Res)>>> = Vec::new();
+        for id in 0..CALLERS as u32 {
+            let key = hot[rng.gen_range(0..hot.len())];
+            let fail = rng.gen_bool(0.3);
+            let yields = rng.gen_range(0..=3);
+            let give_up = rng.gen_bool(0.15).then(|| rng.gen_range(0..=3));
+            handles.push(sfut::spawn(caller(cache.clone(), book.clone(), id, key, fail, yields, give_up)));
+        }
+        let aborts: Vec<usize> = (0..CALLERS).filter(|_| rng.gen_bool(0.1)).collect();
+        for i in aborts {
+            for _ in 0..rng.gen_range(0..=2) {
+                sfut::yield_now().await;
+            }
+            handles[i].abort();
+        }
+        let mut results = Vec::new();
+        for h in handles {
+            if let Ok(Some(r)) = h.await {
+                results.push(r);
+            }
+        }
+
+        assert!(book.running.lock().unwrap().is_empty());
+        for &key in &hot {
+            let got: Vec<Res> = results.iter().filter(|(k, _)| *k == key).map(|(_, r)| *r).collect();
+            let cached = cache.peek(&key);
+            match policy {
+                ErrorPolicy::Cached => {
+                    // One result per key, stored for ever: everyone who got
+                    // an answer got the cached one.
+                    if let Some(first) = got.first() {
+                        assert!(got.iter().all(|r| r == first), "key {key}: callers disagree: {got:?}");
+                        assert_eq!(cached, Some(*first));
+                    }
+                }
+                ErrorPolicy::SharedOnly => {
+                    // Errors are never stored; a stored value is what every
+                    // caller that got a value got.
+                    assert!(!matches!(cached, Some(Err(_))), "key {key}: a SharedOnly error was stored");
+                    let values: Vec<u32> = got.iter().filter_map(|r| r.ok()).collect();
+                    if let Some(v) = values.first() {
+                        assert!(values.iter().all(|x| x == v), "key {key}: two values: {values:?}");
+                        assert_eq!(cached, Some(Ok(*v)));
+                    }
+                }
+                ErrorPolicy::CachedFor(_) => unreachable!("not drawn"),
+            }
+        }
+        assert!(cache.len() <= hot.len());
+        if results.is_empty() {
+            return;
+        }
+        assert!(book.inits.load(SeqCst) >= 1);
+    });
+}
+
+// Property: 16 callers over 1–3 hot keys of a 1,000-key space, inits that fail
+// or succeed after some yields, callers aborted or giving up, errors cached
+// (the default): nobody hangs, never two inits of one key at once, and every
+// caller that got an answer for a key got the one result the cache stores.
+// Random scheduler.
+#[test]
+fn cache_stampede_cached_errors_random() {
+    shuttle::check_random(|| scenario(ErrorPolicy::Cached), iterations());
+}
+
+// Property: as above with `ErrorPolicy::SharedOnly`: errors are never
+// stored, and all callers that got a value for a key got the stored value.
+// Random scheduler.
+#[test]
+fn cache_stampede_shared_only_random() {
+    shuttle::check_random(|| scenario(ErrorPolicy::SharedOnly), iterations());
+}
+
+// Property: as `cache_stampede_shared_only_random`, under shuttle's PCT
+// scheduler (depth 3).
+#[test]
+fn cache_stampede_shared_only_pct() {
+    shuttle::check_pct(|| scenario(ErrorPolicy::SharedOnly), iterations(), 3);
+}
