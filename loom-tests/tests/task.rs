@@ -53,6 +53,25 @@ impl Future for Fired {
     }
 }
 
+/// Fails the model if two polls of the wrapped future overlap.
+struct NoOverlap<F> {
+    inner: Pin<Box<F>>,
+    in_poll: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<F: Future> Future for NoOverlap<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        assert!(
+            !self.in_poll.swap(true, SeqCst),
+            "two polls of one task overlap"
+        );
+        let out = self.inner.as_mut().poll(cx);
+        self.in_poll.store(false, SeqCst);
+        out
+    }
+}
+
 fn executor<E: Executor>(e: E) -> ExecutorRef {
     Arc::from_std(std::sync::Arc::new(e) as std::sync::Arc<dyn Executor>)
 }
@@ -97,10 +116,13 @@ fn task_wake_during_poll_repolls_once_and_never_overlaps() {
         let s2 = signal.clone();
         let firer = thread::spawn(move || s2.fire());
         let p = polls.clone();
-        let v = sync_await(Lazy::new(async move {
-            p.fetch_add(1, SeqCst);
-            Fired(signal).await;
-            5
+        let v = sync_await(Lazy::new(NoOverlap {
+            inner: Box::pin(async move {
+                p.fetch_add(1, SeqCst);
+                Fired(signal).await;
+                5
+            }),
+            in_poll: Default::default(),
         }));
         assert_eq!(v, 5);
         firer.join().unwrap();
