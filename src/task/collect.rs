@@ -4,7 +4,10 @@
 //!
 //! A child that is a plain [`Lazy`] runs *inline*: the collect future polls
 //! it inside its own poll (so it sees the awaiting task's executor and lazy
-//! local), with a waker of its own. A child bound to an executor (a
+//! local), with a waker of its own. That waker is lent from the collect
+//! future's stack until the child first clones it (parks); only then is an
+//! owned waker allocated for the child, so ready children cost no waker
+//! allocation at all (`Lent` and the two vtables below). A child bound to an executor (a
 //! [`RescheduleLazy`](super::RescheduleLazy), or any child of
 //! [`collect_all_para`] when there is a current executor) is started as a
 //! root task on that executor and reports back through a callback.

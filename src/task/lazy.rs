@@ -31,6 +31,13 @@ use crate::wait_queue::{WaitKey, WaitQueue};
 ///   [`RescheduleLazy`];
 /// * handed to the collect family ([`collect_all`](super::collect_all), ...).
 ///
+/// # Cancel safety
+///
+/// A `Lazy` is itself the future that `.await` polls: dropping it (for
+/// example because the awaiting task was dropped) drops the task where it
+/// stands, with its lazy local. Tasks it started on an executor are not
+/// cancelled; they finish there.
+///
 /// # Examples
 ///
 /// ```

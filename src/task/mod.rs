@@ -29,6 +29,30 @@
 //! | `co_await coro::sleep(d)`          | `sleep(d).await`                            |
 //! | `setLazyLocal` / `CurrentLazyLocals` | `set_local` / `with_lazy_local`           |
 //! | exception                          | panic, caught into [`TaskError::Panicked`]  |
+//! | `collectAll(vector)` / variadic    | [`collect_all`] / [`collect_all!`](crate::collect_all) |
+//! | `collectAllPara`                   | [`collect_all_para`]                        |
+//! | `collectAllWindowed(n, yield, v)`  | [`collect_all_windowed`]`(n, yield, v)`     |
+//! | `collectAny(vector)` / variadic    | [`collect_any`] / [`collect_any!`](crate::collect_any) |
+//! | `collectAny` with callbacks        | [`collect_any_with`] / [`collect_any_with!`](crate::collect_any_with) |
+//! | `executors::SimpleExecutor`        | [`SimpleExecutor`] (and `TokioExecutor` with the `tokio` feature) |
+//!
+//! Where this module departs from async_simple, on purpose: a schedule the
+//! executor refuses (or a job it drops unrun) completes the task with
+//! [`TaskError::Rejected`] instead of leaving it suspended for ever
+//! (async_simple #123); [`yield_now`] and [`sleep`] report a missing executor
+//! as an error instead of throwing or blocking the thread; and lazy locals are
+//! any `Any + Send + Sync` value, read through [`with_lazy_local`].
+//!
+//! # Guarantees
+//!
+//! | property                                            | checked by                                  |
+//! |-----------------------------------------------------|---------------------------------------------|
+//! | a wake during a poll re-polls; polls never overlap  | loom, shuttle                               |
+//! | `sync_await` never misses its wake-up               | loom                                        |
+//! | a refused resumption completes the task (`Rejected`) | loom, tests                                |
+//! | collect: parent resumed after the last child; a wake polls only its child | loom, proptest    |
+//! | `collect_any`: one winner, its callback exactly once | loom, shuttle, proptest                    |
+//! | results in input order; drop mid-flight is safe      | proptest, shuttle, tests                   |
 //!
 //! The internal synchronization (the root-task state machine in `raw.rs`,
 //! the waiter queues, `sync_await`'s park/unpark) goes through
