@@ -135,11 +135,17 @@ struct Report {
 }
 
 fn run(strategy: Strategy, keys: &[u32]) -> Report {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_time().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     let shared = Arc::new(Shared {
         backend: Arc::default(),
         group: Group::new(),
-        cache: Cache::builder().time_to_live(TTL).errors(ErrorPolicy::SharedOnly).build(),
+        cache: Cache::builder()
+            .time_to_live(TTL)
+            .errors(ErrorPolicy::SharedOnly)
+            .build(),
     });
     let start = Instant::now();
     let results = rt.block_on(async {
@@ -209,14 +215,18 @@ fn zipf_keys(n: usize, keys: u32, seed: u64) -> Vec<u32> {
     }
     (0..n as u64)
         .map(|i| {
-            let u = (mix(seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D)) >> 11) as f64 / (1u64 << 53) as f64;
+            let u = (mix(seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D)) >> 11) as f64
+                / (1u64 << 53) as f64;
             cdf.partition_point(|&c| c < u).min(keys as usize - 1) as u32
         })
         .collect()
 }
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -251,7 +261,11 @@ fn main() {
             format!("{:.2?}", r.p99),
             format!("{:.2?}", r.wall),
         );
-        assert_eq!(r.counts.iter().sum::<usize>(), requests, "every request got an answer");
+        assert_eq!(
+            r.counts.iter().sum::<usize>(),
+            requests,
+            "every request got an answer"
+        );
     }
     println!(
         "\nerrors: backend errors the callers saw; gave up: callers whose own deadline passed; \

@@ -73,8 +73,14 @@ async fn concurrent_callers_share_one_init() {
 fn errors_are_cached_until_invalidated_by_default() {
     let cache = Cache::<u8, u32, String>::new();
     let calls = Arc::new(AtomicUsize::new(0));
-    assert_eq!(block_on(cache.get(1, || async { Err("down".to_owned()) })), Err("down".into()));
-    assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Err("down".into()));
+    assert_eq!(
+        block_on(cache.get(1, || async { Err("down".to_owned()) })),
+        Err("down".into())
+    );
+    assert_eq!(
+        block_on(cache.get(1, || counted(&calls, 1))),
+        Err("down".into())
+    );
     assert_eq!(cache.peek(&1), Some(Err("down".into())));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert!(cache.invalidate(&1));
@@ -91,7 +97,10 @@ fn errors_cached_for_a_duration() {
     let calls = Arc::new(AtomicUsize::new(0));
     assert!(block_on(cache.get(1, || async { Err("down".to_owned()) })).is_err());
     clock.advance(Duration::from_secs(4));
-    assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Err("down".into()));
+    assert_eq!(
+        block_on(cache.get(1, || counted(&calls, 1))),
+        Err("down".into())
+    );
     clock.advance(Duration::from_secs(1));
     assert_eq!(cache.peek(&1), None);
     assert_eq!(block_on(cache.get(1, || counted(&calls, 2))), Ok(2));
@@ -103,7 +112,12 @@ fn errors_cached_for_a_duration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_only_errors_reach_that_attempts_callers_only() {
-    let cache = Arc::new(Cache::<u8, u32, String>::builder().errors(ErrorPolicy::SharedOnly).stats(true).build());
+    let cache = Arc::new(
+        Cache::<u8, u32, String>::builder()
+            .errors(ErrorPolicy::SharedOnly)
+            .stats(true)
+            .build(),
+    );
     let (open_tx, open_rx) = tokio::sync::watch::channel(false);
     let tasks: Vec<_> = (0..8)
         .map(|i| {
@@ -126,7 +140,10 @@ async fn shared_only_errors_reach_that_attempts_callers_only() {
     for t in tasks {
         errs.push(t.await.unwrap().unwrap_err());
     }
-    assert!(errs.iter().all(|e| *e == errs[0]), "one attempt, one error: {errs:?}");
+    assert!(
+        errs.iter().all(|e| *e == errs[0]),
+        "one attempt, one error: {errs:?}"
+    );
     assert_eq!(cache.stats().unwrap().inits, 1);
     assert!(cache.is_empty(), "the error is not stored");
     assert_eq!(cache.peek(&1), None);
@@ -136,7 +153,10 @@ async fn shared_only_errors_reach_that_attempts_callers_only() {
 #[test]
 fn values_expire_after_their_ttl() {
     let clock = ManualClock::new();
-    let cache = Cache::<u8, u32, String>::builder().time_to_live(Duration::from_secs(10)).clock(clock.clone()).build();
+    let cache = Cache::<u8, u32, String>::builder()
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build();
     let calls = Arc::new(AtomicUsize::new(0));
     assert_eq!(block_on(cache.get(1, || counted(&calls, 1))), Ok(1));
     clock.advance(Duration::from_secs(9));
@@ -167,7 +187,11 @@ fn invalidate_in_flight_serves_current_callers_and_stores_nothing() {
     assert_eq!(leader.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
     assert_eq!(joiner.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
     assert_eq!(cache.peek(&1), None, "the invalidated result is not stored");
-    assert_eq!(block_on(cache.get(1, || async { Ok(2) })), Ok(2), "the next get starts fresh");
+    assert_eq!(
+        block_on(cache.get(1, || async { Ok(2) })),
+        Ok(2),
+        "the next get starts fresh"
+    );
 }
 
 #[test]
@@ -175,7 +199,10 @@ fn clear_len_is_empty_peek() {
     let cache = Cache::<String, usize, ()>::new();
     assert!(cache.is_empty());
     for i in 0..100 {
-        assert_eq!(block_on(cache.get(i.to_string(), || async move { Ok(i) })), Ok(i));
+        assert_eq!(
+            block_on(cache.get(i.to_string(), || async move { Ok(i) })),
+            Ok(i)
+        );
     }
     assert_eq!(cache.len(), 100);
     assert_eq!(cache.peek("42"), Some(Ok(42)));
@@ -191,7 +218,7 @@ fn a_cancelled_leader_hands_over_to_the_next_caller() {
     let cache = Cache::<u8, u32, String>::new();
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
-    let mut leader = Box::pin(cache.get(1, || std::future::pending()));
+    let mut leader = Box::pin(cache.get(1, std::future::pending));
     let mut waiter = pin!(cache.get(1, || async { Ok(2) }));
     assert!(leader.as_mut().poll(&mut cx).is_pending());
     assert!(waiter.as_mut().poll(&mut cx).is_pending());
@@ -211,7 +238,10 @@ fn stats_are_off_by_default_and_count_when_on() {
     let _ = block_on(on.get(1, || async { Ok(1) }));
     let _ = block_on(on.get(2, || async { Err(2) }));
     let s = on.stats().unwrap();
-    assert_eq!((s.hits, s.misses, s.inits, s.errors, s.coalesced), (1, 2, 2, 1, 0));
+    assert_eq!(
+        (s.hits, s.misses, s.inits, s.errors, s.coalesced),
+        (1, 2, 2, 1, 0)
+    );
     assert_eq!(s, on.stats().unwrap());
     let _: CacheStats = s;
 }

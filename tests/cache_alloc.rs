@@ -55,11 +55,9 @@ fn hits_allocate_nothing() {
     // A hit is ready at its first poll; polled by hand, since `block_on`
     // allocates its own waker.
     let mut cx = Context::from_waker(Waker::noop());
-    let mut hit = |f: Pin<&mut dyn Future<Output = Result<u64, ()>>>| {
-        match f.poll(&mut cx) {
-            Poll::Ready(v) => v.unwrap(),
-            Poll::Pending => panic!("a hit must be ready at once"),
-        }
+    let mut hit = |f: Pin<&mut dyn Future<Output = Result<u64, ()>>>| match f.poll(&mut cx) {
+        Poll::Ready(v) => v.unwrap(),
+        Poll::Pending => panic!("a hit must be ready at once"),
     };
     let before = allocs();
     let mut sum = 0;

@@ -56,7 +56,13 @@ fn leader_and_subscribers_share_one_arc() {
     assert_eq!(group.len(), 1);
 
     let mine = leader.complete(Ok(5));
-    assert_eq!(*mine, Outcome::Complete { result: Ok(5), shared: true });
+    assert_eq!(
+        *mine,
+        Outcome::Complete {
+            result: Ok(5),
+            shared: true
+        }
+    );
     let ra = block_on(a.recv()).unwrap();
     let rb = block_on(b.recv()).unwrap();
     assert!(Arc::ptr_eq(&mine, &ra) && Arc::ptr_eq(&mine, &rb));
@@ -68,7 +74,13 @@ fn leader_and_subscribers_share_one_arc() {
 fn lone_leader_is_not_shared() {
     let group = Group::<u8, u8, ()>::new();
     let out = lead(group.entry(1)).complete(Err(()));
-    assert_eq!(*out, Outcome::Complete { result: Err(()), shared: false });
+    assert_eq!(
+        *out,
+        Outcome::Complete {
+            result: Err(()),
+            shared: false
+        }
+    );
     assert!(!out.is_shared());
     assert!(group.is_empty());
 }
@@ -90,10 +102,21 @@ fn dropped_leader_publishes_canceled_and_the_next_caller_leads() {
     drop(leader);
     assert_eq!(group.in_flight(), 0);
     assert!(group.is_empty());
-    let outs: Vec<_> = subs.into_iter().map(|s| block_on(s.recv()).unwrap()).collect();
-    assert!(outs.iter().all(|o| o.is_canceled() && Arc::ptr_eq(o, &outs[0])));
+    let outs: Vec<_> = subs
+        .into_iter()
+        .map(|s| block_on(s.recv()).unwrap())
+        .collect();
+    assert!(outs
+        .iter()
+        .all(|o| o.is_canceled() && Arc::ptr_eq(o, &outs[0])));
     let next = lead(group.entry(1));
-    assert_eq!(*next.complete(Ok(2)), Outcome::Complete { result: Ok(2), shared: false });
+    assert_eq!(
+        *next.complete(Ok(2)),
+        Outcome::Complete {
+            result: Ok(2),
+            shared: false
+        }
+    );
 }
 
 #[test]
@@ -109,7 +132,13 @@ fn forget_detaches_without_disturbing_either_flight() {
     let new = lead(group.entry(1));
     let new_sub = join(group.entry(1));
     assert_eq!(group.in_flight(), 2);
-    assert_eq!(*old.complete(Ok(1)), Outcome::Complete { result: Ok(1), shared: true });
+    assert_eq!(
+        *old.complete(Ok(1)),
+        Outcome::Complete {
+            result: Ok(1),
+            shared: true
+        }
+    );
     // The old flight finishing left the new one in place.
     let late = join(group.entry(1));
     assert_eq!(block_on(old_sub.recv()).unwrap().result(), Some(&Ok(1)));
@@ -128,11 +157,16 @@ fn subscriber_is_woken_exactly_once_and_polled_twice() {
     let mut cx = Context::from_waker(&waker);
     let mut recv = pin!(join(group.entry(1)).recv());
     assert!(recv.as_mut().poll(&mut cx).is_pending());
-    assert!(recv.as_mut().poll(&mut cx).is_pending(), "a spurious poll stays pending");
+    assert!(
+        recv.as_mut().poll(&mut cx).is_pending(),
+        "a spurious poll stays pending"
+    );
     assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     leader.complete(Ok(3));
     assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-    assert!(matches!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(o)) if o.result() == Some(&Ok(3))));
+    assert!(
+        matches!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(o)) if o.result() == Some(&Ok(3)))
+    );
 }
 
 #[test]
@@ -187,7 +221,7 @@ async fn leader_moves_into_a_spawned_task() {
 async fn a_slow_key_never_delays_another() {
     let group = Arc::new(Group::<u8, u8, ()>::new());
     let g = group.clone();
-    let slow = tokio::spawn(async move { g.run(1, || core::future::pending()).await });
+    let slow = tokio::spawn(async move { g.run(1, core::future::pending).await });
     while group.in_flight() == 0 {
         tokio::task::yield_now().await;
     }
@@ -211,7 +245,12 @@ async fn run_coalesces_a_burst_on_one_thread() {
         .map(|_| {
             let (group, calls) = (group.clone(), calls.clone());
             tokio::spawn(async move {
-                group.run(0, || async move { Ok(calls.fetch_add(1, Ordering::SeqCst)) }).await
+                group
+                    .run(
+                        0,
+                        || async move { Ok(calls.fetch_add(1, Ordering::SeqCst)) },
+                    )
+                    .await
             })
         })
         .collect();
@@ -220,7 +259,9 @@ async fn run_coalesces_a_burst_on_one_thread() {
         outs.push(t.await.unwrap());
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(outs.iter().all(|o| Arc::ptr_eq(o, &outs[0]) && o.is_shared()));
+    assert!(outs
+        .iter()
+        .all(|o| Arc::ptr_eq(o, &outs[0]) && o.is_shared()));
 }
 
 #[test]

@@ -9,11 +9,11 @@
 //! claims are asserted by `seed_run_example_claims`, the same scenario with
 //! the leader's work held open until every caller has joined.
 
-#[allow(dead_code)] // compiled, not run: see the crate docs above
+#[allow(dead_code)] // compiled, not run: see the header of this file
 mod run_example {
     use lazyflight::sync::{
-        Arc,
         atomic::{AtomicUsize, Ordering},
+        Arc,
     };
 
     use lazyflight::{Group, Outcome};
@@ -49,7 +49,6 @@ mod run_example {
 
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
-
 }
 
 /// The first example's scenario, made deterministic the way Go's
@@ -82,7 +81,7 @@ async fn seed_run_example_claims() {
         }));
     }
     // Wait until the other seven have joined the one flight.
-    while group.len() == 0 || group.in_flight() != 1 || group.subscribers("resource") < 7 {
+    while group.is_empty() || group.in_flight() != 1 || group.subscribers("resource") < 7 {
         tokio::task::yield_now().await;
     }
     open_tx.send(true).unwrap();

@@ -110,7 +110,12 @@ fn async_singleflight_12_one_new_leader_after_a_leader_drop() {
         assert!(block_on(s.recv()).unwrap().is_canceled());
     }
     let next: Vec<_> = (0..8).map(|_| group.entry(1)).collect();
-    assert_eq!(next.iter().filter(|e| matches!(e, Entry::Leader(_))).count(), 1);
+    assert_eq!(
+        next.iter()
+            .filter(|e| matches!(e, Entry::Leader(_)))
+            .count(),
+        1
+    );
     assert!(matches!(next[0], Entry::Leader(_)));
 }
 
@@ -138,7 +143,10 @@ fn singleflight_sync_a_leader_panic_does_not_poison_the_key() {
     }));
     assert!(r.is_err());
     assert!(group.is_empty());
-    assert_eq!(block_on(group.run(1, || async { Ok(1) })).result(), Some(&Ok(1)));
+    assert_eq!(
+        block_on(group.run(1, || async { Ok(1) })).result(),
+        Some(&Ok(1))
+    );
 }
 
 /// tower-resilience-coalesce: a follower busy-polled (tens of thousands of
@@ -154,11 +162,17 @@ fn tower_resilience_coalesce_follower_does_not_busy_poll() {
     let mut follower = pin!(group.run(1, || async { unreachable!() }));
     let mut polls = 1;
     assert!(follower.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "pending without waking itself");
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        0,
+        "pending without waking itself"
+    );
     leader.complete(Ok(9));
     assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
     polls += 1;
-    assert!(matches!(follower.as_mut().poll(&mut cx), Poll::Ready(o) if o.result() == Some(&Ok(9))));
+    assert!(
+        matches!(follower.as_mut().poll(&mut cx), Poll::Ready(o) if o.result() == Some(&Ok(9)))
+    );
     assert_eq!(polls, 2);
 }
 
@@ -201,7 +215,10 @@ async fn go_52557_an_aborted_leader_task_does_not_strand_waiters() {
     });
     tokio::task::yield_now().await;
     task.abort();
-    let out = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.is_canceled());
 }
 
@@ -225,7 +242,13 @@ fn go_74880_shared_is_seen_by_the_leader() {
     let group = Group::<u8, u8, ()>::new();
     let leader = lead(group.entry(1));
     let _sub = join(group.entry(1));
-    assert_eq!(*leader.complete(Ok(1)), Outcome::Complete { result: Ok(1), shared: true });
+    assert_eq!(
+        *leader.complete(Ok(1)),
+        Outcome::Complete {
+            result: Ok(1),
+            shared: true
+        }
+    );
 }
 
 // ---- Caches ----
@@ -269,7 +292,9 @@ fn moka_59_many_cancelled_leaders_never_panic() {
 /// every waiter, and nothing is stored.
 #[test]
 fn quick_cache_an_error_is_shared_with_all_waiters_once() {
-    let cache = Cache::<u8, u8, String>::builder().errors(ErrorPolicy::SharedOnly).build();
+    let cache = Cache::<u8, u8, String>::builder()
+        .errors(ErrorPolicy::SharedOnly)
+        .build();
     let runs = Arc::new(AtomicUsize::new(0));
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
@@ -294,7 +319,10 @@ fn quick_cache_an_error_is_shared_with_all_waiters_once() {
         assert!(w.as_mut().poll(&mut cx).is_pending());
     }
     tx.send(()).unwrap();
-    assert_eq!(leader.as_mut().poll(&mut cx), Poll::Ready(Err("no".to_owned())));
+    assert_eq!(
+        leader.as_mut().poll(&mut cx),
+        Poll::Ready(Err("no".to_owned()))
+    );
     for w in &mut waiters {
         assert_eq!(w.as_mut().poll(&mut cx), Poll::Ready(Err("no".to_owned())));
     }
@@ -383,7 +411,10 @@ fn moka_240_a_parked_leader_does_not_stall_the_others() {
     assert!(parked.as_mut().poll(&mut cx).is_pending());
     // `parked` is never polled again, but stays alive.
     let waiter = std::thread::spawn(move || tx.send(4).unwrap());
-    assert_eq!(block_on(cache.get_owned(1, || async { unreachable!("joins") })), Ok(4));
+    assert_eq!(
+        block_on(cache.get_owned(1, || async { unreachable!("joins") })),
+        Ok(4)
+    );
     waiter.join().unwrap();
     drop(parked);
 }

@@ -18,7 +18,11 @@ use tokio::task::JoinHandle;
 type Res = Arc<Outcome<String, String>>;
 
 /// Go's `DoChan`: joins or leads synchronously, then finishes in a task.
-fn do_chan<F, Fut>(g: &Group<&'static str, String, String>, key: &'static str, f: F) -> JoinHandle<Res>
+fn do_chan<F, Fut>(
+    g: &Group<&'static str, String, String>,
+    key: &'static str,
+    f: F,
+) -> JoinHandle<Res>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<String, String>> + Send + 'static,
@@ -49,7 +53,9 @@ async fn test_do() {
 #[tokio::test]
 async fn test_do_err() {
     let g = Group::<&str, String, String>::new();
-    let out = g.run("key", || async { Err("some error".to_owned()) }).await;
+    let out = g
+        .run("key", || async { Err("some error".to_owned()) })
+        .await;
     assert_eq!(out.result(), Some(&Err("some error".to_owned())));
 }
 
@@ -67,7 +73,8 @@ async fn test_do_dup_suppress() {
 
     let mut tasks = Vec::new();
     for _ in 0..N {
-        let (g, calls, first_tx, entered) = (g.clone(), calls.clone(), first_tx.clone(), entered.clone());
+        let (g, calls, first_tx, entered) =
+            (g.clone(), calls.clone(), first_tx.clone(), entered.clone());
         let mut release = release_rx.clone();
         tasks.push(tokio::spawn(async move {
             entered.wait().await;
@@ -76,7 +83,12 @@ async fn test_do_dup_suppress() {
                     // First invocation.
                     let _ = first_tx.lock().unwrap().take().unwrap().send(());
                 }
-                let v = release.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+                let v = release
+                    .wait_for(Option::is_some)
+                    .await
+                    .unwrap()
+                    .clone()
+                    .unwrap();
                 // Let more callers enter Do.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 Ok(v)
@@ -92,7 +104,10 @@ async fn test_do_dup_suppress() {
         assert_eq!(value(&t.await.unwrap()), "bar");
     }
     let got = calls.load(Ordering::SeqCst);
-    assert!(got > 0 && got < N, "number of calls = {got}; want over 0 and less than {N}");
+    assert!(
+        got > 0 && got < N,
+        "number of calls = {got}; want over 0 and less than {N}"
+    );
 }
 
 // TestForget, with its exact interleaving (golang/go #31420): the first call
@@ -136,7 +151,11 @@ async fn test_forget() {
     unblock_second.send(()).unwrap();
     let _ = second.await.unwrap();
     let r = third.await.unwrap();
-    assert_eq!(value(&r), "2", "we should receive the result produced by the second call");
+    assert_eq!(
+        value(&r),
+        "2",
+        "we should receive the result produced by the second call"
+    );
 }
 
 // ExampleGroup: two DoChan calls on one key; only the first function runs,

@@ -17,8 +17,12 @@ fn cache_two_keys_never_block_each_other() {
     loom::model(|| {
         let cache = Arc::new(Cache::<u8, u8, ()>::new());
         let signal = Group::<(), (), ()>::new();
-        let Entry::Leader(send) = signal.entry(()) else { panic!("first caller leads") };
-        let Entry::Subscriber(recv) = signal.entry(()) else { panic!("joins") };
+        let Entry::Leader(send) = signal.entry(()) else {
+            panic!("first caller leads")
+        };
+        let Entry::Subscriber(recv) = signal.entry(()) else {
+            panic!("joins")
+        };
         let c2 = cache.clone();
         let t = thread::spawn(move || {
             let v = block_on(c2.get(2, || async { Ok(2) }));
@@ -60,7 +64,11 @@ fn cache_invalidate_racing_in_flight_init() {
 #[test]
 fn cache_shared_only_error_is_never_stored() {
     loom::model(|| {
-        let cache = Arc::new(Cache::<u8, u8, u8>::builder().errors(ErrorPolicy::SharedOnly).build());
+        let cache = Arc::new(
+            Cache::<u8, u8, u8>::builder()
+                .errors(ErrorPolicy::SharedOnly)
+                .build(),
+        );
         let c2 = cache.clone();
         let t = thread::spawn(move || block_on(c2.get(1, || async { Err(1) })));
         let mine = block_on(cache.get(1, || async { Err(2) }));
@@ -115,7 +123,10 @@ fn cache_ttl_expiry_racing_a_hit() {
     loom::model(|| {
         let clock = ManualClock::new();
         let cache = Arc::new(
-            Cache::<u8, u8, ()>::builder().time_to_live(Duration::from_secs(10)).clock(clock.clone()).build(),
+            Cache::<u8, u8, ()>::builder()
+                .time_to_live(Duration::from_secs(10))
+                .clock(clock.clone())
+                .build(),
         );
         assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
         let moved = Arc::new(AtomicBool::new(false));
@@ -130,6 +141,10 @@ fn cache_ttl_expiry_racing_a_hit() {
         if after {
             assert_eq!(mine, Ok(2), "a value was served after its time-to-live");
         }
-        assert_eq!(t.join().unwrap(), Ok(2), "a value was served after its time-to-live");
+        assert_eq!(
+            t.join().unwrap(),
+            Ok(2),
+            "a value was served after its time-to-live"
+        );
     });
 }

@@ -20,7 +20,9 @@ type G = Group<u8, u8, ()>;
 fn group_join_racing_completion() {
     loom::model(|| {
         let group = Arc::new(G::new());
-        let Entry::Leader(leader) = group.entry(1) else { panic!("first caller leads") };
+        let Entry::Leader(leader) = group.entry(1) else {
+            panic!("first caller leads")
+        };
         let t = thread::spawn(move || leader.complete(Ok(1)));
         let joined = match group.entry(1) {
             Entry::Subscriber(sub) => {
@@ -28,7 +30,13 @@ fn group_join_racing_completion() {
                 Some(theirs)
             }
             Entry::Leader(second) => {
-                assert_eq!(*second.complete(Ok(2)), Outcome::Complete { result: Ok(2), shared: false });
+                assert_eq!(
+                    *second.complete(Ok(2)),
+                    Outcome::Complete {
+                        result: Ok(2),
+                        shared: false
+                    }
+                );
                 None
             }
         };
@@ -36,9 +44,21 @@ fn group_join_racing_completion() {
         match joined {
             Some(theirs) => {
                 assert!(Arc::ptr_eq(&first, &theirs));
-                assert_eq!(*first, Outcome::Complete { result: Ok(1), shared: true });
+                assert_eq!(
+                    *first,
+                    Outcome::Complete {
+                        result: Ok(1),
+                        shared: true
+                    }
+                );
             }
-            None => assert_eq!(*first, Outcome::Complete { result: Ok(1), shared: false }),
+            None => assert_eq!(
+                *first,
+                Outcome::Complete {
+                    result: Ok(1),
+                    shared: false
+                }
+            ),
         }
         assert!(group.is_empty());
         assert_eq!(group.in_flight(), 0);
@@ -52,9 +72,15 @@ fn group_join_racing_completion() {
 fn group_leader_dropped_with_subscribers() {
     loom::model(|| {
         let group = Arc::new(G::new());
-        let Entry::Leader(leader) = group.entry(1) else { panic!("first caller leads") };
-        let Entry::Subscriber(a) = group.entry(1) else { panic!("joins") };
-        let Entry::Subscriber(b) = group.entry(1) else { panic!("joins") };
+        let Entry::Leader(leader) = group.entry(1) else {
+            panic!("first caller leads")
+        };
+        let Entry::Subscriber(a) = group.entry(1) else {
+            panic!("joins")
+        };
+        let Entry::Subscriber(b) = group.entry(1) else {
+            panic!("joins")
+        };
         let t = thread::spawn(move || block_on(a.recv()).unwrap());
         drop(leader);
         let ob = block_on(b.recv()).unwrap();
@@ -71,13 +97,23 @@ fn group_leader_dropped_with_subscribers() {
 fn group_forget_racing_completion() {
     loom::model(|| {
         let group = Arc::new(G::new());
-        let Entry::Leader(old) = group.entry(1) else { panic!("first caller leads") };
+        let Entry::Leader(old) = group.entry(1) else {
+            panic!("first caller leads")
+        };
         let t = thread::spawn(move || old.complete(Ok(1)));
         group.forget(&1);
         // Forgotten or finished: either way this caller leads.
-        let Entry::Leader(new) = group.entry(1) else { panic!("a forgotten key starts afresh") };
+        let Entry::Leader(new) = group.entry(1) else {
+            panic!("a forgotten key starts afresh")
+        };
         let first = t.join().unwrap();
-        assert_eq!(*first, Outcome::Complete { result: Ok(1), shared: false });
+        assert_eq!(
+            *first,
+            Outcome::Complete {
+                result: Ok(1),
+                shared: false
+            }
+        );
         let Entry::Subscriber(third) = group.entry(1) else {
             panic!("the old flight finishing removed the new one")
         };
@@ -95,9 +131,15 @@ fn group_forget_racing_completion() {
 fn group_subscriber_dropped_while_leader_completes() {
     loom::model(|| {
         let group = Arc::new(G::new());
-        let Entry::Leader(leader) = group.entry(1) else { panic!("first caller leads") };
-        let Entry::Subscriber(gone) = group.entry(1) else { panic!("joins") };
-        let Entry::Subscriber(stays) = group.entry(1) else { panic!("joins") };
+        let Entry::Leader(leader) = group.entry(1) else {
+            panic!("first caller leads")
+        };
+        let Entry::Subscriber(gone) = group.entry(1) else {
+            panic!("joins")
+        };
+        let Entry::Subscriber(stays) = group.entry(1) else {
+            panic!("joins")
+        };
         let t = thread::spawn(move || {
             let mut recv = pin!(gone.recv());
             let mut cx = Context::from_waker(Waker::noop());
@@ -138,7 +180,10 @@ fn group_shared_exact() {
             }
             ((true, a), (false, b)) | ((false, b), (true, a)) => {
                 assert!(Arc::ptr_eq(&a, &b));
-                assert!(a.is_shared(), "a subscriber joined, so the flight is shared");
+                assert!(
+                    a.is_shared(),
+                    "a subscriber joined, so the flight is shared"
+                );
             }
             ((false, _), (false, _)) => panic!("somebody leads"),
         }

@@ -69,7 +69,12 @@ impl Future for GateFut {
     type Output = Res;
     fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Res> {
         // Finished only by `Op::Finish`, which polls the caller right after.
-        self.0.result.lock().unwrap().take().map_or(Poll::Pending, Poll::Ready)
+        self.0
+            .result
+            .lock()
+            .unwrap()
+            .take()
+            .map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -87,8 +92,15 @@ enum MState {
     Empty,
     /// `leader` runs its init; `baton` was handed the right to and has not
     /// been polled since; `waiters` queue in FIFO order.
-    InFlight { leader: Option<usize>, baton: Option<usize>, waiters: VecDeque<usize> },
-    Done { result: Res, at: Duration },
+    InFlight {
+        leader: Option<usize>,
+        baton: Option<usize>,
+        waiters: VecDeque<usize>,
+    },
+    Done {
+        result: Res,
+        at: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -133,7 +145,11 @@ impl Model {
     fn new_entry(&mut self, key: u8, leader: usize) -> usize {
         self.entries.push(MEntry {
             key,
-            state: MState::InFlight { leader: Some(leader), baton: None, waiters: VecDeque::new() },
+            state: MState::InFlight {
+                leader: Some(leader),
+                baton: None,
+                waiters: VecDeque::new(),
+            },
             in_table: true,
         });
         let id = self.entries.len() - 1;
@@ -156,7 +172,12 @@ impl Model {
     /// A leader or baton holder went away: the baton goes to the first
     /// waiter, or the entry is empty again.
     fn hand_off(&mut self, id: usize) {
-        let MState::InFlight { leader, baton, waiters } = &mut self.entries[id].state else {
+        let MState::InFlight {
+            leader,
+            baton,
+            waiters,
+        } = &mut self.entries[id].state
+        else {
             unreachable!("hand-off on an entry not in flight")
         };
         *leader = None;
@@ -169,13 +190,21 @@ impl Model {
 
 fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
     let clock = ManualClock::new();
-    let mut b = Cache::<u8, u8, u8>::builder().errors(errors).clock(clock.clone());
+    let mut b = Cache::<u8, u8, u8>::builder()
+        .errors(errors)
+        .clock(clock.clone());
     if let Some(t) = ttl {
         b = b.time_to_live(t);
     }
     // Leaked so that `get` futures can be boxed as `'static`.
     let cache: &'static Cache<u8, u8, u8> = Box::leak(Box::new(b.build()));
-    let mut model = Model { errors, ttl, now: Duration::ZERO, entries: Vec::new(), table: HashMap::new() };
+    let mut model = Model {
+        errors,
+        ttl,
+        now: Duration::ZERO,
+        entries: Vec::new(),
+        table: HashMap::new(),
+    };
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();
     let mut cx = Context::from_waker(Waker::noop());
 
@@ -195,12 +224,16 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                     continue;
                 }
                 assert_eq!(polled, Poll::Pending);
-                let joined = model.table.get(&key).copied().filter(|&id| {
-                    matches!(model.entries[id].state, MState::InFlight { .. })
-                });
+                let joined = model
+                    .table
+                    .get(&key)
+                    .copied()
+                    .filter(|&id| matches!(model.entries[id].state, MState::InFlight { .. }));
                 let id = match joined {
                     Some(id) => {
-                        let MState::InFlight { waiters, .. } = &mut model.entries[id].state else { unreachable!() };
+                        let MState::InFlight { waiters, .. } = &mut model.entries[id].state else {
+                            unreachable!()
+                        };
                         waiters.push_back(slot);
                         assert!(!gate.called.load(SeqCst), "a joiner ran its init");
                         id
@@ -222,11 +255,22 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                         }
                     }
                 };
-                slots[slot] = Some(Slot { fut, gate, entry: id });
+                slots[slot] = Some(Slot {
+                    fut,
+                    gate,
+                    entry: id,
+                });
             }
             Op::Finish { slot, ok, v } => {
-                let Some(s) = slots[slot].as_mut() else { continue };
-                let MState::InFlight { leader, waiters, .. } = &model.entries[s.entry].state else { continue };
+                let Some(s) = slots[slot].as_mut() else {
+                    continue;
+                };
+                let MState::InFlight {
+                    leader, waiters, ..
+                } = &model.entries[s.entry].state
+                else {
+                    continue;
+                };
                 if *leader != Some(slot) {
                     continue;
                 }
@@ -237,20 +281,29 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                 let id = s.entry;
                 slots[slot] = None;
                 let key = model.entries[id].key;
-                model.entries[id].state = MState::Done { result: r, at: model.now };
+                model.entries[id].state = MState::Done {
+                    result: r,
+                    at: model.now,
+                };
                 if !ok && errors == ErrorPolicy::SharedOnly && model.entries[id].in_table {
                     model.remove_from_table(key);
                 }
                 // Every waiter of this attempt gets its result.
                 for w in waiters {
                     let ws = slots[w].as_mut().expect("a queued waiter is live");
-                    assert_eq!(ws.fut.as_mut().poll(&mut cx), Poll::Ready(r), "a waiter got another result");
+                    assert_eq!(
+                        ws.fut.as_mut().poll(&mut cx),
+                        Poll::Ready(r),
+                        "a waiter got another result"
+                    );
                     assert!(!ws.gate.called.load(SeqCst));
                     slots[w] = None;
                 }
             }
             Op::Poll { slot } => {
-                let Some(s) = slots[slot].as_mut() else { continue };
+                let Some(s) = slots[slot].as_mut() else {
+                    continue;
+                };
                 let polled = s.fut.as_mut().poll(&mut cx);
                 assert_eq!(polled, Poll::Pending, "only Finish completes an init");
                 if let MState::InFlight { leader, baton, .. } = &mut model.entries[s.entry].state {
@@ -258,14 +311,24 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                         // Handed the baton: it runs its own init now.
                         *baton = None;
                         *leader = Some(slot);
-                        assert!(s.gate.called.load(SeqCst), "the baton holder did not run its init");
+                        assert!(
+                            s.gate.called.load(SeqCst),
+                            "the baton holder did not run its init"
+                        );
                     }
                 }
             }
             Op::Drop { slot } => {
-                let Some(s) = slots[slot].take() else { continue };
+                let Some(s) = slots[slot].take() else {
+                    continue;
+                };
                 drop(s.fut);
-                if let MState::InFlight { leader, baton, waiters } = &mut model.entries[s.entry].state {
+                if let MState::InFlight {
+                    leader,
+                    baton,
+                    waiters,
+                } = &mut model.entries[s.entry].state
+                {
                     if *leader == Some(slot) || *baton == Some(slot) {
                         model.hand_off(s.entry);
                     } else {

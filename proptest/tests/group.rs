@@ -21,18 +21,34 @@ const SLOTS: usize = 6;
 #[derive(Clone, Copy, Debug)]
 enum Op {
     /// `entry(key)` into slot `slot` (if it is free).
-    Entry { slot: usize, key: u8 },
+    Entry {
+        slot: usize,
+        key: u8,
+    },
     /// `run(key, work)` into slot `slot`, polled once; its work stays pending
     /// until `Finish`.
-    Run { slot: usize, key: u8 },
+    Run {
+        slot: usize,
+        key: u8,
+    },
     /// The slot's leader completes with `Ok(v)` / `Err(v)`, or its `run`'s
     /// work finishes so, and the run is polled.
-    Complete { slot: usize, ok: bool, v: u8 },
+    Complete {
+        slot: usize,
+        ok: bool,
+        v: u8,
+    },
     /// Poll the slot (a subscriber's `recv`, or a `run`).
-    Poll { slot: usize },
+    Poll {
+        slot: usize,
+    },
     /// Drop whatever the slot holds (cancellation).
-    Drop { slot: usize },
-    Forget { key: u8 },
+    Drop {
+        slot: usize,
+    },
+    Forget {
+        key: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -104,7 +120,13 @@ impl Slot {
     fn new(handle: Handle) -> Self {
         let wakes = Arc::new(Wakes::default());
         let waker = Waker::from(wakes.clone());
-        Slot { handle, wakes, waker, expect_wakes: 0, waiting: false }
+        Slot {
+            handle,
+            wakes,
+            waker,
+            expect_wakes: 0,
+            waiting: false,
+        }
     }
 
     fn subscriber_of(&self) -> Option<usize> {
@@ -144,7 +166,13 @@ impl Model {
                 (false, id)
             }
             None => {
-                self.flights.push(MFlight { key, joins: 0, live_subs: 0, outcome: None, seen: None });
+                self.flights.push(MFlight {
+                    key,
+                    joins: 0,
+                    live_subs: 0,
+                    outcome: None,
+                    seen: None,
+                });
                 let id = self.flights.len() - 1;
                 self.mapped.insert(key, id);
                 (true, id)
@@ -206,7 +234,10 @@ fn poll_slot(i: usize, slots: &mut [Option<Slot>], model: &mut Model) {
         Handle::Sub(r, id) => match r.as_mut().poll(&mut cx) {
             Poll::Ready(out) => Some((*id, false, out.unwrap())),
             Poll::Pending => {
-                assert!(model.flights[*id].outcome.is_none(), "a subscriber pending after publication");
+                assert!(
+                    model.flights[*id].outcome.is_none(),
+                    "a subscriber pending after publication"
+                );
                 s.waiting = true;
                 None
             }
@@ -214,7 +245,10 @@ fn poll_slot(i: usize, slots: &mut [Option<Slot>], model: &mut Model) {
         Handle::RunSub(fut, id) => match fut.as_mut().poll(&mut cx) {
             Poll::Ready(out) => Some((*id, false, out)),
             Poll::Pending => {
-                assert!(model.flights[*id].outcome.is_none(), "a subscriber pending after publication");
+                assert!(
+                    model.flights[*id].outcome.is_none(),
+                    "a subscriber pending after publication"
+                );
                 s.waiting = true;
                 None
             }
@@ -224,14 +258,23 @@ fn poll_slot(i: usize, slots: &mut [Option<Slot>], model: &mut Model) {
             Poll::Pending => None,
         },
     };
-    let Some((id, leads, out)) = polled else { return };
+    let Some((id, leads, out)) = polled else {
+        return;
+    };
     s.handle = Handle::Done;
     s.waiting = false;
     if leads {
         // The leader's work returned: it publishes now.
-        model.publish(id, Some(result_of(&out).expect("a live leader completes")), slots);
+        model.publish(
+            id,
+            Some(result_of(&out).expect("a live leader completes")),
+            slots,
+        );
     } else {
-        assert!(model.flights[id].outcome.is_some(), "resolved before its flight was published");
+        assert!(
+            model.flights[id].outcome.is_some(),
+            "resolved before its flight was published"
+        );
         model.flights[id].live_subs -= 1;
     }
     model.check_outcome(id, &out);
@@ -240,7 +283,10 @@ fn poll_slot(i: usize, slots: &mut [Option<Slot>], model: &mut Model) {
 fn run_ops(ops: Vec<Op>) {
     // Leaked so that `run` futures can be boxed as `'static`.
     let group: &'static G = Box::leak(Box::new(G::new()));
-    let mut model = Model { flights: Vec::new(), mapped: HashMap::new() };
+    let mut model = Model {
+        flights: Vec::new(),
+        mapped: HashMap::new(),
+    };
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();
 
     for op in ops {
@@ -259,7 +305,11 @@ fn run_ops(ops: Vec<Op>) {
                 let gate = Arc::new(Gate::default());
                 let g = gate.clone();
                 let fut: RunFut = Box::pin(group.run(key, move || GateFut(g)));
-                let handle = if leads { Handle::RunLead(fut, id, gate) } else { Handle::RunSub(fut, id) };
+                let handle = if leads {
+                    Handle::RunLead(fut, id, gate)
+                } else {
+                    Handle::RunSub(fut, id)
+                };
                 slots[slot] = Some(Slot::new(handle));
                 poll_slot(slot, &mut slots, &mut model);
             }
@@ -267,7 +317,11 @@ fn run_ops(ops: Vec<Op>) {
                 let r = if ok { Ok(v) } else { Err(v) };
                 match slots[slot].as_ref().map(|s| &s.handle) {
                     Some(Handle::Leader(..)) => {
-                        let Some(Slot { handle: Handle::Leader(l, id), .. }) = slots[slot].take() else {
+                        let Some(Slot {
+                            handle: Handle::Leader(l, id),
+                            ..
+                        }) = slots[slot].take()
+                        else {
                             unreachable!()
                         };
                         model.publish(id, Some((ok, v)), &mut slots);
@@ -288,7 +342,9 @@ fn run_ops(ops: Vec<Op>) {
             }
             Op::Poll { slot } => poll_slot(slot, &mut slots, &mut model),
             Op::Drop { slot } => {
-                let Some(s) = slots[slot].take() else { continue };
+                let Some(s) = slots[slot].take() else {
+                    continue;
+                };
                 match s.handle {
                     Handle::Leader(l, id) => {
                         model.publish(id, None, &mut slots);
@@ -316,15 +372,30 @@ fn run_ops(ops: Vec<Op>) {
         assert_eq!(group.in_flight(), model.in_flight(), "in_flight");
         assert_eq!(group.len(), model.mapped.len(), "keys in the map");
         for key in 0..2u8 {
-            let expected = model.mapped.get(&key).map_or(0, |&id| model.flights[id].live_subs);
-            assert_eq!(group.subscribers(&key), expected, "live subscribers of key {key}");
+            let expected = model
+                .mapped
+                .get(&key)
+                .map_or(0, |&id| model.flights[id].live_subs);
+            assert_eq!(
+                group.subscribers(&key),
+                expected,
+                "live subscribers of key {key}"
+            );
         }
         for s in slots.iter().flatten() {
             if s.subscriber_of().is_some() {
-                assert_eq!(s.wakes.0.load(SeqCst), s.expect_wakes, "wake-ups of a subscriber");
+                assert_eq!(
+                    s.wakes.0.load(SeqCst),
+                    s.expect_wakes,
+                    "wake-ups of a subscriber"
+                );
             }
             if let Handle::Leader(l, id) = &s.handle {
-                assert_eq!(l.subscribers(), model.flights[*id].live_subs, "Leader::subscribers");
+                assert_eq!(
+                    l.subscribers(),
+                    model.flights[*id].live_subs,
+                    "Leader::subscribers"
+                );
                 assert_eq!(l.joins(), model.flights[*id].joins, "Leader::joins");
             }
         }

@@ -24,7 +24,10 @@ const CALLERS: usize = 16;
 const KEY_SPACE: u32 = 1_000;
 
 fn iterations() -> usize {
-    std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000)
+    std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
 }
 
 /// Drops the inner future after `polls` polls (a caller giving up).
@@ -54,13 +57,24 @@ struct Book {
 
 type Res = Result<u32, u32>;
 
-async fn caller(cache: Arc<Cache<u32, u32, u32>>, book: Arc<Book>, id: u32, key: u32, fail: bool, yields: usize, give_up: Option<usize>) -> Option<(u32, Res)> {
+async fn caller(
+    cache: Arc<Cache<u32, u32, u32>>,
+    book: Arc<Book>,
+    id: u32,
+    key: u32,
+    fail: bool,
+    yields: usize,
+    give_up: Option<usize>,
+) -> Option<(u32, Res)> {
     let b = book.clone();
     let init = move || async move {
         b.inits.fetch_add(1, SeqCst);
         {
             let mut running = b.running.lock().unwrap();
-            assert!(!running.contains(&key), "two inits running for key {key} at once");
+            assert!(
+                !running.contains(&key),
+                "two inits running for key {key} at once"
+            );
             running.push(key);
         }
         struct Leave(Arc<Book>, u32);
@@ -81,7 +95,13 @@ async fn caller(cache: Arc<Cache<u32, u32, u32>>, book: Arc<Book>, id: u32, key:
     };
     let call = cache.get(key, init);
     let out = match give_up {
-        Some(polls) => GiveUpAfter { inner: Box::pin(call), polls }.await,
+        Some(polls) => {
+            GiveUpAfter {
+                inner: Box::pin(call),
+                polls,
+            }
+            .await
+        }
         None => Some(call.await),
     };
     out.map(|r| (key, r))
@@ -91,7 +111,9 @@ fn scenario(policy: ErrorPolicy) {
     let mut rng = thread_rng();
     let cache = Arc::new(Cache::<u32, u32, u32>::builder().errors(policy).build());
     let book = Arc::new(Book::default());
-    let hot: Vec<u32> = (0..rng.gen_range(1..=3)).map(|_| rng.gen_range(0..KEY_SPACE)).collect();
+    let hot: Vec<u32> = (0..rng.gen_range(1..=3))
+        .map(|_| rng.gen_range(0..KEY_SPACE))
+        .collect();
 
     sfut::block_on(async {
         let mut handles: Vec<JoinHandle<Option<(u32, Res)>>> = Vec::new();
@@ -100,7 +122,15 @@ fn scenario(policy: ErrorPolicy) {
             let fail = rng.gen_bool(0.3);
             let yields = rng.gen_range(0..=3);
             let give_up = rng.gen_bool(0.15).then(|| rng.gen_range(0..=3));
-            handles.push(sfut::spawn(caller(cache.clone(), book.clone(), id, key, fail, yields, give_up)));
+            handles.push(sfut::spawn(caller(
+                cache.clone(),
+                book.clone(),
+                id,
+                key,
+                fail,
+                yields,
+                give_up,
+            )));
         }
         let aborts: Vec<usize> = (0..CALLERS).filter(|_| rng.gen_bool(0.1)).collect();
         for i in aborts {
@@ -118,24 +148,37 @@ fn scenario(policy: ErrorPolicy) {
 
         assert!(book.running.lock().unwrap().is_empty());
         for &key in &hot {
-            let got: Vec<Res> = results.iter().filter(|(k, _)| *k == key).map(|(_, r)| *r).collect();
+            let got: Vec<Res> = results
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, r)| *r)
+                .collect();
             let cached = cache.peek(&key);
             match policy {
                 ErrorPolicy::Cached => {
                     // One result per key, stored for ever: everyone who got
                     // an answer got the cached one.
                     if let Some(first) = got.first() {
-                        assert!(got.iter().all(|r| r == first), "key {key}: callers disagree: {got:?}");
+                        assert!(
+                            got.iter().all(|r| r == first),
+                            "key {key}: callers disagree: {got:?}"
+                        );
                         assert_eq!(cached, Some(*first));
                     }
                 }
                 ErrorPolicy::SharedOnly => {
                     // Errors are never stored; a stored value is what every
                     // caller that got a value got.
-                    assert!(!matches!(cached, Some(Err(_))), "key {key}: a SharedOnly error was stored");
+                    assert!(
+                        !matches!(cached, Some(Err(_))),
+                        "key {key}: a SharedOnly error was stored"
+                    );
                     let values: Vec<u32> = got.iter().filter_map(|r| r.ok()).collect();
                     if let Some(v) = values.first() {
-                        assert!(values.iter().all(|x| x == v), "key {key}: two values: {values:?}");
+                        assert!(
+                            values.iter().all(|x| x == v),
+                            "key {key}: two values: {values:?}"
+                        );
                         assert_eq!(cached, Some(Ok(*v)));
                     }
                 }

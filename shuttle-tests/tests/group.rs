@@ -31,7 +31,10 @@ const CALLERS: usize = 16;
 const KEY_SPACE: u32 = 1_000;
 
 fn iterations() -> usize {
-    std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000)
+    std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
 }
 
 /// Drops the inner future after `polls` polls (a caller giving up).
@@ -64,13 +67,23 @@ struct Book {
 
 type Out = Arc<Outcome<u32, u32>>;
 
-async fn caller(group: Arc<Group<u32, u32, u32>>, book: Arc<Book>, key: u32, fail: bool, yields: usize, give_up: Option<usize>) -> Option<Out> {
+async fn caller(
+    group: Arc<Group<u32, u32, u32>>,
+    book: Arc<Book>,
+    key: u32,
+    fail: bool,
+    yields: usize,
+    give_up: Option<usize>,
+) -> Option<Out> {
     let b = book.clone();
     let work = move || async move {
         b.started.fetch_add(1, SeqCst);
         {
             let mut running = b.running.lock().unwrap();
-            assert!(running.iter().all(|&(k, _)| k != key), "two flights' work running for key {key} at once");
+            assert!(
+                running.iter().all(|&(k, _)| k != key),
+                "two flights' work running for key {key} at once"
+            );
             running.push((key, 0));
         }
         struct Leave(Arc<Book>, u32);
@@ -92,7 +105,13 @@ async fn caller(group: Arc<Group<u32, u32, u32>>, book: Arc<Book>, key: u32, fai
     };
     let call = group.run(key, work);
     match give_up {
-        Some(polls) => GiveUpAfter { inner: Box::pin(call), polls }.await,
+        Some(polls) => {
+            GiveUpAfter {
+                inner: Box::pin(call),
+                polls,
+            }
+            .await
+        }
         None => Some(call.await),
     }
 }
@@ -101,7 +120,9 @@ fn scenario() {
     let mut rng = thread_rng();
     let group = Arc::new(Group::<u32, u32, u32>::new());
     let book = Arc::new(Book::default());
-    let hot: Vec<u32> = (0..rng.gen_range(1..=3)).map(|_| rng.gen_range(0..KEY_SPACE)).collect();
+    let hot: Vec<u32> = (0..rng.gen_range(1..=3))
+        .map(|_| rng.gen_range(0..KEY_SPACE))
+        .collect();
 
     sfut::block_on(async {
         let mut handles: Vec<JoinHandle<Option<Out>>> = Vec::new();
@@ -110,7 +131,14 @@ fn scenario() {
             let fail = rng.gen_bool(0.3);
             let yields = rng.gen_range(0..=3);
             let give_up = rng.gen_bool(0.15).then(|| rng.gen_range(0..=3));
-            handles.push(sfut::spawn(caller(group.clone(), book.clone(), key, fail, yields, give_up)));
+            handles.push(sfut::spawn(caller(
+                group.clone(),
+                book.clone(),
+                key,
+                fail,
+                yields,
+                give_up,
+            )));
         }
         let aborts: Vec<usize> = (0..CALLERS).filter(|_| rng.gen_bool(0.1)).collect();
         for &i in &aborts {
@@ -129,8 +157,11 @@ fn scenario() {
 
         // Every completed flight is one finished execution, and vice versa:
         // a leader publishes as soon as its work returns.
-        let flights: HashSet<*const Outcome<u32, u32>> =
-            outcomes.iter().filter(|o| !o.is_canceled()).map(Arc::as_ptr).collect();
+        let flights: HashSet<*const Outcome<u32, u32>> = outcomes
+            .iter()
+            .filter(|o| !o.is_canceled())
+            .map(Arc::as_ptr)
+            .collect();
         let finished = book.finished.load(SeqCst);
         assert!(flights.len() <= finished);
         // A finished execution whose callers were all cancelled afterwards

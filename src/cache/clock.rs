@@ -40,7 +40,9 @@ impl SystemClock {
     /// A clock whose origin is now.
     #[must_use]
     pub fn new() -> Self {
-        Self { origin: std::time::Instant::now() }
+        Self {
+            origin: std::time::Instant::now(),
+        }
     }
 }
 
@@ -83,7 +85,9 @@ impl ManualClock {
     /// A clock at time zero.
     #[must_use]
     pub fn new() -> Self {
-        Self { nanos: Arc::new(AtomicU64::new(0)) }
+        Self {
+            nanos: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Moves the clock forward by `by`.
@@ -110,6 +114,8 @@ impl Clock for ManualClock {
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock").field("now", &self.now()).finish()
+        f.debug_struct("ManualClock")
+            .field("now", &self.now())
+            .finish()
     }
 }

@@ -197,7 +197,6 @@ impl<K, V, E> Cache<K, V, E> {
     }
 
     /// A builder for the options.
-    #[must_use]
     pub fn builder() -> CacheBuilder<K, V, E> {
         CacheBuilder {
             ttl: None,
@@ -427,7 +426,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             if ran {
                 self.count(|c| &c.errors);
             }
-            if self.errors == ErrorPolicy::SharedOnly && !cfg!(lazyflight_break = "cache_store_shared_error") {
+            if self.errors == ErrorPolicy::SharedOnly
+                && !cfg!(lazyflight_break = "cache_store_shared_error")
+            {
                 // The owned init cannot reach the table, so the error is
                 // published first; `lookup` never serves a SharedOnly error
                 // from the table, and this removes it (by identity; every
@@ -458,14 +459,24 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let slot = match table.find_mut(hash, |s| s.key == key) {
             None => {
                 let entry = Arc::new(ALazy::new());
-                table.insert_unique(hash, Slot { hash, key, entry: entry.clone() }, |s| s.hash);
+                table.insert_unique(
+                    hash,
+                    Slot {
+                        hash,
+                        key,
+                        entry: entry.clone(),
+                    },
+                    |s| s.hash,
+                );
                 return Err(entry);
             }
             Some(slot) => slot,
         };
         match slot.entry.get_result() {
             Some(Ok(v)) if self.fresh(v.at, now, false) => return Ok(Ok(v.value.clone())),
-            Some(Err(e)) if self.errors != ErrorPolicy::SharedOnly && self.fresh(e.at, now, true) => {
+            Some(Err(e))
+                if self.errors != ErrorPolicy::SharedOnly && self.fresh(e.at, now, true) =>
+            {
                 return Ok(Err(e.value.clone()));
             }
             // In flight or empty: wait on it or lead it.
@@ -482,7 +493,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
 
     /// Removes `entry` from the table if it is still the one for its key.
     fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
-        let removed = match self.map.shard(hash).lock().find_entry(hash, |s| Arc::ptr_eq(&s.entry, entry)) {
+        let removed = match self
+            .map
+            .shard(hash)
+            .lock()
+            .find_entry(hash, |s| Arc::ptr_eq(&s.entry, entry))
+        {
             Ok(found) => Some(found.remove().0),
             Err(_) => None,
         };
@@ -606,8 +622,11 @@ pub struct CacheBuilder<K, V, E> {
     errors: ErrorPolicy,
     clock: Option<Box<dyn Clock>>,
     stats: bool,
-    _types: core::marker::PhantomData<fn() -> (K, V, E)>,
+    _types: Types<K, V, E>,
 }
+
+/// Ties a builder to its cache's types without owning any of them.
+type Types<K, V, E> = core::marker::PhantomData<fn() -> (K, V, E)>;
 
 impl<K, V, E> CacheBuilder<K, V, E> {
     /// Cached values (and errors) expire this long after their init

@@ -176,7 +176,11 @@ impl<T, E> Flight<T, E> {
         if self.state.load(Acquire) == DONE {
             // SAFETY: DONE was seen with Acquire, so the write of `outcome`
             // happened before, and it is never written again.
-            Some(self.outcome.with(|p| unsafe { (*p).clone() }).expect("DONE implies an outcome"))
+            Some(
+                self.outcome
+                    .with(|p| unsafe { (*p).clone() })
+                    .expect("DONE implies an outcome"),
+            )
         } else {
             None
         }
@@ -228,7 +232,12 @@ impl<K, T, E> Group<K, T, E> {
     /// Creates an empty group.
     #[must_use]
     pub fn new() -> Self {
-        Self { inner: Arc::new(Inner { map: Shards::new(), in_flight: AtomicUsize::new(0) }) }
+        Self {
+            inner: Arc::new(Inner {
+                map: Shards::new(),
+                in_flight: AtomicUsize::new(0),
+            }),
+        }
     }
 
     /// Number of flights in progress: leaders that have neither completed nor
@@ -305,7 +314,10 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
         drop(shard);
         // Relaxed: a counter.
         self.inner.in_flight.fetch_add(1, Relaxed);
-        Entry::Leader(Leader { group: self.inner.clone(), flight: Some(flight) })
+        Entry::Leader(Leader {
+            group: self.inner.clone(),
+            flight: Some(flight),
+        })
     }
 
     /// Runs `f` as the leader of a new flight for `key`, or waits for the
@@ -388,7 +400,11 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     {
         let map = &self.inner.map;
         let hash = map.hash(key);
-        let removed = match map.shard(hash).lock().find_entry(hash, |(k, _)| k.borrow() == key) {
+        let removed = match map
+            .shard(hash)
+            .lock()
+            .find_entry(hash, |(k, _)| k.borrow() == key)
+        {
             Ok(entry) => Some(entry.remove().0),
             Err(_) => None,
         };
@@ -408,7 +424,9 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
         let hash = map.hash(key);
         let shard = map.shard(hash).lock();
         // Relaxed: a counter.
-        shard.find(hash, |(k, _)| k.borrow() == key).map_or(0, |(_, f)| f.subscribers.load(Relaxed))
+        shard
+            .find(hash, |(k, _)| k.borrow() == key)
+            .map_or(0, |(_, f)| f.subscribers.load(Relaxed))
     }
 }
 
@@ -420,7 +438,9 @@ impl<K, T, E> Default for Group<K, T, E> {
 
 impl<K, T, E> fmt::Debug for Group<K, T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Group").field("in_flight", &self.in_flight()).finish_non_exhaustive()
+        f.debug_struct("Group")
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
     }
 }
 
@@ -544,7 +564,9 @@ fn announce<T, E>(flight: &Flight<T, E>, outcome: &Arc<Outcome<T, E>>) {
     debug_assert_eq!(flight.state.load(Relaxed), RUNNING, "published twice");
     // SAFETY: only the leader writes `outcome`, once (it took its flight out
     // of `Leader::flight` first), and no subscriber reads it before DONE.
-    flight.outcome.with_mut(|p| unsafe { *p = Some(outcome.clone()) });
+    flight
+        .outcome
+        .with_mut(|p| unsafe { *p = Some(outcome.clone()) });
     // Release: pairs with the Acquire load in `Flight::outcome`.
     flight.state.store(DONE, Release);
     flight.waiters.notify_all();
@@ -552,7 +574,9 @@ fn announce<T, E>(flight: &Flight<T, E>, outcome: &Arc<Outcome<T, E>>) {
 
 impl<K, T, E> Drop for Leader<K, T, E> {
     fn drop(&mut self) {
-        let Some(flight) = self.flight.as_ref() else { return };
+        let Some(flight) = self.flight.as_ref() else {
+            return;
+        };
         if cfg!(lazyflight_break = "group_drop_silent") {
             // Negative control: leave the map but never publish.
             let flight = flight.clone();
@@ -568,7 +592,9 @@ impl<K, T, E> Drop for Leader<K, T, E> {
 
 impl<K, T, E> fmt::Debug for Leader<K, T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Leader").field("subscribers", &self.subscribers()).finish_non_exhaustive()
+        f.debug_struct("Leader")
+            .field("subscribers", &self.subscribers())
+            .finish_non_exhaustive()
     }
 }
 
@@ -593,7 +619,10 @@ impl<T, E> Subscriber<T, E> {
     /// Cancel-safe: dropping the future removes the subscriber from the
     /// flight's queue in O(1) and disturbs nobody else.
     pub fn recv(self) -> Recv<T, E> {
-        Recv { sub: Some(self), key: WaitKey::new() }
+        Recv {
+            sub: Some(self),
+            key: WaitKey::new(),
+        }
     }
 
     /// The outcome, if the flight is already over. Never waits.
@@ -614,7 +643,9 @@ impl<T, E> fmt::Debug for Subscriber<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Acquire: pairs with the Release store of DONE (only a snapshot).
         let done = self.flight.state.load(Acquire) == DONE;
-        f.debug_struct("Subscriber").field("done", &done).finish_non_exhaustive()
+        f.debug_struct("Subscriber")
+            .field("done", &done)
+            .finish_non_exhaustive()
     }
 }
 
@@ -632,7 +663,11 @@ impl<T, E> Future for Recv<T, E> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // `Recv` is `Unpin`: an Option of an Arc and a key.
         let this = self.get_mut();
-        let flight = &this.sub.as_ref().expect("Recv polled after completion").flight;
+        let flight = &this
+            .sub
+            .as_ref()
+            .expect("Recv polled after completion")
+            .flight;
         if this.key.is_registered() {
             if flight.waiters.poll(&mut this.key, cx).is_pending() {
                 return Poll::Pending;
@@ -641,7 +676,10 @@ impl<T, E> Future for Recv<T, E> {
             let state = &flight.state;
             // Re-checked under the queue lock; the leader stores DONE before
             // it takes that lock to wake everyone. Acquire: pairs with it.
-            if flight.waiters.register(&mut this.key, cx.waker(), || state.load(Acquire) != DONE) {
+            if flight
+                .waiters
+                .register(&mut this.key, cx.waker(), || state.load(Acquire) != DONE)
+            {
                 return Poll::Pending;
             }
         }
@@ -662,7 +700,9 @@ impl<T, E> Drop for Recv<T, E> {
 
 impl<T, E> fmt::Debug for Recv<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recv").field("subscriber", &self.sub).finish_non_exhaustive()
+        f.debug_struct("Recv")
+            .field("subscriber", &self.sub)
+            .finish_non_exhaustive()
     }
 }
 

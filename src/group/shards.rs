@@ -45,7 +45,9 @@ impl<T> Shards<T> {
         debug_assert!(SHARDS.is_power_of_two());
         Self {
             hasher: Seed::default(),
-            shards: (0..SHARDS).map(|_| Shard(Mutex::new(HashTable::new()))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Shard(Mutex::new(HashTable::new())))
+                .collect(),
         }
     }
 
