@@ -838,7 +838,11 @@ impl<T, E> Future for Drive<'_, T, E> {
                 // now would send us round `acquire` to spin on a state only
                 // that caller can change; we are registered, and `finish`
                 // wakes us. Acquire: pairs with the Release store in `finish`.
-                return if sig.done.load(Acquire) { Poll::Ready(()) } else { Poll::Pending };
+                return if sig.done.load(Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             };
             // SeqCst, with the store in `SignalsWaker::wake` and the load below:
             // a wake-up either precedes this store (and the poll sees its
