@@ -492,3 +492,39 @@ fn a_sleeping_task_keeps_its_executor_alive() {
     drop(ex);
     assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
 }
+
+#[test]
+fn destruction_order_child_state_before_the_parent_resumes() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    struct Noisy(&'static str, Arc<Mutex<Vec<&'static str>>>);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+    let (l1, l2) = (log.clone(), log.clone());
+    let child = Lazy::new(async move {
+        let _state = Noisy("child state dropped", l1);
+        1
+    });
+    let parent = Lazy::new(async move {
+        let v = child.await;
+        l2.lock().unwrap().push("parent resumed");
+        v
+    });
+    assert_eq!(sync_await(parent), 1);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["child state dropped", "parent resumed"]
+    );
+}
+
+#[test]
+fn windowed_without_an_executor_skips_the_yield() {
+    let input: Vec<Lazy<u8>> = (0..5).map(Lazy::ready).collect();
+    let out = sync_await(lazyflight::task::collect_all_windowed(2, true, input));
+    assert_eq!(
+        out.into_iter().map(Try::value).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+}

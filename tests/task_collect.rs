@@ -409,7 +409,7 @@ fn dropping_a_collect_mid_flight_drops_inline_and_finishes_scheduled() {
         .via(ex.clone())
     };
     let mut fut = Box::pin(collect_all(vec![
-        lazyflight::task::LazyTask::into_lazy(inline).0,
+        inline,
         Lazy::new(async move { scheduled.await }),
     ]));
     let waker = futures::task::noop_waker();
