@@ -6,7 +6,9 @@
 //! `Arc<ALazy<..>>`, the key's *entry*. The [`ALazy`] does the per-key work:
 //! one initializer at a time, every waiter woken once, FIFO hand-off when the
 //! running initializer is cancelled or panics. The table only decides *which*
-//! entry a caller uses.
+//! entry a caller uses. Once an entry's result is stored, the first look-up
+//! that sees it copies it into the table slot and lets the entry go, so hits
+//! read the slot alone: no pointer chase to a separately allocated entry.
 //!
 //! # State of one key
 //!
@@ -108,7 +110,18 @@ type Cell<V, E> = ALazy<Stamped<V>, Stamped<E>>;
 struct Slot<K, V, E> {
     hash: u64,
     key: K,
-    entry: Arc<Cell<V, E>>,
+    state: SlotState<V, E>,
+}
+
+/// What the table holds for a key.
+enum SlotState<V, E> {
+    /// The key's entry: its init is in flight, or has not started, or has
+    /// finished and the result has not been copied into the table yet.
+    Pending(Arc<Cell<V, E>>),
+    /// A stored result, copied out of the finished entry by the first
+    /// look-up that saw it, so that hits read the table only (no pointer
+    /// chase to the entry, which is then freed).
+    Ready { result: Result<V, E>, at: Duration },
 }
 
 /// Optional counters; see [`CacheStats`].
@@ -459,46 +472,55 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let slot = match table.find_mut(hash, |s| s.key == key) {
             None => {
                 let entry = Arc::new(ALazy::new());
-                table.insert_unique(
-                    hash,
-                    Slot {
-                        hash,
-                        key,
-                        entry: entry.clone(),
-                    },
-                    |s| s.hash,
-                );
+                let state = SlotState::Pending(entry.clone());
+                table.insert_unique(hash, Slot { hash, key, state }, |s| s.hash);
                 return Err(entry);
             }
             Some(slot) => slot,
         };
-        match slot.entry.get_result() {
-            Some(Ok(v)) if self.fresh(v.at, now, false) => return Ok(Ok(v.value.clone())),
-            Some(Err(e))
-                if self.errors != ErrorPolicy::SharedOnly && self.fresh(e.at, now, true) =>
-            {
-                return Ok(Err(e.value.clone()));
+        let mut promoted = None;
+        if let SlotState::Pending(entry) = &slot.state {
+            match entry.get_result() {
+                // In flight or empty: wait on it or lead it.
+                None => return Err(entry.clone()),
+                // A SharedOnly error is never stored (see `get_owned`).
+                Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {}
+                Some(done) => {
+                    // Copy the result into the table once; the entry goes.
+                    let (result, at) = match done {
+                        Ok(v) => (Ok(v.value.clone()), v.at),
+                        Err(e) => (Err(e.value.clone()), e.at),
+                    };
+                    promoted = Some(core::mem::replace(
+                        &mut slot.state,
+                        SlotState::Ready { result, at },
+                    ));
+                }
             }
-            // In flight or empty: wait on it or lead it.
-            None => return Err(slot.entry.clone()),
-            // Expired (or a SharedOnly error not yet removed): start afresh.
-            Some(_) => {}
         }
+        if let SlotState::Ready { result, at } = &slot.state {
+            if self.fresh(*at, now, result.is_err()) {
+                let hit = result.clone();
+                drop(table);
+                drop(promoted);
+                return Ok(hit);
+            }
+        }
+        // Expired (or a SharedOnly error not yet removed): start afresh.
         let fresh = Arc::new(ALazy::new());
-        let old = core::mem::replace(&mut slot.entry, fresh.clone());
+        let old = core::mem::replace(&mut slot.state, SlotState::Pending(fresh.clone()));
         drop(table);
+        drop(promoted);
         drop(old);
         Err(fresh)
     }
 
     /// Removes `entry` from the table if it is still the one for its key.
     fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
-        let removed = match self
-            .map
-            .shard(hash)
-            .lock()
-            .find_entry(hash, |s| Arc::ptr_eq(&s.entry, entry))
-        {
+        let removed = match self.map.shard(hash).lock().find_entry(
+            hash,
+            |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
+        ) {
             Ok(found) => Some(found.remove().0),
             Err(_) => None,
         };
@@ -530,13 +552,18 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let now = self.now();
         let table = self.map.shard(hash).lock();
         let slot = table.find(hash, |s| s.key.borrow() == key)?;
-        match slot.entry.get_result()? {
-            Ok(v) if self.fresh(v.at, now, false) => Some(Ok(v.value.clone())),
-            Err(e) if self.errors != ErrorPolicy::SharedOnly && self.fresh(e.at, now, true) => {
-                Some(Err(e.value.clone()))
-            }
-            _ => None,
+        let (result, at) = match &slot.state {
+            SlotState::Ready { result, at } => (result.as_ref(), *at),
+            SlotState::Pending(entry) => match entry.get_result()? {
+                Ok(v) => (Ok(&v.value), v.at),
+                Err(e) => (Err(&e.value), e.at),
+            },
+        };
+        if result.is_err() && self.errors == ErrorPolicy::SharedOnly {
+            return None;
         }
+        self.fresh(at, now, result.is_err())
+            .then(|| result.map(V::clone).map_err(E::clone))
     }
 
     /// Removes `key`'s entry and returns whether there was one.
@@ -568,7 +595,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 // Negative control: an entry in flight stays in the table.
                 Ok(found)
                     if cfg!(lazyflight_break = "cache_keep_invalidated")
-                        && found.get().entry.get_result().is_none() =>
+                        && matches!(&found.get().state, SlotState::Pending(e) if e.get_result().is_none()) =>
                 {
                     (true, None)
                 }
