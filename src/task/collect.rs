@@ -1187,9 +1187,9 @@ macro_rules! collect_any {
 /// # Examples
 ///
 /// ```
+/// use lazyflight::sync::atomic::{AtomicUsize, Ordering};
+/// use lazyflight::sync::Arc;
 /// use lazyflight::task::{sync_await, Lazy};
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use std::sync::Arc;
 ///
 /// let calls = Arc::new(AtomicUsize::new(0));
 /// let (c0, c1, c2) = (calls.clone(), calls.clone(), calls.clone());

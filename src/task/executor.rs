@@ -10,10 +10,10 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A shared, type-erased executor, as tasks carry it down the await chain.
 ///
-/// With the default build this is a `std::sync::Arc<dyn Executor>`, so an
-/// `Arc<SimpleExecutor>` coerces to it at any call site. (Under `--cfg loom`
-/// it is loom's `Arc`, which cannot coerce: build one with
-/// `Arc::from_std(std::sync::Arc::new(e))`.)
+/// With the default build this is the standard library's `Arc<dyn Executor>`,
+/// so an `Arc<SimpleExecutor>` coerces to it at any call site. (Under
+/// `--cfg loom` it is loom's `Arc`, which cannot coerce: build the standard
+/// `Arc<dyn Executor>` first and convert it with loom's `Arc::from_std`.)
 pub type ExecutorRef = Arc<dyn Executor>;
 
 /// An executor refused a job; the job is handed back unrun.
@@ -75,23 +75,26 @@ impl std::error::Error for ScheduleError {}
 /// An executor that runs every job on a fresh thread:
 ///
 /// ```
+/// use lazyflight::sync::{thread, Arc};
 /// use lazyflight::task::{Executor, Job, Lazy, ScheduleError};
-/// use std::sync::Arc;
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 ///
 /// #[derive(Debug)]
 /// struct ThreadPerJob;
 /// impl Executor for ThreadPerJob {
 ///     fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
-///         std::thread::spawn(job);
+///         thread::spawn(job);
 ///         Ok(())
 ///     }
 ///     fn current_thread_in_executor(&self) -> bool {
 ///         false
 ///     }
 ///     fn schedule_after(&self, delay: Duration, job: Job) -> Result<(), ScheduleError> {
-///         std::thread::spawn(move || {
-///             std::thread::sleep(delay);
+///         thread::spawn(move || {
+///             let deadline = Instant::now() + delay;
+///             while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+///                 thread::park_timeout(left);
+///             }
 ///             job()
 ///         });
 ///         Ok(())

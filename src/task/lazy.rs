@@ -151,12 +151,12 @@ impl<T: Send + 'static> Lazy<T> {
     /// # Examples
     ///
     /// ```
+    /// use lazyflight::sync::future::block_on;
     /// use lazyflight::task::Lazy;
-    /// use std::sync::mpsc;
     ///
-    /// let (tx, rx) = mpsc::channel();
+    /// let (tx, rx) = futures::channel::oneshot::channel();
     /// Lazy::new(async { 1 + 1 }).start(move |r| tx.send(r.value()).unwrap());
-    /// assert_eq!(rx.recv().unwrap(), 2);
+    /// assert_eq!(block_on(rx).unwrap(), 2);
     /// ```
     pub fn start(self, callback: impl FnOnce(Try<T>) + Send + 'static) {
         let (fut, local) = self.into_parts();
@@ -175,12 +175,12 @@ impl<T: Send + 'static> Lazy<T> {
     /// # Examples
     ///
     /// ```
+    /// use lazyflight::sync::future::block_on;
     /// use lazyflight::task::{current_executor, sleep, Lazy, SimpleExecutor};
-    /// use std::sync::mpsc;
     /// use std::time::Duration;
     ///
     /// let ex = SimpleExecutor::new(1);
-    /// let (tx, rx) = mpsc::channel();
+    /// let (tx, rx) = futures::channel::oneshot::channel();
     /// Lazy::new(async {
     ///     let e = current_executor().expect("bound by directly_start");
     ///     let before = e.current_thread_in_executor(); // still on the caller
@@ -188,7 +188,7 @@ impl<T: Send + 'static> Lazy<T> {
     ///     (before, e.current_thread_in_executor()) // resumed by the executor
     /// })
     /// .directly_start(move |r| tx.send(r.value()).unwrap(), ex);
-    /// assert_eq!(rx.recv().unwrap(), (false, true));
+    /// assert_eq!(block_on(rx).unwrap(), (false, true));
     /// ```
     pub fn directly_start(
         self,

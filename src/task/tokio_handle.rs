@@ -21,8 +21,8 @@ use super::executor::{Executor, Job, ScheduleError};
 /// # Examples
 ///
 /// ```
+/// use lazyflight::sync::Arc;
 /// use lazyflight::task::{current_executor, sync_await, Lazy, TokioExecutor};
-/// use std::sync::Arc;
 ///
 /// let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
 /// let ex = Arc::new(TokioExecutor::new(rt.handle().clone()));
