@@ -469,3 +469,26 @@ fn variadic_collect_any_with_per_task_callbacks_runs_only_the_winners_once() {
         assert_eq!(calls[0], (index, index as i64));
     }
 }
+
+#[test]
+fn a_panicking_collect_any_callback_fails_the_awaiting_task_instead_of_hanging() {
+    let ex = SimpleExecutor::new(2);
+    // The winner is a scheduled child: its callback runs on the executor.
+    let e = ex.clone();
+    let r = lazyflight::task::sync_await_try(Lazy::new(async move {
+        let input = vec![value(1).via(e.clone()), value(2).via(e)];
+        collect_any_with(input, |_, _| panic!("callback failed")).await
+    }));
+    assert_eq!(
+        r.into_result().unwrap_err().panic_message(),
+        Some("callback failed")
+    );
+    // The winner is an inline child: its callback runs in the awaiting task.
+    let r = lazyflight::task::sync_await_try(Lazy::new(async move {
+        collect_any_with(vec![value(1)], |_, _| panic!("inline callback failed")).await
+    }));
+    assert_eq!(
+        r.into_result().unwrap_err().panic_message(),
+        Some("inline callback failed")
+    );
+}

@@ -89,8 +89,13 @@ struct Ready<T> {
     queued: Vec<bool>,
     /// Outcomes of scheduled children, in completion order (for
     /// `collect_any`: only the winner's, and `None` if its callback took it).
-    finished: Vec<(usize, Option<Try<T>>)>,
+    finished: Vec<(usize, Report<T>)>,
 }
+
+/// What a finished child hands the collect future: its outcome, `None` if
+/// a `collect_any_with` callback consumed it, or the panic of that callback
+/// (resumed in the awaiting task, which must not be left waiting).
+type Report<T> = Result<Option<Try<T>>, Box<dyn Any + Send + 'static>>;
 
 impl<T> Ready<T> {
     fn is_empty(&self) -> bool {
@@ -143,16 +148,13 @@ impl<T> Shared<T> {
 
     /// The claimer's part: runs the callback, if any, with the outcome, or
     /// hands the outcome back for the collect future.
-    fn win(&self, index: usize, t: Try<T>) -> Option<Try<T>> {
+    fn win(&self, index: usize, t: Try<T>) -> Report<T> {
         // SAFETY: only the thread whose `claim` succeeded gets here, once
         // (see the `Sync` impl).
         let callback = self.on_win.with_mut(|cb| unsafe { (*cb).take() });
         match callback {
-            Some(cb) => {
-                cb(index, t);
-                None
-            }
-            None => Some(t),
+            Some(cb) => catch_unwind(AssertUnwindSafe(|| cb(index, t))).map(|()| None),
+            None => Ok(Some(t)),
         }
     }
 
@@ -189,7 +191,7 @@ impl<T> Shared<T> {
             }
             self.win(index, t)
         } else {
-            Some(t)
+            Ok(Some(t))
         };
         self.signal(|r| r.finished.push((index, report)));
     }
@@ -378,7 +380,8 @@ impl<T: Send + 'static> Core<T> {
             Mode::All => self.results[index] = Some(t),
             Mode::Any => {
                 if self.shared.claim(index) {
-                    self.winner = Some((index, self.shared.win(index, t)));
+                    let report = self.shared.win(index, t);
+                    self.set_winner(index, report);
                 }
                 // Otherwise a scheduled child claimed the win first; its
                 // report is on its way through the ready list.
@@ -386,8 +389,20 @@ impl<T: Send + 'static> Core<T> {
         }
     }
 
+    /// Records the winner; resumes its callback's panic here.
+    fn set_winner(&mut self, index: usize, report: Report<T>) {
+        match report {
+            Ok(t) => self.winner = Some((index, t)),
+            Err(panic) => {
+                self.winner = Some((index, None));
+                self.completed = true;
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+
     /// Records a scheduled child's report.
-    fn record_finished(&mut self, index: usize, t: Option<Try<T>>) {
+    fn record_finished(&mut self, index: usize, t: Report<T>) {
         debug_assert!(
             matches!(self.slots[index], Slot::Scheduled),
             "child {index} reported twice"
@@ -395,13 +410,16 @@ impl<T: Send + 'static> Core<T> {
         self.slots[index] = Slot::Done;
         self.remaining -= 1;
         match self.mode {
-            Mode::All => self.results[index] = Some(t.expect("collect_all reports outcomes")),
+            Mode::All => {
+                let t = t.ok().flatten();
+                self.results[index] = Some(t.expect("collect_all reports outcomes"));
+            }
             Mode::Any => {
                 assert!(
                     self.winner.is_none(),
                     "two collect_any children claimed the win"
                 );
-                self.winner = Some((index, t));
+                self.set_winner(index, t);
             }
         }
     }
@@ -474,7 +492,8 @@ impl<T: Send + 'static> Core<T> {
                     Mode::All => self.results[index] = Some(Try::from_error(e)),
                     Mode::Any => {
                         if self.shared.claim(index) {
-                            self.winner = Some((index, self.shared.win(index, Try::from_error(e))));
+                            let report = self.shared.win(index, Try::from_error(e));
+                            self.set_winner(index, report);
                         }
                     }
                 };
