@@ -105,7 +105,8 @@ enum Plan {
 
 fn draw(depth: u32) -> Plan {
     let mut rng = thread_rng();
-    if depth == 0 || rng.gen_range(0..4) == 0 {
+    // The root is never a leaf; below it, one node in four is.
+    if depth == 0 || (depth < 3 && rng.gen_range(0..4) == 0) {
         return Plan::Leaf {
             value: rng.gen_range(0..100),
             yields: rng.gen_range(0..3),
