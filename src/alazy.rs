@@ -301,7 +301,7 @@ impl<T, E> ALazy<T, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match self.acquire(None).await {
+        match self.acquire(None, false).await {
             Acquired::Done(done) => done,
             Acquired::MinePanicked => unreachable!("no owned initializer of ours"),
             Acquired::Lead(baton) => {
@@ -357,7 +357,7 @@ impl<T, E> ALazy<T, E> {
         let mut f = Some(f);
         let mut installed: Option<Arc<Driver<T, E>>> = None;
         loop {
-            match self.acquire(installed.as_deref()).await {
+            match self.acquire(installed.as_deref(), true).await {
                 Acquired::Done(done) => return done,
                 Acquired::MinePanicked => {
                     panic!("ALazy: the owned initializer started by this call panicked")
@@ -449,7 +449,11 @@ impl<T, E> ALazy<T, E> {
     ///
     /// `mine` is the owned initializer this caller installed, if any: if it
     /// panicked (polled by another caller), we stop with `MinePanicked`.
-    async fn acquire(&self, mine: Option<&Driver<T, E>>) -> Acquired<'_, T, E> {
+    ///
+    /// `owned` callers queue as broadcast-only waiters: they are never handed
+    /// a cancelled caller-owned leader's baton, since an owned-mode caller may
+    /// be parked and must not be the one everybody else depends on.
+    async fn acquire(&self, mine: Option<&Driver<T, E>>, owned: bool) -> Acquired<'_, T, E> {
         loop {
             // Acquire: pairs with the Release store in PanicGuard.
             if mine.is_some_and(|d| d.sig.panicked.load(Acquire)) {
@@ -484,6 +488,7 @@ impl<T, E> ALazy<T, E> {
                     if (Wait {
                         cell: self,
                         key: WaitKey::new(),
+                        takes_baton: !owned,
                     })
                     .await
                         == Notify::One
@@ -692,6 +697,8 @@ impl<T, E> Drop for Baton<'_, T, E> {
 struct Wait<'a, T, E> {
     cell: &'a ALazy<T, E>,
     key: WaitKey,
+    /// Whether the baton may be handed to this waiter.
+    takes_baton: bool,
 }
 
 impl<T, E> Future for Wait<'_, T, E> {
@@ -709,11 +716,13 @@ impl<T, E> Future for Wait<'_, T, E> {
         // before it takes the lock to wake everyone.
         let still_waiting =
             || cfg!(lazyflight_break = "no_recheck") || state.load(Acquire) == INITIALIZING;
-        if this
-            .cell
-            .waiters
-            .register(&mut this.key, cx.waker(), still_waiting)
-        {
+        let waiters = &this.cell.waiters;
+        let registered = if this.takes_baton {
+            waiters.register(&mut this.key, cx.waker(), still_waiting)
+        } else {
+            waiters.register_broadcast_only(&mut this.key, cx.waker(), still_waiting)
+        };
+        if registered {
             Poll::Pending
         } else {
             Poll::Ready(Notify::All)

@@ -63,6 +63,30 @@ struct Node {
     prev: usize,
     next: usize,
     slot: Slot,
+    /// `false` for waiters registered with
+    /// [`WaitQueue::register_broadcast_only`]: never singled out.
+    takes_one: bool,
+}
+
+/// Wake-ups collected under the lock, to be delivered after it is released.
+enum Woken {
+    Nobody,
+    One(Option<Waker>),
+    Many(Vec<Waker>),
+}
+
+impl Woken {
+    fn wake(self) {
+        match self {
+            Woken::Nobody | Woken::One(None) => {}
+            Woken::One(Some(w)) => w.wake(),
+            Woken::Many(wakers) => {
+                for w in wakers {
+                    w.wake();
+                }
+            }
+        }
+    }
 }
 
 struct List {
@@ -74,11 +98,12 @@ struct List {
 }
 
 impl List {
-    fn push_back(&mut self, waker: Waker) -> usize {
+    fn push_back(&mut self, waker: Waker, takes_one: bool) -> usize {
         let key = self.nodes.insert(Node {
             prev: self.tail,
             next: NIL,
             slot: Slot::Waiting(Some(waker)),
+            takes_one,
         });
         match self.tail {
             NIL => self.head = key,
@@ -109,18 +134,42 @@ impl List {
         self.linked -= 1;
     }
 
-    /// Marks the head as notified with `n`, unlinks it and returns its waker.
-    fn notify_head(&mut self, n: Notify) -> Option<Option<Waker>> {
-        let key = self.head;
-        if key == NIL {
-            return None;
-        }
+    /// Marks `key` as notified with `n`, unlinks it and returns its waker.
+    fn notify(&mut self, key: usize, n: Notify) -> Option<Waker> {
         self.unlink(key);
         let node = &mut self.nodes[key];
         match core::mem::replace(&mut node.slot, Slot::Notified(n)) {
-            Slot::Waiting(waker) => Some(waker),
+            Slot::Waiting(waker) => waker,
             Slot::Notified(_) => unreachable!("a notified node is never linked"),
         }
+    }
+
+    /// Notifies every linked waiter with [`Notify::All`].
+    fn notify_every(&mut self) -> Woken {
+        if self.head == NIL {
+            return Woken::Nobody;
+        }
+        let mut wakers = Vec::with_capacity(self.linked);
+        while self.head != NIL {
+            wakers.extend(self.notify(self.head, Notify::All));
+        }
+        Woken::Many(wakers)
+    }
+
+    /// Gives [`Notify::One`] to the longest waiter that may take it, skipping
+    /// broadcast-only waiters. If none may, runs `on_vacant` and notifies the
+    /// broadcast-only waiters (if any) with [`Notify::All`]: what they wait
+    /// for has just changed.
+    fn single_out(&mut self, on_vacant: impl FnOnce()) -> Woken {
+        let mut at = self.head;
+        while at != NIL && !self.nodes[at].takes_one {
+            at = self.nodes[at].next;
+        }
+        if at != NIL {
+            return Woken::One(self.notify(at, Notify::One));
+        }
+        on_vacant();
+        self.notify_every()
     }
 }
 
@@ -152,7 +201,11 @@ pub struct WaitQueue {
 }
 
 // `pub` only for the loom/shuttle models, where these lints do not apply.
-#[allow(unreachable_pub, clippy::new_without_default, clippy::len_without_is_empty)]
+#[allow(
+    unreachable_pub,
+    clippy::new_without_default,
+    clippy::len_without_is_empty
+)]
 impl WaitQueue {
     /// Creates an empty queue.
     #[cfg(not(any(loom, shuttle)))]
@@ -190,6 +243,29 @@ impl WaitQueue {
         waker: &Waker,
         still_waiting: impl FnOnce() -> bool,
     ) -> bool {
+        self.push(key, waker, still_waiting, true)
+    }
+
+    /// Like [`register`](Self::register), but the waiter only ever receives
+    /// [`Notify::All`]: [`notify_one`](Self::notify_one) skips it. For waiters
+    /// that may be parked while queued and so must never be handed something
+    /// others depend on them taking.
+    pub fn register_broadcast_only(
+        &self,
+        key: &mut WaitKey,
+        waker: &Waker,
+        still_waiting: impl FnOnce() -> bool,
+    ) -> bool {
+        self.push(key, waker, still_waiting, false)
+    }
+
+    fn push(
+        &self,
+        key: &mut WaitKey,
+        waker: &Waker,
+        still_waiting: impl FnOnce() -> bool,
+        takes_one: bool,
+    ) -> bool {
         debug_assert!(key.0.is_none(), "waiter registered twice");
         // Clone before locking: a waker's clone may run arbitrary code.
         let waker = waker.clone();
@@ -199,7 +275,7 @@ impl WaitQueue {
             drop(waker);
             return false;
         }
-        key.0 = Some(list.push_back(waker));
+        key.0 = Some(list.push_back(waker, takes_one));
         true
     }
 
@@ -241,82 +317,62 @@ impl WaitQueue {
 
     /// Removes a waiter that is going away. If it had been singled out by
     /// [`notify_one`](Self::notify_one) without seeing it, the notification
-    /// goes to the next waiter in line, or, if the queue is empty,
-    /// `on_unclaimed` runs under the lock.
+    /// goes to the next waiter in line that may take it, or, if there is
+    /// none, `on_unclaimed` runs under the lock (and any broadcast-only
+    /// waiters are notified, as in `notify_one`).
     pub fn cancel(&self, key: &mut WaitKey, on_unclaimed: impl FnOnce()) {
         let Some(k) = key.0.take() else { return };
         let mut list = self.list.lock();
         let (old, pass) = match list.nodes[k].slot {
             Slot::Waiting(_) => {
                 list.unlink(k);
-                (list.nodes.remove(k), None)
+                (list.nodes.remove(k), Woken::Nobody)
             }
-            Slot::Notified(Notify::All) => (list.nodes.remove(k), None),
+            Slot::Notified(Notify::All) => (list.nodes.remove(k), Woken::Nobody),
             Slot::Notified(Notify::One) => {
                 let old = list.nodes.remove(k);
                 #[cfg(lazyflight_break = "drop_baton")]
-                let pass: Option<Waker> = {
+                let pass = {
                     let _ = on_unclaimed;
-                    None
+                    Woken::Nobody
                 };
                 #[cfg(not(lazyflight_break = "drop_baton"))]
-                let pass = match list.notify_head(Notify::One) {
-                    Some(waker) => waker,
-                    None => {
-                        on_unclaimed();
-                        None
-                    }
-                };
+                let pass = list.single_out(on_unclaimed);
                 (old, pass)
             }
         };
         drop(list);
         drop(old);
-        if let Some(w) = pass {
-            w.wake();
-        }
+        pass.wake();
     }
 
-    /// Singles out the longest-waiting task with [`Notify::One`]. If nobody
-    /// waits, runs `if_none` under the lock instead (so the primitive can
-    /// change state atomically with respect to [`register`](Self::register)).
+    /// Singles out the longest-waiting task that may take it (see
+    /// [`register_broadcast_only`](Self::register_broadcast_only)) with
+    /// [`Notify::One`]. If there is none, runs `if_none` under the lock
+    /// instead (so the primitive can change state atomically with respect to
+    /// [`register`](Self::register)) and notifies any broadcast-only waiters
+    /// with [`Notify::All`].
     ///
-    /// Returns whether a waiter was notified.
+    /// Returns whether a waiter was singled out.
     pub fn notify_one(&self, if_none: impl FnOnce()) -> bool {
         let mut list = self.list.lock();
-        match list.notify_head(Notify::One) {
-            Some(waker) => {
-                drop(list);
-                if let Some(w) = waker {
-                    w.wake();
-                }
-                true
-            }
-            None => {
-                if_none();
-                false
-            }
-        }
+        let woken = list.single_out(if_none);
+        drop(list);
+        let singled_out = matches!(woken, Woken::One(_));
+        woken.wake();
+        singled_out
     }
 
     /// Notifies every queued task with [`Notify::All`].
     pub fn notify_all(&self) {
         let mut list = self.list.lock();
-        if list.head == NIL {
-            return;
-        }
-        let mut wakers = Vec::new();
-        while let Some(waker) = list.notify_head(Notify::All) {
-            wakers.extend(waker);
-        }
+        let woken = list.notify_every();
         drop(list);
         // The `no_wake` negative control drops the broadcast's wake-ups.
         #[cfg(lazyflight_break = "no_wake")]
-        drop(wakers);
+        drop(woken);
         #[cfg(not(lazyflight_break = "no_wake"))]
-        for w in wakers {
-            w.wake();
-        }
+        woken.wake();
     }
 
     /// Number of tasks currently queued (not yet notified).

@@ -388,6 +388,51 @@ fn owned_initializer_panic_resets_and_the_installer_panics_too() {
 }
 
 #[test]
+fn cancelled_plain_leader_never_hands_the_baton_to_a_parked_owned_caller() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, w) = counting_waker();
+    let mut plain_leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    assert!(poll_once(&mut plain_leader, &w).is_pending());
+    // An owned-mode caller queues, then is parked: never polled again.
+    let (parked_wakes, pw) = counting_waker();
+    let mut parked = Box::pin(cell.get_or_init_owned(|| async { Ok(1) }));
+    assert!(poll_once(&mut parked, &pw).is_pending());
+    let (c, w2) = counting_waker();
+    let mut plain_waiter = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    assert!(poll_once(&mut plain_waiter, &w2).is_pending());
+
+    drop(plain_leader);
+    // The baton skips the parked owned caller and goes to the plain waiter.
+    assert_eq!(c.0.load(SeqCst), 1);
+    assert_eq!(parked_wakes.0.load(SeqCst), 0);
+    assert_eq!(poll_once(&mut plain_waiter, &w2), Poll::Ready(Ok(&2)));
+    assert_eq!(parked_wakes.0.load(SeqCst), 1, "woken by the completion");
+    drop(parked);
+}
+
+#[test]
+fn cancelled_plain_leader_with_only_owned_waiters_resets_and_wakes_them() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, w) = counting_waker();
+    let mut plain_leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    assert!(poll_once(&mut plain_leader, &w).is_pending());
+    let (parked_wakes, pw) = counting_waker();
+    let mut parked = Box::pin(cell.get_or_init_owned(|| async { Ok(1) }));
+    assert!(poll_once(&mut parked, &pw).is_pending());
+
+    drop(plain_leader);
+    assert_eq!(
+        cell.state(),
+        State::Empty,
+        "nobody may take the baton: reset"
+    );
+    assert_eq!(parked_wakes.0.load(SeqCst), 1);
+    // A late owned caller is not stalled by the parked one.
+    assert_eq!(block_on(cell.get_or_init_owned(|| async { Ok(3) })), Ok(&3));
+    drop(parked);
+}
+
+#[test]
 fn dropping_a_cell_with_a_pending_owned_initializer_drops_it() {
     struct Tracked(Arc<AtomicUsize>);
     impl Drop for Tracked {
