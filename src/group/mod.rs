@@ -16,6 +16,7 @@
 //!      JOINS is read under that same lock, so it is final: that is `shared`
 //!   2. the outcome `Arc` is written, then DONE is stored (Release)
 //!   3. every registered subscriber is woken, once
+//!   (2 and 3 are skipped when nobody joined: there is nobody to tell)
 //!        │
 //!        ▼
 //!   DONE: subscribers read the outcome; the flight is freed with its last Arc
@@ -528,8 +529,14 @@ impl<K, T, E> Leader<K, T, E> {
             let _ = self.detach(&flight);
             outcome
         } else {
-            let outcome = make(self.detach(&flight));
-            announce(&flight, &outcome);
+            let shared = self.detach(&flight);
+            let outcome = make(shared);
+            // Nobody joined, and nobody can any more (the flight is out of
+            // the map): there is no subscriber to tell, so skip the write
+            // and the queue lock.
+            if shared {
+                announce(&flight, &outcome);
+            }
             outcome
         };
         // Relaxed: a counter.
