@@ -129,3 +129,15 @@ fn local_is_dropped_when_the_task_panics_too() {
     assert!(sync_await_try(t).has_error());
     assert!(dropped.load(SeqCst));
 }
+
+#[test]
+fn a_ready_lazy_follows_the_same_local_rules() {
+    let child = Lazy::ready(5u8).set_local(1u8).unwrap();
+    let ok = Lazy::new(async move { child.await });
+    assert_eq!(sync_await(ok), 5);
+    let child = Lazy::ready(5u8).set_local(1u8).unwrap();
+    let parent = Lazy::new(async move { child.await })
+        .set_local(MyLocal { value: 1 })
+        .unwrap();
+    assert!(sync_await_try(parent).has_error());
+}

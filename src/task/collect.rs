@@ -321,17 +321,15 @@ struct Core<T> {
 
 impl<T: Send + 'static> Core<T> {
     fn new(
-        children: Vec<(Lazy<T>, Option<ExecutorRef>)>,
+        children: impl IntoIterator<Item = (Lazy<T>, Option<ExecutorRef>), IntoIter: ExactSizeIterator>,
         mode: Mode,
         para: bool,
         on_win: Option<WinCallback<T>>,
     ) -> Self {
+        let children = children.into_iter();
         let n = children.len();
         Core {
-            slots: children
-                .into_iter()
-                .map(|(l, e)| Slot::NotStarted(l, e))
-                .collect(),
+            slots: children.map(|(l, e)| Slot::NotStarted(l, e)).collect(),
             results: if mode == Mode::All {
                 (0..n).map(|_| None).collect()
             } else {
@@ -610,8 +608,10 @@ impl<T> Drop for Core<T> {
     }
 }
 
-fn children<L: LazyTask>(tasks: Vec<L>) -> Vec<(Lazy<L::Output>, Option<ExecutorRef>)> {
-    tasks.into_iter().map(LazyTask::into_lazy).collect()
+fn children<L: LazyTask>(
+    tasks: Vec<L>,
+) -> impl ExactSizeIterator<Item = (Lazy<L::Output>, Option<ExecutorRef>)> {
+    tasks.into_iter().map(LazyTask::into_lazy)
 }
 
 /// Waits for every task; resolves to their [`Try`]s in input order.
@@ -742,7 +742,7 @@ fn windowed<L: LazyTask>(
     let batch = max_concurrency.max(1);
     Lazy::new(async move {
         let mut out = Vec::with_capacity(tasks.len());
-        let mut rest = children(tasks).into_iter().peekable();
+        let mut rest = children(tasks).peekable();
         while rest.peek().is_some() {
             let group: Vec<_> = rest.by_ref().take(batch).collect();
             out.extend(CollectAll(Core::new(group, Mode::All, para, None)).await);

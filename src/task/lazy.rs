@@ -57,9 +57,23 @@ use crate::wait_queue::{WaitKey, WaitQueue};
 /// ```
 #[must_use = "a Lazy does nothing until it is awaited or started"]
 pub struct Lazy<T> {
-    fut: Option<BoxFuture<T>>,
+    body: Body<T>,
     local: LocalSlot,
 }
+
+/// What a `Lazy` runs.
+enum Body<T> {
+    /// A boxed future.
+    Future(BoxFuture<T>),
+    /// [`Lazy::ready`]: the value itself, no allocation.
+    Value(T),
+    /// Completed (or taken apart).
+    Done,
+}
+
+// The value and the boxed future are never pinned in place: the future is
+// pinned inside its box, the value is moved out.
+impl<T> Unpin for Lazy<T> {}
 
 /// The lazy local a `Lazy` carries, and whether it is installed.
 enum LocalSlot {
@@ -68,7 +82,8 @@ enum LocalSlot {
     Set(LocalRef),
     /// Being awaited inline: the derived context (the awaiting task's
     /// executor, this local) installed around each poll.
-    Installed(Ctx),
+    /// (Boxed: it is rare, and keeps every `Lazy` small.)
+    Installed(Box<Ctx>),
 }
 
 impl<T: Send + 'static> Lazy<T> {
@@ -78,14 +93,18 @@ impl<T: Send + 'static> Lazy<T> {
         F: Future<Output = T> + Send + 'static,
     {
         Lazy {
-            fut: Some(Box::pin(fut)),
+            body: Body::Future(Box::pin(fut)),
             local: LocalSlot::None,
         }
     }
 
-    /// A `Lazy` that completes with `value` at its first poll.
+    /// A `Lazy` that completes with `value` at its first poll, without
+    /// allocating.
     pub fn ready(value: T) -> Self {
-        Lazy::new(core::future::ready(value))
+        Lazy {
+            body: Body::Value(value),
+            local: LocalSlot::None,
+        }
     }
 
     /// Resolves to the task's [`Try`] instead of propagating its panic.
@@ -136,7 +155,7 @@ impl<T: Send + 'static> Lazy<T> {
             return Err(LocalAlreadySet(self));
         }
         Ok(Lazy {
-            fut: self.fut,
+            body: self.body,
             local: LocalSlot::Set(Arc::new(Box::new(value))),
         })
     }
@@ -210,7 +229,7 @@ impl<T: Send + 'static> Lazy<T> {
             None => LocalSlot::None,
         };
         Lazy {
-            fut: Some(fut),
+            body: Body::Future(fut),
             local,
         }
     }
@@ -225,7 +244,11 @@ impl<T: Send + 'static> Lazy<T> {
     }
 
     pub(crate) fn into_parts(mut self) -> (BoxFuture<T>, Option<LocalRef>) {
-        let fut = self.fut.take().expect("a Lazy is consumed once");
+        let fut: BoxFuture<T> = match core::mem::replace(&mut self.body, Body::Done) {
+            Body::Future(f) => f,
+            Body::Value(v) => Box::pin(core::future::ready(v)),
+            Body::Done => panic!("a Lazy is consumed once"),
+        };
         let local = match core::mem::replace(&mut self.local, LocalSlot::None) {
             LocalSlot::None => None,
             LocalSlot::Set(l) => Some(l),
@@ -240,6 +263,17 @@ impl<T: Send + 'static> Lazy<T> {
     }
 }
 
+/// A `Lazy` with its own local is being awaited: the awaiting chain must not
+/// have one.
+#[track_caller]
+fn assert_no_local(parent: Option<&Ctx>) {
+    assert!(
+        !matches!(parent, Some(c) if c.local.is_some()),
+        "a Lazy with its own lazy local was awaited from a task chain that already has one: a \
+         chain has at most one lazy local"
+    );
+}
+
 impl<T> Future for Lazy<T> {
     type Output = T;
 
@@ -251,21 +285,32 @@ impl<T> Future for Lazy<T> {
     /// this `Lazy` has a lazy local and the awaiting task already has one.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
-        let fut = this.fut.as_mut().expect("Lazy polled after completion");
+        let fut = match &mut this.body {
+            Body::Future(f) => f,
+            Body::Value(_) => {
+                let Body::Value(v) = core::mem::replace(&mut this.body, Body::Done) else {
+                    unreachable!()
+                };
+                // Nothing runs under the local: it only has to be checked
+                // and dropped.
+                if let LocalSlot::Set(_) = this.local {
+                    context::with_current(|c| assert_no_local(c));
+                }
+                this.local = LocalSlot::None;
+                return Poll::Ready(v);
+            }
+            Body::Done => panic!("Lazy polled after completion"),
+        };
         let out = match &mut this.local {
             LocalSlot::None => fut.as_mut().poll(cx),
             slot => {
                 if let LocalSlot::Set(local) = slot {
                     let local = local.clone();
                     let executor = context::with_current(|c| {
-                        assert!(
-                            !matches!(c, Some(c) if c.local.is_some()),
-                            "a Lazy with its own lazy local was awaited from a task chain that \
-                             already has one: a chain has at most one lazy local"
-                        );
+                        assert_no_local(c);
                         c.and_then(|c| c.executor.clone())
                     });
-                    *slot = LocalSlot::Installed(Ctx::new(executor, Some(local)));
+                    *slot = LocalSlot::Installed(Box::new(Ctx::new(executor, Some(local))));
                 }
                 let LocalSlot::Installed(ctx) = slot else {
                     unreachable!()
@@ -277,7 +322,7 @@ impl<T> Future for Lazy<T> {
         if out.is_ready() {
             // Drop the future, then the local, before the awaiting task
             // resumes: the local's lifetime is the task's.
-            this.fut = None;
+            this.body = Body::Done;
             this.local = LocalSlot::None;
         }
         out
@@ -287,7 +332,7 @@ impl<T> Future for Lazy<T> {
 impl<T> fmt::Debug for Lazy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lazy")
-            .field("completed", &self.fut.is_none())
+            .field("completed", &matches!(self.body, Body::Done))
             .field("has_local", &!matches!(self.local, LocalSlot::None))
             .finish()
     }
