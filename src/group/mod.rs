@@ -325,10 +325,11 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     /// flight in progress, and resolves to the flight's outcome.
     ///
     /// All callers of one flight get the same `Arc`. `f` is called only by
-    /// the leader. Before it calls `f`, the leader yields to the executor
-    /// once, so that calls already scheduled on it can join the flight: a
-    /// burst of identical calls becomes one flight even when `f` finishes
-    /// at its first poll.
+    /// the leader. If `f`'s future finishes at its first poll, the leader
+    /// yields to the executor once before publishing, so that calls already
+    /// scheduled on it can join the flight: a burst of identical calls
+    /// becomes one flight even when the work is instant. Work that does not
+    /// finish at once costs no yield.
     ///
     /// # Cancel safety
     ///
@@ -360,11 +361,19 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     {
         match self.entry(key) {
             Entry::Leader(leader) => {
-                // The join window: callers already scheduled on this
-                // executor get one chance to join before the work starts.
-                YieldOnce(false).await;
                 // A panic or cancellation below drops `leader`: Canceled.
-                let result = f().await;
+                let mut work = core::pin::pin!(f());
+                let result = match (PollOnce(work.as_mut())).await {
+                    // The work finished at its first poll. The join window:
+                    // callers already scheduled on this executor get one
+                    // chance to join before the result is published.
+                    Poll::Ready(result) => {
+                        YieldOnce(false).await;
+                        result
+                    }
+                    // Work in progress: callers join while it runs.
+                    Poll::Pending => work.await,
+                };
                 leader.complete(result)
             }
             Entry::Subscriber(sub) => match sub.recv().await {
@@ -710,6 +719,17 @@ impl<T, E> fmt::Debug for Recv<T, E> {
         f.debug_struct("Recv")
             .field("subscriber", &self.sub)
             .finish_non_exhaustive()
+    }
+}
+
+/// Polls a future once and reports what it said, without waiting.
+struct PollOnce<'a, F>(Pin<&'a mut F>);
+
+impl<F: Future> Future for PollOnce<'_, F> {
+    type Output = Poll<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(self.0.as_mut().poll(cx))
     }
 }
 
