@@ -2,6 +2,9 @@
 //! per example, in the order the documentation gives them.
 //!
 //! Run with `cargo run --example task_seed`.
+// The examples keep the documentation's names (`foo`, `bar`) and values
+// (`3.14f`), and its callbacks that send a `()` result.
+#![allow(clippy::disallowed_names, clippy::approx_constant, clippy::unit_arg)]
 
 use std::sync::mpsc;
 use std::time::Duration;

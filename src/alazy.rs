@@ -498,11 +498,10 @@ impl<T, E> ALazy<T, E> {
                         return Acquired::Lead(Baton { cell: self });
                     }
                 }
-                // SAFETY: `s` was loaded with Acquire.
                 _ => {
-                    return Acquired::Done(
-                        unsafe { self.result_if_done(s) }.expect("FILLED or FAILED"),
-                    )
+                    // SAFETY: `s` was loaded with Acquire.
+                    let done = unsafe { self.result_if_done(s) };
+                    return Acquired::Done(done.expect("FILLED or FAILED"));
                 }
             }
         }

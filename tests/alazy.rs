@@ -160,7 +160,7 @@ fn cancelled_leader_hands_off_to_the_longest_waiter_fifo() {
 fn dropped_waiter_that_was_handed_the_baton_passes_it_on() {
     let cell = ALazy::<u32, ()>::new();
     let (_, w) = counting_waker();
-    let mut leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    let mut leader = Box::pin(cell.get_or_init(std::future::pending));
     assert!(poll_once(&mut leader, &w).is_pending());
     let (c1, w1) = counting_waker();
     let (c2, w2) = counting_waker();
@@ -180,7 +180,7 @@ fn dropped_waiter_that_was_handed_the_baton_passes_it_on() {
 fn dropped_last_waiter_with_the_baton_leaves_the_cell_empty() {
     let cell = ALazy::<u32, ()>::new();
     let (_, w) = counting_waker();
-    let mut leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    let mut leader = Box::pin(cell.get_or_init(std::future::pending));
     assert!(poll_once(&mut leader, &w).is_pending());
     let mut only = Box::pin(cell.get_or_init(|| async { Ok(1) }));
     assert!(poll_once(&mut only, &w).is_pending());
@@ -391,7 +391,7 @@ fn owned_initializer_panic_resets_and_the_installer_panics_too() {
 fn cancelled_plain_leader_never_hands_the_baton_to_a_parked_owned_caller() {
     let cell = ALazy::<u32, ()>::new();
     let (_, w) = counting_waker();
-    let mut plain_leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    let mut plain_leader = Box::pin(cell.get_or_init(std::future::pending));
     assert!(poll_once(&mut plain_leader, &w).is_pending());
     // An owned-mode caller queues, then is parked: never polled again.
     let (parked_wakes, pw) = counting_waker();
@@ -414,7 +414,7 @@ fn cancelled_plain_leader_never_hands_the_baton_to_a_parked_owned_caller() {
 fn cancelled_plain_leader_with_only_owned_waiters_resets_and_wakes_them() {
     let cell = ALazy::<u32, ()>::new();
     let (_, w) = counting_waker();
-    let mut plain_leader = Box::pin(cell.get_or_init(|| std::future::pending()));
+    let mut plain_leader = Box::pin(cell.get_or_init(std::future::pending));
     assert!(poll_once(&mut plain_leader, &w).is_pending());
     let (parked_wakes, pw) = counting_waker();
     let mut parked = Box::pin(cell.get_or_init_owned(|| async { Ok(1) }));

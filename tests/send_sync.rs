@@ -77,7 +77,9 @@ macro_rules! type_row {
 
 #[test]
 fn send_sync_unpin_table() {
-    let mut table: Vec<(&str, (bool, bool, bool), (bool, bool, bool))> = Vec::new();
+    // (name, observed (Send, Sync, Unpin), expected)
+    type Row = (&'static str, (bool, bool, bool), (bool, bool, bool));
+    let mut table: Vec<Row> = Vec::new();
 
     //                                          Send   Sync   Unpin
     type_row!(table, ALazy<u32, String>,        true,  true,  true);

@@ -1,6 +1,9 @@
 //! Lazy locals (async_simple's LazyLocalTest scenarios): set once per task
 //! chain, typed access, passed down the await chain, errors on a second
 //! local, dropped after the task and before its callback.
+// `Lazy::new(async move { child.await })` is the point of several tests: the
+// child is awaited inside a parent task, which is what carries the local.
+#![allow(clippy::redundant_async_block)]
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};

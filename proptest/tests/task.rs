@@ -278,6 +278,8 @@ fn check_any(case: &Case) -> Result<(), TestCaseError> {
         Some(w) => w,
         None => {
             let mut winner = None;
+            // Runs until the first gate that opens decides the winner.
+            #[allow(clippy::never_loop)]
             for (step, &i) in case.order.iter().enumerate() {
                 if case.drop_after == Some(step) {
                     drop(fut);
