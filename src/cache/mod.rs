@@ -563,7 +563,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             return None;
         }
         self.fresh(at, now, result.is_err())
-            .then(|| result.map(V::clone).map_err(E::clone))
+            .then(|| result.cloned().map_err(E::clone))
     }
 
     /// Removes `key`'s entry and returns whether there was one.
