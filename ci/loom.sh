@@ -6,7 +6,7 @@
 # cut short by a branch or permutation limit); LOOM_MAX_BRANCHES is loom's
 # default, written out so the budget is explicit. A model that needs a larger
 # or smaller budget sets it in code with `loom::model::Builder` and says why.
-# The per-model iteration counts and times are in docs/verification.md.
+# The per-model executions, times and caught controls are in loom-tests/README.md.
 #
 # Only the lazyflight-loom-tests package is built under --cfg loom: the
 # library's own dev-dependencies (tokio) do not build under loom.
