@@ -20,7 +20,7 @@ fi
 cargo +nightly miri setup
 # Tests that run under Miri: the ones exercising memory and concurrency of the
 # library on real threads. Add new primitives' test files here.
-MIRI_TESTS=(alazy send_sync seed_alazy task task_local task_collect)
+MIRI_TESTS=(alazy send_sync seed_alazy task task_local task_collect group group_seed cache cache_alloc)
 args=()
 for t in "${MIRI_TESTS[@]}"; do args+=(--test "$t"); done
 # Left out under Miri, and why: these run 5,000-150,000 tasks (hours under
