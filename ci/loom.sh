@@ -19,8 +19,9 @@ export CARGO_TARGET_DIR=target/loom
 export LOOM_MAX_PREEMPTIONS=2
 export LOOM_MAX_BRANCHES=1000
 
-# Measured on the shared 2-core machine: cold build 3 min 35 s (other builds
-# running alongside), 1 min 25 s when only the library changed; the models
-# themselves run in under 1 s in total (alazy 12 models 0.12 s, wait_queue
-# 6 models 0.11 s, the largest 702 executions). Budget: 10 minutes.
+# Measured on the shared 2-core machine (load 3-6 from other builds): cold
+# build + run 1 min 56 s (3 min 35 s under heavier load), 23 s when only the
+# library changed; the models themselves run in under 0.5 s in total (alazy
+# 14 models 0.13 s, wait_queue 6 models 0.05 s; largest: 702 executions).
+# Budget: 10 minutes.
 cargo test --release -p lazyflight-loom-tests
