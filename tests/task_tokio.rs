@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lazyflight::task::{
-    collect_all_para, current_executor, sleep, sync_await, sync_await_try, yield_now, Executor,
-    ExecutorRef, Lazy, TaskError, TokioExecutor,
+    collect_all_para, current_executor, sleep, sync_await, sync_await_try, yield_now, ExecutorRef,
+    Lazy, TaskError, TokioExecutor,
 };
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
