@@ -11,9 +11,14 @@ for s in "${steps[@]}"; do
         echo "ci/$s.sh is missing" >&2
         exit 1
     fi
-    bash "ci/$s.sh"
-    took[$s]=$((SECONDS - t0))
+    status=0
+    bash "ci/$s.sh" || status=$?
+    case $status in
+        0) took[$s]="$((SECONDS - t0))s" ;;
+        3) took[$s]="SKIPPED (see its output above for why)" ;;
+        *) echo "ci/$s.sh failed with status $status" >&2; exit "$status" ;;
+    esac
 done
 printf '\n==> gate summary\n'
-for s in "${steps[@]}"; do printf '%-20s %5ss\n' "$s" "${took[$s]}"; done
-printf '%-20s %5ss\n' total $((SECONDS - start))
+for s in "${steps[@]}"; do printf '%-20s %s\n' "$s" "${took[$s]}"; done
+printf '%-20s %ss\n' total $((SECONDS - start))
