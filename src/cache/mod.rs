@@ -6,9 +6,13 @@
 //! `Arc<ALazy<..>>`, the key's *entry*. The [`ALazy`] does the per-key work:
 //! one initializer at a time, every waiter woken once, FIFO hand-off when the
 //! running initializer is cancelled or panics. The table only decides *which*
-//! entry a caller uses. Once an entry's result is stored, the first look-up
-//! that sees it copies it into the table slot and lets the entry go, so hits
-//! read the slot alone: no pointer chase to a separately allocated entry.
+//! entry a caller uses. In a cache without expiry (no time-to-live and no
+//! [`ErrorPolicy::CachedFor`]), once an entry's result is stored the first
+//! look-up that sees it copies it into the table slot and lets the entry go,
+//! so hits read the slot alone: no pointer chase to a separately allocated
+//! entry, and a slot is only the key and the result (no stamp, no stored
+//! hash). In a timed cache the result stays in its entry, next to the clock
+//! reading it is checked against.
 //!
 //! # State of one key
 //!
@@ -35,6 +39,9 @@
 //! * An entry's value is written once, by its `ALazy`; results are stamped
 //!   with the clock *inside* the initializer, so the stamp is published with
 //!   the value.
+//! * `get` does the look-up first; a hit returns from the first poll before
+//!   any of the miss path's state is set up. The miss path (`get_slow`) is
+//!   its own future, polled out of line (`poll_cold`).
 //! * Entries are replaced and removed by identity (`Arc::ptr_eq`) wherever
 //!   the caller acts on an entry it found earlier, so an old entry never
 //!   removes its successor.
@@ -62,7 +69,11 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::future::Future;
 use core::hash::Hash;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 use core::time::Duration;
+
+use hashbrown::HashTable;
 
 use crate::group::Shards;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -107,8 +118,10 @@ struct Stamped<X> {
 
 type Cell<V, E> = ALazy<Stamped<V>, Stamped<E>>;
 
+/// One key's slot in the table. The hash is not stored: the table recomputes
+/// it from the key when it grows, which keeps slots (and so the lines a hit
+/// touches) small.
 struct Slot<K, V, E> {
-    hash: u64,
     key: K,
     state: SlotState<V, E>,
 }
@@ -116,12 +129,16 @@ struct Slot<K, V, E> {
 /// What the table holds for a key.
 enum SlotState<V, E> {
     /// The key's entry: its init is in flight, or has not started, or has
-    /// finished and the result has not been copied into the table yet.
+    /// finished and the result has not been copied into the table yet (in a
+    /// timed cache it never is: the result and its stamp stay here).
     Pending(Arc<Cell<V, E>>),
-    /// A stored result, copied out of the finished entry by the first
-    /// look-up that saw it, so that hits read the table only (no pointer
-    /// chase to the entry, which is then freed).
-    Ready { result: Result<V, E>, at: Duration },
+    /// A stored value of a cache without expiry, copied out of the finished
+    /// entry by the first look-up that saw it, so that hits read the table
+    /// only (no pointer chase to the entry, which is then freed).
+    Value(V),
+    /// A stored error, likewise (only under [`ErrorPolicy::Cached`] without
+    /// a time-to-live).
+    Error(E),
 }
 
 /// Optional counters; see [`CacheStats`].
@@ -332,13 +349,25 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         Fut: Future<Output = Result<V, E>>,
     {
         let hash = self.map.hash(&key);
-        let entry = match self.lookup(hash, key) {
+        match self.lookup(hash, key) {
             Ok(hit) => {
                 self.count(|c| &c.hits);
-                return hit;
+                hit
             }
-            Err(entry) => entry,
-        };
+            Err(entry) => {
+                // Out of line, so that a hit's poll is the look-up alone.
+                let slow = core::pin::pin!(self.get_slow(hash, entry, init));
+                cold(slow).await
+            }
+        }
+    }
+
+    /// [`get`](Self::get) once the look-up missed: wait on or lead `entry`.
+    async fn get_slow<F, Fut>(&self, hash: u64, entry: Arc<Cell<V, E>>, init: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
         self.count(|c| &c.misses);
         let mut ran = false;
         let result = entry
@@ -410,13 +439,32 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         E: Send + 'static,
     {
         let hash = self.map.hash(&key);
-        let entry = match self.lookup(hash, key) {
+        match self.lookup(hash, key) {
             Ok(hit) => {
                 self.count(|c| &c.hits);
-                return hit;
+                hit
             }
-            Err(entry) => entry,
-        };
+            Err(entry) => {
+                // Out of line, as in `get`.
+                let slow = core::pin::pin!(self.get_owned_slow(hash, entry, init));
+                cold(slow).await
+            }
+        }
+    }
+
+    /// [`get_owned`](Self::get_owned) once the look-up missed.
+    async fn get_owned_slow<F, Fut>(
+        &self,
+        hash: u64,
+        entry: Arc<Cell<V, E>>,
+        init: F,
+    ) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        V: Send + 'static,
+        E: Send + 'static,
+    {
         self.count(|c| &c.misses);
         let mut ran = false;
         let result = entry
@@ -469,49 +517,74 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     fn lookup(&self, hash: u64, key: K) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
         let now = self.now();
         let mut table = self.map.shard(hash).lock();
-        let slot = match table.find_mut(hash, |s| s.key == key) {
-            None => {
-                let entry = Arc::new(ALazy::new());
-                let state = SlotState::Pending(entry.clone());
-                table.insert_unique(hash, Slot { hash, key, state }, |s| s.hash);
-                return Err(entry);
-            }
-            Some(slot) => slot,
+        // What the look-up took out of the table, dropped outside the lock.
+        let mut old = None;
+        let out = match table.find_mut(hash, |s| s.key == key) {
+            Some(slot) => match &slot.state {
+                SlotState::Value(v) => return Ok(Ok(v.clone())),
+                SlotState::Error(e) => return Ok(Err(e.clone())),
+                SlotState::Pending(_) => self.settle(&mut slot.state, now, &mut old),
+            },
+            None => Err(self.insert(&mut table, hash, key)),
         };
-        let mut promoted = None;
-        if let SlotState::Pending(entry) = &slot.state {
-            match entry.get_result() {
-                // In flight or empty: wait on it or lead it.
-                None => return Err(entry.clone()),
-                // A SharedOnly error is never stored (see `get_owned`).
-                Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {}
-                Some(done) => {
-                    // Copy the result into the table once; the entry goes.
-                    let (result, at) = match done {
-                        Ok(v) => (Ok(v.value.clone()), v.at),
-                        Err(e) => (Err(e.value.clone()), e.at),
-                    };
-                    promoted = Some(core::mem::replace(
-                        &mut slot.state,
-                        SlotState::Ready { result, at },
-                    ));
+        drop(table);
+        drop(old);
+        out
+    }
+
+    /// A miss on an absent key: inserts a fresh entry for it.
+    #[cold]
+    #[inline(never)]
+    fn insert(&self, table: &mut HashTable<Slot<K, V, E>>, hash: u64, key: K) -> Arc<Cell<V, E>> {
+        let entry = Arc::new(ALazy::new());
+        let state = SlotState::Pending(entry.clone());
+        table.insert_unique(hash, Slot { key, state }, |s| self.map.hash(&s.key));
+        entry
+    }
+
+    /// The look-up found the key's entry (`state` is `Pending`): its fresh
+    /// result (promoted into the slot if the cache has no expiry), or the
+    /// entry to wait on or lead, replaced if its result has expired. What
+    /// leaves the slot goes to `old`, for the caller to drop outside the lock.
+    #[inline(never)]
+    fn settle(
+        &self,
+        state: &mut SlotState<V, E>,
+        now: Duration,
+        old: &mut Option<SlotState<V, E>>,
+    ) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
+        let SlotState::Pending(entry) = &*state else {
+            unreachable!("settle is called on entries only")
+        };
+        match entry.get_result() {
+            // In flight or empty: wait on it or lead it.
+            None => return Err(entry.clone()),
+            // A SharedOnly error is never stored (see `get_owned`).
+            Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {}
+            Some(done) if self.timed => {
+                // The result stays in the entry, next to its stamp.
+                let (result, at) = match done {
+                    Ok(v) => (Ok(&v.value), v.at),
+                    Err(e) => (Err(&e.value), e.at),
+                };
+                if self.fresh(at, now, result.is_err()) {
+                    return Ok(result.cloned().map_err(E::clone));
                 }
             }
-        }
-        if let SlotState::Ready { result, at } = &slot.state {
-            if self.fresh(*at, now, result.is_err()) {
-                let hit = result.clone();
-                drop(table);
-                drop(promoted);
+            Some(done) => {
+                // No expiry: copy the result into the table once; the entry
+                // goes.
+                let (hit, promoted) = match done {
+                    Ok(v) => (Ok(v.value.clone()), SlotState::Value(v.value.clone())),
+                    Err(e) => (Err(e.value.clone()), SlotState::Error(e.value.clone())),
+                };
+                *old = Some(core::mem::replace(state, promoted));
                 return Ok(hit);
             }
         }
         // Expired (or a SharedOnly error not yet removed): start afresh.
         let fresh = Arc::new(ALazy::new());
-        let old = core::mem::replace(&mut slot.state, SlotState::Pending(fresh.clone()));
-        drop(table);
-        drop(promoted);
-        drop(old);
+        *old = Some(core::mem::replace(state, SlotState::Pending(fresh.clone())));
         Err(fresh)
     }
 
@@ -553,7 +626,8 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let table = self.map.shard(hash).lock();
         let slot = table.find(hash, |s| s.key.borrow() == key)?;
         let (result, at) = match &slot.state {
-            SlotState::Ready { result, at } => (result.as_ref(), *at),
+            SlotState::Value(v) => return Some(Ok(v.clone())),
+            SlotState::Error(e) => return Some(Err(e.clone())),
             SlotState::Pending(entry) => match entry.get_result()? {
                 Ok(v) => (Ok(&v.value), v.at),
                 Err(e) => (Err(&e.value), e.at),
@@ -714,4 +788,17 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
+}
+
+/// Awaits `fut`, polling it out of line (`#[cold]`, never inlined), so that
+/// the state machine of a fast path which awaits it stays small.
+fn cold<F: Future>(mut fut: Pin<&mut F>) -> impl Future<Output = F::Output> + '_ {
+    core::future::poll_fn(move |cx| poll_cold(fut.as_mut(), cx))
+}
+
+/// The out-of-line poll of [`cold`].
+#[cold]
+#[inline(never)]
+fn poll_cold<F: Future>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fut.poll(cx)
 }
