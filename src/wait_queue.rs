@@ -98,6 +98,13 @@ struct List {
 }
 
 impl List {
+    const EMPTY: List = List {
+        nodes: Slab::new(),
+        head: NIL,
+        tail: NIL,
+        linked: 0,
+    };
+
     fn push_back(&mut self, waker: Waker, takes_one: bool) -> usize {
         let key = self.nodes.insert(Node {
             prev: self.tail,
@@ -211,12 +218,7 @@ impl WaitQueue {
     #[cfg(not(any(loom, shuttle)))]
     pub const fn new() -> Self {
         Self {
-            list: Mutex::new(List {
-                nodes: Slab::new(),
-                head: NIL,
-                tail: NIL,
-                linked: 0,
-            }),
+            list: Mutex::new(List::EMPTY),
         }
     }
 
@@ -224,12 +226,7 @@ impl WaitQueue {
     #[cfg(any(loom, shuttle))]
     pub fn new() -> Self {
         Self {
-            list: Mutex::new(List {
-                nodes: Slab::new(),
-                head: NIL,
-                tail: NIL,
-                linked: 0,
-            }),
+            list: Mutex::new(List::EMPTY),
         }
     }
 
