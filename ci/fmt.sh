@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Formatting. Budget 1 min; measured ~2 s.
+# Formatting. Budget 1 min; measured 1 s.
 source "$(dirname "$0")/lib.sh"
 step "rustfmt --check"
 cargo fmt --all -- --check

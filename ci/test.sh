@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Unit, integration, doc and property tests on the std build (the bench crate
-# is only compiled, by ci/bench-build.sh). Budget 8 min; measured ~3 min cold.
+# is only compiled, by ci/bench-build.sh). Budget 8 min; measured 66-107 s
+# on a fresh clone.
 source "$(dirname "$0")/lib.sh"
 step "cargo test (workspace, default features)"
 cargo test --workspace --exclude lazyflight-benches --locked
