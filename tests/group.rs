@@ -9,21 +9,10 @@ use std::task::Wake;
 use lazyflight::sync::atomic::{AtomicUsize, Ordering};
 use lazyflight::sync::future::block_on;
 use lazyflight::sync::Arc;
-use lazyflight::{Entry, Group, Leader, Outcome, Recv, Subscriber};
+use lazyflight::{Group, Leader, Outcome, Recv, Subscriber};
 
-fn lead<K, T, E>(e: Entry<K, T, E>) -> Leader<K, T, E> {
-    match e {
-        Entry::Leader(l) => l,
-        Entry::Subscriber(_) => panic!("expected to lead"),
-    }
-}
-
-fn join<K, T, E>(e: Entry<K, T, E>) -> Subscriber<T, E> {
-    match e {
-        Entry::Subscriber(s) => s,
-        Entry::Leader(_) => panic!("expected to subscribe"),
-    }
-}
+mod common;
+use common::{join, lead};
 
 /// A waker that counts its wake-ups.
 #[derive(Default)]

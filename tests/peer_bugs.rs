@@ -11,21 +11,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use lazyflight::sync::future::block_on;
-use lazyflight::{Cache, Entry, ErrorPolicy, Group, Leader, Outcome, Subscriber};
+use lazyflight::{Cache, Entry, ErrorPolicy, Group, Outcome};
 
-fn lead<K, T, E>(e: Entry<K, T, E>) -> Leader<K, T, E> {
-    match e {
-        Entry::Leader(l) => l,
-        Entry::Subscriber(_) => panic!("expected to lead"),
-    }
-}
-
-fn join<K, T, E>(e: Entry<K, T, E>) -> Subscriber<T, E> {
-    match e {
-        Entry::Subscriber(s) => s,
-        Entry::Leader(_) => panic!("expected to subscribe"),
-    }
-}
+mod common;
+use common::{join, lead};
 
 #[derive(Default)]
 struct Wakes(AtomicUsize);
