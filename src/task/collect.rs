@@ -4,36 +4,62 @@
 //!
 //! A child that is a plain [`Lazy`] runs *inline*: the collect future polls
 //! it inside its own poll (so it sees the awaiting task's executor and lazy
-//! local), with a waker of its own. That waker is lent from the collect
-//! future's stack until the child first clones it (parks); only then is an
-//! owned waker allocated for the child, so ready children cost no waker
-//! allocation at all (`Lent` and the two vtables below). A child bound to an executor (a
+//! local), with a waker of its own. A child bound to an executor (a
 //! [`RescheduleLazy`](super::RescheduleLazy), or any child of
 //! [`collect_all_para`] when there is a current executor) is started as a
 //! root task on that executor and reports back through a callback.
 //!
-//! Either way, a child that makes progress lands its index in one shared
-//! *ready list* (`Shared::ready`), and the awaiting task is woken through a
+//! # What a child costs
+//!
+//! All per-child state is in one vector of slots, built in place from the
+//! input vector when the layouts allow (the standard library reuses the
+//! allocation), holding the child and then its outcome; `collect_all`'s
+//! output vector is built in place from it again. `collect_all` polls its
+//! inline children where they stand in that vector (the vector is never
+//! resized, so a small future kept inside its `Lazy` needs no box; see
+//! `inline.rs`). A child ready at its first poll costs no waker: the waker it
+//! is lent lives on the collect future's stack (`Lent`). Only when some child
+//! first keeps its waker (clones it) or wakes it are the *wake nodes*
+//! allocated, one allocation for every child at once (`Shared::nodes`): a
+//! child's owned waker is then a pointer to its node plus a count on
+//! `Shared`, so parking costs no allocation either.
+//!
+//! A child that makes progress lands its index in one shared *ready list*
+//! (`Shared::ready`), and the awaiting task is woken through a
 //! [`WaitQueue`]. The collect future then polls exactly the children in the
 //! list: a wake costs O(1), never a re-poll of every child.
 //!
 //! # State of a child slot
 //!
 //! ```text
-//!   NotStarted ──start──► Inline ──polled Ready / panicked──► Done
-//!        │                  │ ▲ woken: index pushed to the ready list
-//!        │                  └─┘ (at most once until drained)
-//!        └─────start──► Scheduled ──callback: (index, Try) pushed──► Done
+//!   Child (index >= next: not started) ──start──► Child (index < next: inline)
+//!        │                                          │ ▲ woken: index pushed to the
+//!        │                                          │ │ ready list (once while queued)
+//!        │                                          │ └─┘
+//!        │                              polled Ready / panicked
+//!        │                                          ▼
+//!        └──start──► Scheduled ──callback: (index, Try)──► Done(Try) / Empty
 //! ```
+//!
+//! A node's `queued` flag is set by the wake that pushes its index and
+//! cleared (a swap) by the collect future right before it polls that child:
+//! a wake that finds it set is covered by that coming poll; a wake after the
+//! clear pushes the index again. The `task_collect_clear_after_poll`
+//! negative control clears it after the poll instead, which swallows a wake
+//! that arrives during the poll.
 //!
 //! # Access rules
 //!
-//! * The slots, the results and the start cursor belong to the collect
-//!   future (`&mut self` in `poll`): children are only ever polled there,
-//!   one at a time.
+//! * The slots, the bound executors and the start cursor belong to the
+//!   collect future (`&mut self` in `poll`): children are only ever polled
+//!   there, one at a time.
 //! * `Shared::ready` is written by children's wakers and by scheduled
 //!   children's callbacks, from any thread, under its mutex; the collect
 //!   future drains it under the same mutex.
+//! * `Shared::nodes` is set once, by whichever thread first clones or wakes
+//!   a lent waker (a CAS from null; a loser frees its copy), and freed with
+//!   `Shared`. Nodes are shared read-only except their atomic `queued` flag;
+//!   every owned waker holds a count on `Shared`, which owns the nodes.
 //! * A waker or callback changes the ready list *before* it notifies the
 //!   wait queue, and the collect future registers with a predicate that reads
 //!   the ready list under the queue lock: a change is either seen by the
@@ -44,6 +70,9 @@
 //! # Invariants
 //!
 //! * Results are in input order; every child's `Try` is recorded once.
+//! * A child polled in place is never moved again: the slot vector is not
+//!   resized while a child lives in it, and a slot is only overwritten
+//!   (dropping the child in place), never moved out, once its child started.
 //! * `collect_any`: children are started in order and starting stops once
 //!   one has finished. A finishing child *claims* the win with a CAS on
 //!   `Shared::claimed` (inline children in the collect future's poll,
@@ -53,14 +82,15 @@
 //!   their outcome. The `task_any_two_winners` negative control turns the
 //!   CAS into a load and a store. Inline losers that were started are
 //!   detached (they keep running as root tasks on the current executor,
-//!   results discarded, as in async_simple); scheduled losers finish on
-//!   their executor.
-//! * Dropping a collect future mid-flight drops its inline children and
-//!   leaves its scheduled children to finish on their executors (their
-//!   callbacks then write into a ready list nobody reads).
+//!   results discarded, as in async_simple), which moves them: so
+//!   `collect_any` polls its children through `Lazy::poll` (a small inline
+//!   future is boxed at its first poll), not in place. Scheduled losers
+//!   finish on their executor.
+//! * Dropping a collect future mid-flight drops its inline children (in
+//!   place) and leaves its scheduled children to finish on their executors
+//!   (their callbacks then write into a ready list nobody reads).
 
 use core::any::Any;
-use core::cell::Cell;
 use core::fmt;
 use core::future::Future;
 use core::mem::ManuallyDrop;
@@ -74,7 +104,7 @@ use super::lazy::{Lazy, LazyTask};
 use super::raw::{FirstRun, RawTask};
 use super::try_::{TaskError, Try};
 use super::yield_sleep::yield_now;
-use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Mutex, UnsafeCell};
 use crate::wait_queue::{WaitKey, WaitQueue};
 
@@ -82,11 +112,9 @@ const TWO_LOCALS: &str = "a collect child with its own lazy local was started fr
                           that already has one: a chain has at most one lazy local";
 
 struct Ready<T> {
-    /// Indices of inline children that were woken, each at most once until
-    /// drained.
+    /// Indices of inline children that were woken, each at most once while
+    /// its node is `queued`.
     woken: Vec<usize>,
-    /// `queued[i]`: `i` is in `woken`.
-    queued: Vec<bool>,
     /// Outcomes of scheduled children, in completion order (for
     /// `collect_any`: only the winner's, and `None` if its callback took it).
     finished: Vec<(usize, Report<T>)>,
@@ -117,13 +145,46 @@ struct Shared<T> {
     /// `collect_any_with`'s callback; touched only by the claimer.
     on_win: UnsafeCell<Option<WinCallback<T>>>,
     any: bool,
+    /// The children's wake nodes: null, then `len` nodes (one boxed slice),
+    /// allocated by the first lent waker that is cloned or woken.
+    nodes: AtomicPtr<Node<T>>,
+    /// The number of children.
+    len: usize,
 }
 
 // SAFETY: `on_win` is the only field that is not `Sync` by itself; it is
 // accessed by exactly one thread, the one whose CAS on `claimed` succeeded
 // (`Shared::win`), or through `&mut` on drop. The callback and the outcomes
-// it receives are `Send`.
+// it receives are `Send`. (`nodes` only points at nodes, which are shared
+// read-only but for their atomic flag.)
 unsafe impl<T: Send> Sync for Shared<T> {}
+
+/// The wake state of one inline child; an owned child waker is a pointer to
+/// its node plus a count on the `Shared` that owns the nodes.
+struct Node<T> {
+    /// The owner (`Arc::as_ptr`); outlives the node.
+    shared: *const Shared<T>,
+    index: usize,
+    /// The index is in the ready list and the child not polled since.
+    queued: AtomicBool,
+}
+
+impl<T> Node<T> {
+    /// Marks the child ready and wakes the collect future.
+    fn wake(&self) {
+        // AcqRel: Release pairs with the Acquire of the collect future's
+        // clearing swap (`Core::poll_inline`), so whatever the waker
+        // published before waking is seen by the poll that follows, even
+        // when this wake is absorbed by one already queued; Acquire: pairs
+        // with that clearing swap's Release, ordering this push after it.
+        if !self.queued.swap(true, AcqRel) {
+            // SAFETY: every waker of this node holds a count on `Shared`.
+            let shared = unsafe { &*self.shared };
+            let index = self.index;
+            shared.signal(|r| r.woken.push(index));
+        }
+    }
+}
 
 impl<T> Shared<T> {
     /// Claims the win for `index`: true for exactly one caller.
@@ -175,15 +236,6 @@ impl<T> Shared<T> {
         }
     }
 
-    fn wake_child(&self, index: usize) {
-        self.signal(|r| {
-            if !r.queued[index] {
-                r.queued[index] = true;
-                r.woken.push(index);
-            }
-        });
-    }
-
     fn finish_child(&self, index: usize, t: Try<T>) {
         let report = if self.any {
             if !self.claim(index) {
@@ -195,60 +247,117 @@ impl<T> Shared<T> {
         };
         self.signal(|r| r.finished.push((index, report)));
     }
+
+    /// The node of child `index`, allocating every node at the first call.
+    fn node(this: &Arc<Self>, index: usize) -> *const Node<T> {
+        debug_assert!(index < this.len);
+        // Acquire: pairs with the Release of the CAS below (on whichever
+        // thread won it): the nodes are seen initialized.
+        let mut base = this.nodes.load(Acquire);
+        if base.is_null() {
+            base = Self::make_nodes(this);
+        }
+        // SAFETY: `base` points at `len` nodes, and `index < len`.
+        unsafe { base.add(index) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make_nodes(this: &Arc<Self>) -> *mut Node<T> {
+        let owner = Arc::as_ptr(this);
+        let nodes: Box<[Node<T>]> = (0..this.len)
+            .map(|index| Node {
+                shared: owner,
+                index,
+                queued: AtomicBool::new(false),
+            })
+            .collect();
+        let mine = Box::into_raw(nodes).cast::<Node<T>>();
+        // AcqRel: Release publishes the initialized nodes to the Acquire
+        // loads in `node`; Acquire on failure: the winner's nodes, likewise.
+        match this
+            .nodes
+            .compare_exchange(core::ptr::null_mut(), mine, AcqRel, Acquire)
+        {
+            Ok(_) => mine,
+            Err(theirs) => {
+                // SAFETY: `mine` came from `Box::into_raw` of `len` nodes
+                // above and was never shared.
+                drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(mine, this.len)) });
+                theirs
+            }
+        }
+    }
+
+    /// The nodes, if allocated (the collect future's thread only).
+    #[inline]
+    fn nodes_if_any(&self) -> *const Node<T> {
+        // Acquire: as in `node`.
+        self.nodes.load(Acquire)
+    }
 }
 
-/// The owned waker of an inline child: marks the child ready and wakes the
-/// collect future. Built on the first `clone` of the child's waker (when the
-/// child parks), never for a child that completes without parking.
-struct ChildWaker<T> {
-    shared: Arc<Shared<T>>,
-    index: usize,
+impl<T> Drop for Shared<T> {
+    fn drop(&mut self) {
+        // Acquire: as in `node` (the last `Arc` drop already orders this).
+        let base = self.nodes.load(Acquire);
+        if !base.is_null() {
+            // SAFETY: `base` came from `Box::into_raw` of `len` nodes
+            // (`make_nodes`); no waker is left (they hold counts on `self`).
+            drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(base, self.len)) });
+        }
+    }
 }
 
-/// `RawWaker` vtable of an owned child waker; the data pointer comes from
-/// `Arc::into_raw` of an `Arc<ChildWaker<T>>`.
-fn owned_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
+/// `RawWaker` vtable of an owned child waker; the data pointer is the
+/// child's `Node`, and the waker holds one count on the node's `Shared`.
+fn node_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
     &RawWakerVTable::new(
-        owned_clone::<T>,
-        owned_wake::<T>,
-        owned_wake_by_ref::<T>,
-        owned_drop::<T>,
+        node_clone::<T>,
+        node_wake::<T>,
+        node_wake_by_ref::<T>,
+        node_drop::<T>,
     )
 }
 
-unsafe fn owned_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
-    // SAFETY: `p` came from `Arc::into_raw` (see `owned_vtable`) and the
-    // waker being cloned still holds its count.
-    unsafe { Arc::increment_strong_count(p.cast::<ChildWaker<T>>()) };
-    RawWaker::new(p, owned_vtable::<T>())
+unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
+    // SAFETY: `p` is a node (see `node_vtable`), alive while the waker being
+    // cloned holds its count on the node's `Shared`, whose pointer came from
+    // `Arc::as_ptr`.
+    unsafe { Arc::increment_strong_count((*p.cast::<Node<T>>()).shared) };
+    RawWaker::new(p, node_vtable::<T>())
 }
 
-unsafe fn owned_wake<T: Send + 'static>(p: *const ()) {
-    // SAFETY: as in `owned_clone`; `wake` consumes the waker's count.
-    let child = unsafe { Arc::from_raw(p.cast::<ChildWaker<T>>()) };
-    child.shared.wake_child(child.index);
+unsafe fn node_wake<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `node_clone`; `wake` consumes the waker's count.
+    unsafe {
+        node_wake_by_ref::<T>(p);
+        node_drop::<T>(p);
+    }
 }
 
-unsafe fn owned_wake_by_ref<T: Send + 'static>(p: *const ()) {
-    // SAFETY: as in `owned_clone`: the waker keeps the allocation alive.
-    let child = unsafe { &*p.cast::<ChildWaker<T>>() };
-    child.shared.wake_child(child.index);
+unsafe fn node_wake_by_ref<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `node_clone`: the waker keeps the node alive.
+    unsafe { (*p.cast::<Node<T>>()).wake() };
 }
 
-unsafe fn owned_drop<T: Send + 'static>(p: *const ()) {
-    // SAFETY: as in `owned_wake`.
-    drop(unsafe { Arc::from_raw(p.cast::<ChildWaker<T>>()) });
+unsafe fn node_drop<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `node_clone`. The node is read before the count is
+    // released (releasing it may free the node).
+    unsafe {
+        let shared = (*p.cast::<Node<T>>()).shared;
+        Arc::decrement_strong_count(shared);
+    }
 }
 
-/// The waker an inline child sees during one poll before it has ever
-/// parked: it lives on the collect future's stack, so a child that finishes
-/// without cloning its waker costs no allocation. `wake_by_ref` marks the
-/// child ready directly; `clone` builds the child's owned waker (once; it is
-/// kept in `cache` and then in the child's slot) and returns a count of it.
+/// The waker an inline child sees during its polls before any child has
+/// kept or woken its waker: it lives on the collect future's stack, so
+/// children that finish without doing either cost no waker at all. `clone`
+/// and `wake_by_ref` go to the child's node (allocating the nodes of every
+/// child the first time), `drop` does nothing.
 struct Lent<'a, T> {
     shared: &'a Arc<Shared<T>>,
     index: usize,
-    cache: Cell<Option<Arc<ChildWaker<T>>>>,
 }
 
 fn lent_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
@@ -259,34 +368,39 @@ unsafe fn lent_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     // SAFETY: `p` points at the `Lent` on the stack of `poll_inline`, which
     // outlives every use of the waker built from it: that waker is only ever
     // lent (`&Waker` in the child's `Context`); anything that outlives the
-    // poll is a clone, made here, that owns its own count.
+    // poll is a clone, made here, that owns its own count. `Lent` is `Sync`
+    // (a shared borrow of the `Arc` and an index), so a clone from another
+    // thread during the poll is fine too.
     let lent = unsafe { &*p.cast::<Lent<'_, T>>() };
-    let owned = lent.cache.take().unwrap_or_else(|| {
-        Arc::new(ChildWaker {
-            shared: lent.shared.clone(),
-            index: lent.index,
-        })
-    });
-    let raw = Arc::into_raw(owned.clone());
-    lent.cache.set(Some(owned));
-    RawWaker::new(raw.cast::<()>(), owned_vtable::<T>())
+    let node = Shared::node(lent.shared, lent.index);
+    // SAFETY: the count is taken through the live `Arc` borrowed by `lent`,
+    // by its `as_ptr` (what `Node::shared` holds).
+    unsafe { Arc::increment_strong_count(Arc::as_ptr(lent.shared)) };
+    RawWaker::new(node.cast::<()>(), node_vtable::<T>())
 }
 
 unsafe fn lent_wake<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `lent_clone`. (A by-value `wake` cannot reach this
     // waker, which is never owned; it is handled like `wake_by_ref`.)
     let lent = unsafe { &*p.cast::<Lent<'_, T>>() };
-    lent.shared.wake_child(lent.index);
+    let node = Shared::node(lent.shared, lent.index);
+    // SAFETY: the nodes live as long as `Shared`, which `lent` borrows.
+    unsafe { (*node).wake() };
 }
 
 unsafe fn lent_drop(_: *const ()) {}
 
 enum Slot<T> {
-    NotStarted(Lazy<T>, Option<ExecutorRef>),
-    /// Started, polled inline; the owned waker once the child has parked.
-    Inline(Lazy<T>, Option<Arc<ChildWaker<T>>>),
+    /// A child: not started if its index is `>= Core::next`, else started
+    /// and running inline (in `collect_all`, polled in place: it must not
+    /// move).
+    Child(Lazy<T>),
+    /// Started on an executor; reports through the ready list.
     Scheduled,
-    Done,
+    /// `collect_all`: the child's outcome.
+    Done(Try<T>),
+    /// Finished, its outcome handed on (`collect_any`), or detached.
+    Empty,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,9 +411,11 @@ enum Mode {
 
 /// The machinery shared by every collect future.
 struct Core<T> {
+    /// One per child, in input order (never resized; see the invariants).
     slots: Vec<Slot<T>>,
-    /// `All`: each child's outcome.
-    results: Vec<Option<Try<T>>>,
+    /// `(index, executor)` of the children bound to an executor, last
+    /// index first (popped as they start).
+    bound: Vec<(usize, ExecutorRef)>,
     /// `Any`: the winner, and its outcome unless its callback took it.
     winner: Option<(usize, Option<Try<T>>)>,
     /// The next child to start.
@@ -321,33 +437,44 @@ struct Core<T> {
 
 impl<T: Send + 'static> Core<T> {
     fn new(
-        children: impl IntoIterator<Item = (Lazy<T>, Option<ExecutorRef>), IntoIter: ExactSizeIterator>,
+        children: impl IntoIterator<Item = (Lazy<T>, Option<ExecutorRef>)>,
         mode: Mode,
         para: bool,
         on_win: Option<WinCallback<T>>,
     ) -> Self {
-        let children = children.into_iter();
-        let n = children.len();
+        let mut bound = Vec::new();
+        let mut index = 0;
+        // From a `Vec` of tasks this reuses the input's allocation when the
+        // layouts allow.
+        let slots: Vec<Slot<T>> = children
+            .into_iter()
+            .map(|(lazy, executor)| {
+                if let Some(e) = executor {
+                    bound.push((index, e));
+                }
+                index += 1;
+                Slot::Child(lazy)
+            })
+            .collect();
+        bound.reverse();
+        let n = slots.len();
         Core {
-            slots: children.map(|(l, e)| Slot::NotStarted(l, e)).collect(),
-            results: if mode == Mode::All {
-                (0..n).map(|_| None).collect()
-            } else {
-                Vec::new()
-            },
+            slots,
+            bound,
             winner: None,
             next: 0,
             remaining: n,
             shared: Arc::new(Shared {
                 ready: Mutex::new(Ready {
                     woken: Vec::new(),
-                    queued: vec![false; n],
                     finished: Vec::new(),
                 }),
                 parent: WaitQueue::new(),
                 claimed: AtomicUsize::new(UNCLAIMED),
                 on_win: UnsafeCell::new(on_win),
                 any: mode == Mode::Any,
+                nodes: AtomicPtr::new(core::ptr::null_mut()),
+                len: n,
             }),
             key: WaitKey::new(),
             mode,
@@ -367,16 +494,18 @@ impl<T: Send + 'static> Core<T> {
 
     /// Records an inline child's outcome (or a scheduled child's that never
     /// started).
+    #[inline]
     fn record(&mut self, index: usize, t: Try<T>) {
         debug_assert!(
-            !matches!(self.slots[index], Slot::Done),
+            matches!(self.slots[index], Slot::Child(_) | Slot::Scheduled),
             "child {index} finished twice"
         );
-        self.slots[index] = Slot::Done;
         self.remaining -= 1;
         match self.mode {
-            Mode::All => self.results[index] = Some(t),
+            // Overwritten in place: the child is dropped where it stands.
+            Mode::All => self.slots[index] = Slot::Done(t),
             Mode::Any => {
+                self.slots[index] = Slot::Empty;
                 if self.shared.claim(index) {
                     let report = self.shared.win(index, t);
                     self.set_winner(index, report);
@@ -405,14 +534,14 @@ impl<T: Send + 'static> Core<T> {
             matches!(self.slots[index], Slot::Scheduled),
             "child {index} reported twice"
         );
-        self.slots[index] = Slot::Done;
         self.remaining -= 1;
         match self.mode {
             Mode::All => {
                 let t = t.ok().flatten();
-                self.results[index] = Some(t.expect("collect_all reports outcomes"));
+                self.slots[index] = Slot::Done(t.expect("collect_all reports outcomes"));
             }
             Mode::Any => {
+                self.slots[index] = Slot::Empty;
                 assert!(
                     self.winner.is_none(),
                     "two collect_any children claimed the win"
@@ -422,51 +551,81 @@ impl<T: Send + 'static> Core<T> {
         }
     }
 
+    /// Polls inline child `index` once (a no-op if it finished).
+    #[inline]
     fn poll_inline(&mut self, index: usize) {
-        let Slot::Inline(lazy, owned) = &mut self.slots[index] else {
+        let in_place = self.mode == Mode::All;
+        let Slot::Child(lazy) = &mut self.slots[index] else {
             return;
         };
+        let nodes = self.shared.nodes_if_any();
         let lent = Lent {
             shared: &self.shared,
             index,
-            cache: Cell::new(owned.take()),
         };
-        let polled = {
-            let raw = match lent.cache.take() {
-                // Parked before: lend the owned waker itself (no count taken:
-                // `lent` keeps it alive), so `will_wake` holds for the
-                // clone the child kept.
-                Some(arc) => {
-                    let raw = RawWaker::new(Arc::as_ptr(&arc).cast::<()>(), owned_vtable::<T>());
-                    lent.cache.set(Some(arc));
-                    raw
-                }
-                None => RawWaker::new(
-                    (&lent as *const Lent<'_, T>).cast::<()>(),
-                    lent_vtable::<T>(),
-                ),
-            };
-            // SAFETY: both vtables uphold the `RawWaker` contract (see them);
-            // the waker is only lent to the child for this poll and is never
-            // dropped through the vtable (`ManuallyDrop`): for the owned
-            // form, the count it stands for is the one `lent.cache` holds.
-            let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
-            let mut cx = Context::from_waker(&waker);
-            catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(&mut cx)))
+        let raw = if nodes.is_null() {
+            RawWaker::new(
+                (&lent as *const Lent<'_, T>).cast::<()>(),
+                lent_vtable::<T>(),
+            )
+        } else {
+            // SAFETY: `nodes` points at `len` nodes, and `index < len`.
+            let node = unsafe { nodes.add(index) };
+            // Negative control `task_collect_clear_after_poll`: the flag is
+            // cleared after the poll instead, below.
+            #[cfg(not(lazyflight_break = "task_collect_clear_after_poll"))]
+            // AcqRel: see `Node::wake`.
+            // SAFETY: the nodes live as long as `self.shared`.
+            unsafe {
+                (*node).queued.swap(false, AcqRel);
+            }
+            // The owned waker's own form (no count taken: `self.shared`
+            // keeps the node alive for this poll), so `will_wake` holds
+            // for a clone the child kept from an earlier poll.
+            RawWaker::new(node.cast::<()>(), node_vtable::<T>())
         };
-        *owned = lent.cache.take();
+        // SAFETY: both vtables uphold the `RawWaker` contract (see them);
+        // the waker is only lent to the child for this poll and is never
+        // dropped through the vtable (`ManuallyDrop`): for a node, no count
+        // was taken for it.
+        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
+        let mut cx = Context::from_waker(&waker);
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            if in_place {
+                // SAFETY: in `collect_all` the child stays in its slot
+                // until it is dropped there (see the invariants).
+                unsafe { lazy.poll_in_place(&mut cx) }
+            } else {
+                Pin::new(&mut *lazy).poll(&mut cx)
+            }
+        }));
+        #[cfg(lazyflight_break = "task_collect_clear_after_poll")]
+        if !nodes.is_null() {
+            // SAFETY: as above.
+            unsafe { (*nodes.add(index)).queued.swap(false, AcqRel) };
+        }
         match polled {
             Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(v)) if in_place => {
+                // `record`'s `collect_all` arm, written straight into the
+                // slot: the hot path of a ready child.
+                self.remaining -= 1;
+                let slot = &mut self.slots[index];
+                debug_assert!(matches!(slot, Slot::Child(l) if l.is_completed()));
+                // The completed child owns nothing any more (its future
+                // and local were dropped when it returned `Ready`), so
+                // forgetting it skips a drop that would do nothing.
+                core::mem::forget(core::mem::replace(slot, Slot::Done(Try::from_value(v))));
+            }
             Ok(Poll::Ready(v)) => self.record(index, Try::from_value(v)),
             Err(p) => self.record(index, Try::from_error(TaskError::Panicked(p))),
         }
     }
 
     fn start(&mut self, index: usize) {
-        let Slot::NotStarted(lazy, bound) =
-            core::mem::replace(&mut self.slots[index], Slot::Scheduled)
-        else {
-            unreachable!("child {index} started twice")
+        let bound = match self.bound.last() {
+            Some((i, _)) if *i == index => self.bound.pop().map(|(_, e)| e),
+            _ => None,
         };
         let parent = self.parent.as_ref().expect("captured at the first poll");
         let executor = bound.or_else(|| {
@@ -477,24 +636,16 @@ impl<T: Send + 'static> Core<T> {
             }
         });
         let Some(executor) = executor else {
-            self.slots[index] = Slot::Inline(lazy, None);
             return self.poll_inline(index);
+        };
+        let Slot::Child(lazy) = core::mem::replace(&mut self.slots[index], Slot::Scheduled) else {
+            unreachable!("child {index} started twice")
         };
         let (fut, local) = lazy.into_parts();
         let local = match (local, &parent.local) {
             (Some(_), Some(_)) => {
                 let e = TaskError::Panicked(Box::new(TWO_LOCALS));
-                self.slots[index] = Slot::Done;
-                self.remaining -= 1;
-                return match self.mode {
-                    Mode::All => self.results[index] = Some(Try::from_error(e)),
-                    Mode::Any => {
-                        if self.shared.claim(index) {
-                            let report = self.shared.win(index, Try::from_error(e));
-                            self.set_winner(index, report);
-                        }
-                    }
-                };
+                return self.record(index, Try::from_error(e));
             }
             (Some(own), None) => Some(own),
             (None, inherited) => inherited.clone(),
@@ -515,9 +666,6 @@ impl<T: Send + 'static> Core<T> {
         let finished = {
             let mut r = self.shared.ready.lock();
             core::mem::swap(&mut woken, &mut r.woken);
-            for &i in &woken {
-                r.queued[i] = false;
-            }
             core::mem::take(&mut r.finished)
         };
         for (i, t) in finished {
@@ -552,13 +700,26 @@ impl<T: Send + 'static> Core<T> {
         // child that wakes itself during this poll (a yield) is polled again
         // on the next poll, after the awaiting task has been re-queued.
         self.drain();
-        while self.next < self.slots.len() && !(self.mode == Mode::Any && self.done()) {
-            let i = self.next;
-            self.next += 1;
-            self.start(i);
-            if self.mode == Mode::Any && !self.shared.ready.lock().finished.is_empty() {
-                // A scheduled child already finished: stop starting.
-                self.drain();
+        match self.mode {
+            Mode::All => {
+                // Every child once, in order; no shared state is touched
+                // unless a child parks or wakes.
+                while self.next < self.slots.len() {
+                    let i = self.next;
+                    self.next += 1;
+                    self.start(i);
+                }
+            }
+            Mode::Any => {
+                while self.next < self.slots.len() && !self.done() {
+                    let i = self.next;
+                    self.next += 1;
+                    self.start(i);
+                    if !self.shared.ready.lock().finished.is_empty() {
+                        // A scheduled child already finished: stop starting.
+                        self.drain();
+                    }
+                }
             }
         }
         if self.done() {
@@ -583,12 +744,14 @@ impl<T: Send + 'static> Core<T> {
 
     /// `collect_any` is over: detach the inline losers that were started.
     fn detach_losers(&mut self) {
+        debug_assert_eq!(self.mode, Mode::Any);
         let parent = self.parent.take().unwrap_or_default();
-        for slot in &mut self.slots {
-            if let Slot::Inline(..) = slot {
-                let Slot::Inline(lazy, _) = core::mem::replace(slot, Slot::Done) else {
+        for slot in &mut self.slots[..self.next] {
+            if let Slot::Child(..) = slot {
+                let Slot::Child(lazy) = core::mem::replace(slot, Slot::Empty) else {
                     unreachable!()
                 };
+                // Polled through `Lazy::poll` (never in place): it may move.
                 let (fut, local) = lazy.into_parts();
                 let local = local.or_else(|| parent.local.clone());
                 RawTask::spawn(
@@ -683,11 +846,16 @@ impl<T: Send + 'static> Future for CollectAll<T> {
         if core.poll_core(cx).is_pending() {
             return Poll::Pending;
         }
-        let results = core::mem::take(&mut core.results);
+        // In place when the layouts allow: the slots' allocation becomes
+        // the output's.
+        let slots = core::mem::take(&mut core.slots);
         Poll::Ready(
-            results
+            slots
                 .into_iter()
-                .map(|t| t.expect("every child recorded"))
+                .map(|s| match s {
+                    Slot::Done(t) => t,
+                    _ => unreachable!("every child recorded"),
+                })
                 .collect(),
         )
     }

@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::context::{self, Ctx, LocalRef};
 use super::executor::ExecutorRef;
+use super::inline::{self, InlineFuture};
 use super::raw::{BoxFuture, FirstRun, RawTask};
 use super::try_::{TaskError, Try};
 use crate::sync::atomic::{AtomicBool, Ordering::*};
@@ -58,44 +59,132 @@ use crate::wait_queue::{WaitKey, WaitQueue};
 #[must_use = "a Lazy does nothing until it is awaited or started"]
 pub struct Lazy<T> {
     body: Body<T>,
-    local: LocalSlot,
+    /// The lazy local, if any. (Boxed: it is rare, and keeps every `Lazy`
+    /// small.)
+    local: Option<Box<LocalSlot>>,
 }
 
 /// What a `Lazy` runs.
+///
+/// ```text
+///   Inline ──Lazy::poll, into_parts──► Future ──Ready / dropped──► Done
+///     │                                                             ▲
+///     └──polled in place by collect_all──► Pinned ──Ready──────────┤
+///   Value ──first poll──────────────────────────────────────────────┘
+/// ```
 enum Body<T> {
     /// A boxed future.
     Future(BoxFuture<T>),
+    /// A small future stored in place, never polled yet: it may still move
+    /// with the `Lazy` (see `inline.rs`).
+    Inline(InlineFuture<T>),
+    /// A small future polled in place: it must not move again. Only the
+    /// collect family makes one, for a child that lives in its slot vector
+    /// until it is dropped; anything that would move it panics instead.
+    Pinned(InlineFuture<T>),
     /// [`Lazy::ready`]: the value itself, no allocation.
     Value(T),
     /// Completed (or taken apart).
     Done,
 }
 
-// The value and the boxed future are never pinned in place: the future is
-// pinned inside its box, the value is moved out.
+impl<T> Body<T> {
+    /// The future, boxed; `Done` is left behind.
+    ///
+    /// # Panics
+    ///
+    /// For a future pinned in place, or a completed body.
+    fn take_boxed(&mut self) -> BoxFuture<T>
+    where
+        T: Send + 'static,
+    {
+        match core::mem::replace(self, Body::Done) {
+            Body::Future(f) => f,
+            // SAFETY: an `Inline` future was never polled (polling in place
+            // makes it `Pinned` first).
+            Body::Inline(f) => unsafe { f.into_box() },
+            Body::Value(v) => Box::pin(core::future::ready(v)),
+            Body::Pinned(_) => panic!("a Lazy polled in place cannot be moved"),
+            Body::Done => panic!("a Lazy is consumed once"),
+        }
+    }
+
+    /// Polls the future (not a value); `in_place`: an inline future is
+    /// pinned where it stands rather than boxed first.
+    ///
+    /// # Safety
+    ///
+    /// With `in_place`, the caller promises that the `Lazy` holding this
+    /// body does not move again until it is dropped.
+    #[inline]
+    unsafe fn poll_future(&mut self, cx: &mut Context<'_>, in_place: bool) -> Poll<T> {
+        match self {
+            Body::Future(f) => f.as_mut().poll(cx),
+            // SAFETY: a `Pinned` body is only made below, under the caller's
+            // promise that it does not move again.
+            Body::Pinned(f) => unsafe { f.poll(cx) },
+            Body::Inline(_) if in_place => {
+                let Body::Inline(f) = core::mem::replace(self, Body::Done) else {
+                    unreachable!()
+                };
+                // Moved for the last time, before its first poll.
+                *self = Body::Pinned(f);
+                let Body::Pinned(f) = self else {
+                    unreachable!()
+                };
+                // SAFETY: the caller's promise pins it here.
+                unsafe { f.poll(cx) }
+            }
+            Body::Inline(_) => {
+                // A `Lazy` is `Unpin` and may move between polls: box the
+                // future before it is pinned.
+                let Body::Inline(f) = core::mem::replace(self, Body::Done) else {
+                    unreachable!()
+                };
+                // SAFETY: an `Inline` future was never polled.
+                *self = Body::Future(unsafe { f.into_box() });
+                let Body::Future(f) = self else {
+                    unreachable!()
+                };
+                f.as_mut().poll(cx)
+            }
+            Body::Value(_) | Body::Done => unreachable!("no future to poll"),
+        }
+    }
+}
+
+// The value, the boxed future and an unpolled inline future are never
+// pinned in place: the future is pinned inside its box, the value is moved
+// out. A future pinned in place (`Body::Pinned`) never moves again: the only
+// code that makes one (the collect family) keeps the `Lazy` where it is, and
+// everything that would move it out panics.
 impl<T> Unpin for Lazy<T> {}
 
 /// The lazy local a `Lazy` carries, and whether it is installed.
 enum LocalSlot {
-    None,
     /// Set with `set_local`, not polled yet.
     Set(LocalRef),
     /// Being awaited inline: the derived context (the awaiting task's
     /// executor, this local) installed around each poll.
-    /// (Boxed: it is rare, and keeps every `Lazy` small.)
-    Installed(Box<Ctx>),
+    Installed(Ctx),
 }
 
 impl<T: Send + 'static> Lazy<T> {
     /// Wraps a future. Nothing runs until the `Lazy` is awaited or started.
+    ///
+    /// A future of up to three words (24 bytes on 64-bit targets, e.g. an
+    /// `async move` block capturing two `u64`s) is stored inside the `Lazy`
+    /// without allocating; a larger one is boxed.
     pub fn new<F>(fut: F) -> Self
     where
         F: Future<Output = T> + Send + 'static,
     {
-        Lazy {
-            body: Body::Future(Box::pin(fut)),
-            local: LocalSlot::None,
-        }
+        let body = if inline::fits::<F>() {
+            Body::Inline(InlineFuture::new(fut))
+        } else {
+            Body::Future(Box::pin(fut))
+        };
+        Lazy { body, local: None }
     }
 
     /// A `Lazy` that completes with `value` at its first poll, without
@@ -103,7 +192,7 @@ impl<T: Send + 'static> Lazy<T> {
     pub fn ready(value: T) -> Self {
         Lazy {
             body: Body::Value(value),
-            local: LocalSlot::None,
+            local: None,
         }
     }
 
@@ -151,12 +240,12 @@ impl<T: Send + 'static> Lazy<T> {
     ///
     /// [`LocalAlreadySet`] (holding this `Lazy`) if a local is already set.
     pub fn set_local<L: Any + Send + Sync>(self, value: L) -> Result<Self, LocalAlreadySet<Self>> {
-        if !matches!(self.local, LocalSlot::None) {
+        if self.local.is_some() {
             return Err(LocalAlreadySet(self));
         }
         Ok(Lazy {
             body: self.body,
-            local: LocalSlot::Set(Arc::new(Box::new(value))),
+            local: Some(Box::new(LocalSlot::Set(Arc::new(Box::new(value))))),
         })
     }
 
@@ -224,10 +313,7 @@ impl<T: Send + 'static> Lazy<T> {
     }
 
     pub(crate) fn from_parts(fut: BoxFuture<T>, local: Option<LocalRef>) -> Self {
-        let local = match local {
-            Some(l) => LocalSlot::Set(l),
-            None => LocalSlot::None,
-        };
+        let local = local.map(|l| Box::new(LocalSlot::Set(l)));
         Lazy {
             body: Body::Future(fut),
             local,
@@ -244,22 +330,17 @@ impl<T: Send + 'static> Lazy<T> {
     }
 
     pub(crate) fn into_parts(mut self) -> (BoxFuture<T>, Option<LocalRef>) {
-        let fut: BoxFuture<T> = match core::mem::replace(&mut self.body, Body::Done) {
-            Body::Future(f) => f,
-            Body::Value(v) => Box::pin(core::future::ready(v)),
-            Body::Done => panic!("a Lazy is consumed once"),
-        };
-        let local = match core::mem::replace(&mut self.local, LocalSlot::None) {
-            LocalSlot::None => None,
+        let fut = self.body.take_boxed();
+        let local = self.local.take().and_then(|slot| match *slot {
             LocalSlot::Set(l) => Some(l),
             LocalSlot::Installed(ctx) => ctx.local,
-        };
+        });
         (fut, local)
     }
 
     /// Whether this `Lazy` carries its own lazy local.
     pub fn has_local(&self) -> bool {
-        !matches!(self.local, LocalSlot::None)
+        self.local.is_some()
     }
 }
 
@@ -284,46 +365,84 @@ impl<T> Future for Lazy<T> {
     /// Propagates the task's panic; panics if polled after completion, or if
     /// this `Lazy` has a lazy local and the awaiting task already has one.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let this = self.get_mut();
-        let fut = match &mut this.body {
-            Body::Future(f) => f,
+        // SAFETY: not in place: an inline future is boxed before its first
+        // poll, so nothing is pinned inside the (movable) `Lazy`.
+        unsafe { self.get_mut().poll_body(cx, false) }
+    }
+}
+
+impl<T> Lazy<T> {
+    /// Polls the task as `Future::poll` does, except that a small inline
+    /// future is polled where it stands instead of being boxed first.
+    ///
+    /// # Safety
+    ///
+    /// After this returns `Pending`, `self` must not move until it is
+    /// dropped (it may be polled again in place). Methods that would move
+    /// the future out ([`into_parts`](Self::into_parts), `Future::poll`)
+    /// panic on such a `Lazy` rather than move it.
+    #[inline]
+    pub(crate) unsafe fn poll_in_place(&mut self, cx: &mut Context<'_>) -> Poll<T> {
+        // SAFETY: the caller's promise.
+        unsafe { self.poll_body(cx, true) }
+    }
+
+    /// Whether the task has completed (its future and local are dropped).
+    pub(crate) fn is_completed(&self) -> bool {
+        matches!(self.body, Body::Done) && self.local.is_none()
+    }
+
+    /// # Safety
+    ///
+    /// As [`poll_in_place`](Self::poll_in_place) when `in_place` is set.
+    #[inline]
+    unsafe fn poll_body(&mut self, cx: &mut Context<'_>, in_place: bool) -> Poll<T> {
+        match &mut self.body {
             Body::Value(_) => {
-                let Body::Value(v) = core::mem::replace(&mut this.body, Body::Done) else {
+                let Body::Value(v) = core::mem::replace(&mut self.body, Body::Done) else {
                     unreachable!()
                 };
                 // Nothing runs under the local: it only has to be checked
                 // and dropped.
-                if let LocalSlot::Set(_) = this.local {
-                    context::with_current(|c| assert_no_local(c));
+                if let Some(slot) = &self.local {
+                    if let LocalSlot::Set(_) = **slot {
+                        context::with_current(|c| assert_no_local(c));
+                    }
                 }
-                this.local = LocalSlot::None;
+                self.local = None;
                 return Poll::Ready(v);
             }
             Body::Done => panic!("Lazy polled after completion"),
-        };
-        let out = match &mut this.local {
-            LocalSlot::None => fut.as_mut().poll(cx),
-            slot => {
+            Body::Pinned(_) if !in_place => panic!("a Lazy polled in place cannot be moved"),
+            _ => {}
+        }
+        let body = &mut self.body;
+        let out = match &mut self.local {
+            // SAFETY: the caller's promise, passed on.
+            None => unsafe { body.poll_future(cx, in_place) },
+            Some(slot) => {
+                let slot = &mut **slot;
                 if let LocalSlot::Set(local) = slot {
                     let local = local.clone();
                     let executor = context::with_current(|c| {
                         assert_no_local(c);
                         c.and_then(|c| c.executor.clone())
                     });
-                    *slot = LocalSlot::Installed(Box::new(Ctx::new(executor, Some(local))));
+                    *slot = LocalSlot::Installed(Ctx::new(executor, Some(local)));
                 }
                 let LocalSlot::Installed(ctx) = slot else {
                     unreachable!()
                 };
                 let _enter = context::enter(ctx);
-                fut.as_mut().poll(cx)
+                // SAFETY: as above.
+                unsafe { body.poll_future(cx, in_place) }
             }
         };
         if out.is_ready() {
             // Drop the future, then the local, before the awaiting task
             // resumes: the local's lifetime is the task's.
-            this.body = Body::Done;
-            this.local = LocalSlot::None;
+            self.body = Body::Done;
+            self.local = None;
         }
         out
     }
@@ -333,7 +452,7 @@ impl<T> fmt::Debug for Lazy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lazy")
             .field("completed", &matches!(self.body, Body::Done))
-            .field("has_local", &!matches!(self.local, LocalSlot::None))
+            .field("has_local", &self.local.is_some())
             .finish()
     }
 }

@@ -61,6 +61,7 @@
 mod collect;
 mod context;
 mod executor;
+mod inline;
 mod lazy;
 mod raw;
 #[cfg(not(any(loom, shuttle)))]
