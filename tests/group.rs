@@ -225,9 +225,9 @@ async fn a_slow_key_never_delays_another() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn run_coalesces_a_burst_on_one_thread() {
-    // On one thread the join window is exact: tasks spawned together all
-    // join the first flight even though its work finishes at once.
+async fn run_coalesces_a_burst_whose_work_is_still_running() {
+    // On one thread, tasks spawned together run one after the other: the
+    // first leads, its work yields, and the fifteen others join its flight.
     let group = Arc::new(Group::<u8, usize, ()>::new());
     let calls = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..16)
@@ -235,10 +235,11 @@ async fn run_coalesces_a_burst_on_one_thread() {
             let (group, calls) = (group.clone(), calls.clone());
             tokio::spawn(async move {
                 group
-                    .run(
-                        0,
-                        || async move { Ok(calls.fetch_add(1, Ordering::SeqCst)) },
-                    )
+                    .run(0, || async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        Ok(n)
+                    })
                     .await
             })
         })
@@ -251,6 +252,48 @@ async fn run_coalesces_a_burst_on_one_thread() {
     assert!(outs
         .iter()
         .all(|o| Arc::ptr_eq(o, &outs[0]) && o.is_shared()));
+    assert!(group.is_empty());
+    assert_eq!(group.in_flight(), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn run_publishes_instant_work_at_once() {
+    // Work that is ready at its first poll is published in that same poll:
+    // no yield, so calls that never overlap in time are separate flights.
+    let group = Arc::new(Group::<u8, usize, ()>::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (group, calls) = (group.clone(), calls.clone());
+            tokio::spawn(async move {
+                let (count, waker) = counting_waker();
+                let mut call =
+                    pin!(group.run(
+                        0,
+                        || async move { Ok(calls.fetch_add(1, Ordering::SeqCst)) }
+                    ));
+                let ready = call.as_mut().poll(&mut Context::from_waker(&waker));
+                // Ready at the first poll, without waking itself.
+                assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+                match ready {
+                    Poll::Ready(out) => out,
+                    Poll::Pending => panic!("instant work must not yield"),
+                }
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(
+            *t.await.unwrap(),
+            Outcome::Complete {
+                result: Ok(i),
+                shared: false
+            }
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 16);
+    assert!(group.is_empty());
+    assert_eq!(group.in_flight(), 0);
 }
 
 #[test]

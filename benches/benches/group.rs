@@ -2,11 +2,9 @@
 //! baseline.
 //!
 //! * `group_uncontended`: one call on a fresh key whose work is ready at
-//!   once, polled on a no-op waker until it is ready (once for the peers;
-//!   twice for `Group::run`, which yields once before it publishes a result
-//!   its work had at the first poll, so that callers already scheduled can
-//!   join); 1024 calls per contender per round, in ns per call, each round's
-//!   ratio taken to the baseline.
+//!   once, polled once on a no-op waker (every contender, `Group::run`
+//!   included, is ready at its first poll); 1024 calls per contender per
+//!   round, in ns per call, each round's ratio taken to the baseline.
 //! * `group_1_63`: 1 leader + 63 followers on one key, on a 2-worker tokio
 //!   runtime. The leader's work yields once before it returns, so the 63
 //!   others find the flight running and join it. Every round runs 16 such
@@ -35,7 +33,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lazyflight::Outcome;
-use lazyflight_benches::{now_or_never, spin_on, Compare, Paired};
+use lazyflight_benches::{now_or_never, Compare, Paired};
 use tokio::runtime::Runtime;
 use tokio::task::yield_now;
 
@@ -116,9 +114,7 @@ fn uncontended(g: &Groups, which: usize) -> f64 {
         let key = fresh_key();
         let v = match which {
             0 => now_or_never(g.shared.run(key, || async { Ok(VALUE) })).unwrap(),
-            // Two polls: a flight whose work is ready at once yields once
-            // before it publishes (the join window of `Group::run`).
-            1 => ours_value(&spin_on(g.ours.run(key, || async { Ok(VALUE) }))),
+            1 => ours_value(&now_or_never(g.ours.run(key, || async { Ok(VALUE) }))),
             2 => *now_or_never(g.rs.do_call_shared(key, || async { Ok(VALUE) })).unwrap(),
             3 => now_or_never(g.sfa.work(key, || async { VALUE })),
             _ => now_or_never(g.asf.work(&key, async { Ok(VALUE) })).unwrap(),

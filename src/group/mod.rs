@@ -3,57 +3,84 @@
 //! # State machine of one flight
 //!
 //! ```text
-//!   entry(k) finds no flight for k: insert a new flight, return a Leader
+//!   entry(k) finds no slot for k: a slot {key, id, joins: 0, flight: None}
+//!   is inserted under k, and the caller leads (a `Ticket`: hash and id)
 //!        │
 //!        ▼
-//!   RUNNING (in the map under k) ── entry(k) ──► + one Subscriber (JOINS += 1)
+//!   RUNNING, UNSHARED (a slot without shared state)
 //!        │  │
-//!        │  └── forget(k): removed from the map; still RUNNING, nobody new joins
+//!        │  └── forget(k): the slot is removed; nothing is kept (nobody to tell)
+//!        │
+//!        │  entry(k): the first subscriber allocates the `Flight` (state,
+//!        │  outcome cell, waiter queue) and stores it in the slot, under the
+//!        │  shard lock; joins = 1
+//!        ▼
+//!   RUNNING, SHARED (the slot holds the Flight's Arc) ── entry(k) ──► + one
+//!        │  │                                       subscriber (joins += 1)
+//!        │  └── forget(k): the slot is removed; its Flight moves to the
+//!        │      shard's `forgotten` table under the flight's id; nobody
+//!        │      new joins it
 //!        │
 //!        │  Leader::complete(r)            or  drop(Leader) (cancel, panic)
 //!        ▼
-//!   1. removed from the map by identity (if it is still there), under the shard lock;
-//!      JOINS is read under that same lock, so it is final: that is `shared`
-//!   2. the outcome `Arc` is written, then DONE is stored (Release)
-//!   3. every registered subscriber is woken, once
-//!   (2 and 3 are skipped when nobody joined: there is nobody to tell)
+//!   1. under the shard lock, by identity (the id): the slot is removed (or
+//!      the forgotten entry, or nothing if the flight was forgotten
+//!      unshared); its Flight, if any, is taken. `shared` = there was one.
+//!   2. the outcome `Arc` is built (a canceled flight nobody joined skips it)
+//!   3. if shared: the outcome is written into the Flight, DONE is stored
+//!      (Release), and every registered subscriber is woken once
 //!        │
 //!        ▼
-//!   DONE: subscribers read the outcome; the flight is freed with its last Arc
+//!   DONE: subscribers read the outcome; the Flight is freed with its last Arc
 //! ```
+//!
+//! A flight nobody joins therefore costs one table insert and one table
+//! removal (two rounds of one shard lock) and the outcome's `Arc`: no shared
+//! state, no waiter queue, no reference counts.
 //!
 //! # Access rules
 //!
-//! * The shard lock guards the table and the `joins` count: a subscriber joins
-//!   (clones the flight's `Arc`, bumps `joins` and `subscribers`) only while the
-//!   flight is in the map, and the leader removes the flight and reads
-//!   `joins` under the same lock. After removal nobody can join, so `shared`
-//!   is exact.
-//! * `outcome` is written once, by the leader, before the `Release` store of
-//!   DONE, and read only after an `Acquire` load has seen DONE.
+//! * The shard lock guards its table: the slots (key, id, `joins`, the
+//!   Flight's `Arc`), the forgotten flights, the id counter and the
+//!   `in_flight` count. A subscriber joins (allocates or clones the Flight,
+//!   bumps `joins`) only while the slot is in the table, and the leader takes
+//!   the slot (and with it the Flight) out under the same lock. After that
+//!   nobody can join, so `shared` is exact, and a Flight that exists is
+//!   always published.
+//! * `Flight::outcome` is written once, by the leader, before the `Release`
+//!   store of DONE, and read only after an `Acquire` load has seen DONE.
 //! * The leader never holds a lock while the work runs: the shard lock is
 //!   taken twice per flight (insert, remove), each time for one table
-//!   operation.
+//!   operation. User code run under it: `K`'s `Hash` and `Eq` only (keys and
+//!   `Arc`s are dropped after unlocking).
 //!
 //! # Invariants
 //!
-//! * A flight in the map is not DONE (it is removed before it is published),
-//!   so a caller that finds it will be woken: it registers in the flight's
-//!   wait queue with a predicate re-checked under the queue lock, and the
-//!   leader stores DONE before it takes that lock to wake everyone.
-//! * Removal is by identity (`Arc::ptr_eq`, found through the hash the flight
-//!   stored at insertion): a forgotten flight finishing never removes the
-//!   flight that replaced it, and no key is compared or re-hashed.
-//! * Every flight is published exactly once: `complete` consumes the leader,
-//!   and the leader's `Drop` publishes `Canceled` otherwise.
+//! * A slot's Flight is not DONE (the slot is removed before it is
+//!   published), so a caller that joins will be woken: it registers in the
+//!   Flight's wait queue with a predicate re-checked under the queue lock,
+//!   and the leader stores DONE before it takes that lock to wake everyone.
+//! * Removal is by identity (the id, found through the hash the leader kept):
+//!   a forgotten flight finishing never removes the flight that replaced it,
+//!   and no key is compared or re-hashed.
+//! * Every shared flight is published exactly once: `complete` consumes the
+//!   leader, and the leader's `Drop` publishes `Canceled` otherwise.
+//! * Live subscribers of a flight = the Flight's strong count minus the one
+//!   reference its slot (or forgotten entry) holds, read under the shard
+//!   lock: every other `Arc<Flight>` belongs to a `Subscriber`.
+//! * A Flight's queue is notified once (`notify_all`) and never registered
+//!   in again (registration re-checks DONE under the queue lock). So a
+//!   subscriber that sees DONE returns at once, without the queue lock: a
+//!   node it left in the queue is, or is about to be, notified, and the
+//!   queue's storage is freed with the Flight.
 //!
 //! # Orderings
 //!
 //! | operation                              | ordering  | pairs with                                               |
 //! |----------------------------------------|-----------|----------------------------------------------------------|
-//! | store DONE in `publish`                | `Release` | the `Acquire` loads of `state` in `Recv::poll`           |
-//! | load of `state` in `Recv::poll`        | `Acquire` | the store above: the outcome written before it is visible |
-//! | `joins`, `subscribers`, `in_flight`    | `Relaxed` | counters; `joins` is ordered by the shard lock            |
+//! | store DONE in `announce`               | `Release` | the `Acquire` loads of `state` in `Flight::outcome`, `Recv::poll` |
+//! | loads of `state`                       | `Acquire` | the store above: the outcome written before it is visible |
+//! | everything else                        | —         | plain fields under the shard lock                         |
 
 mod shards;
 
@@ -66,9 +93,12 @@ use core::hash::Hash;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
+use hashbrown::HashTable;
+
+use crate::sync::atomic::{AtomicU8, Ordering::*};
 use crate::sync::{Arc, UnsafeCell};
 use crate::wait_queue::{WaitKey, WaitQueue};
+use shards::ShardsOf;
 
 /// Encoding of `Flight::state`.
 const RUNNING: u8 = 0;
@@ -136,17 +166,11 @@ impl<T, E> Outcome<T, E> {
     }
 }
 
-/// One flight: created by its leader, joined by subscribers.
+/// The shared state of a flight someone joined: allocated by its first
+/// subscriber (see the module docs).
 struct Flight<T, E> {
-    /// The hash of the key it was inserted under; finds it again for removal.
-    hash: u64,
     /// `RUNNING` or `DONE`.
     state: AtomicU8,
-    /// How many subscribers have joined; written under the shard lock, and
-    /// final once the flight has left the map.
-    joins: AtomicUsize,
-    /// Live subscribers (joined and neither resolved nor dropped).
-    subscribers: AtomicUsize,
     /// Written once before DONE is published; see the access rules.
     outcome: UnsafeCell<Option<Arc<Outcome<T, E>>>>,
     /// Subscribers waiting for DONE.
@@ -160,12 +184,9 @@ struct Flight<T, E> {
 unsafe impl<T: Send + Sync, E: Send + Sync> Sync for Flight<T, E> {}
 
 impl<T, E> Flight<T, E> {
-    fn new(hash: u64) -> Self {
+    fn new() -> Self {
         Self {
-            hash,
             state: AtomicU8::new(RUNNING),
-            joins: AtomicUsize::new(0),
-            subscribers: AtomicUsize::new(0),
             outcome: UnsafeCell::new(None),
             waiters: WaitQueue::new(),
         }
@@ -173,7 +194,7 @@ impl<T, E> Flight<T, E> {
 
     /// The published outcome, if any.
     fn outcome(&self) -> Option<Arc<Outcome<T, E>>> {
-        // Acquire: pairs with the Release store in `publish`.
+        // Acquire: pairs with the Release store in `announce`.
         if self.state.load(Acquire) == DONE {
             // SAFETY: DONE was seen with Acquire, so the write of `outcome`
             // happened before, and it is never written again.
@@ -186,6 +207,61 @@ impl<T, E> Flight<T, E> {
             None
         }
     }
+}
+
+/// A flight in its shard's table, under its key.
+struct Slot<K, T, E> {
+    key: K,
+    /// The flight's identity within its shard.
+    id: u64,
+    /// Subscribers that have joined, including those gone since.
+    joins: usize,
+    /// `None` until the first subscriber joins.
+    flight: Option<Arc<Flight<T, E>>>,
+}
+
+/// A forgotten flight that someone joined, kept (without its key) until its
+/// leader publishes, which finds it by id.
+struct Forgotten<T, E> {
+    id: u64,
+    joins: usize,
+    flight: Arc<Flight<T, E>>,
+}
+
+/// One shard: what its lock guards.
+struct Table<K, T, E> {
+    /// The flights a caller would join, at most one per key.
+    slots: HashTable<Slot<K, T, E>>,
+    /// Forgotten flights with subscribers, hashed by id.
+    forgotten: HashTable<Forgotten<T, E>>,
+    /// The id of the next flight led in this shard.
+    next_id: u64,
+    /// Leaders in this shard neither completed nor dropped.
+    in_flight: usize,
+}
+
+impl<K, T, E> Default for Table<K, T, E> {
+    fn default() -> Self {
+        Self {
+            slots: HashTable::new(),
+            forgotten: HashTable::new(),
+            next_id: 0,
+            in_flight: 0,
+        }
+    }
+}
+
+/// What a leader holds on to: where its flight is, and which one it is.
+#[derive(Clone, Copy, Debug)]
+struct Ticket {
+    hash: u64,
+    id: u64,
+}
+
+/// What [`Inner::lead_or_join`] makes of a caller.
+enum Role<T, E> {
+    Lead(Ticket),
+    Join(Subscriber<T, E>),
 }
 
 /// Coalesces concurrent calls per key: one caller (the *leader*) does the
@@ -202,6 +278,8 @@ impl<T, E> Flight<T, E> {
 /// * A flight's leader never holds a lock while the work runs, so a slow key
 ///   never delays another key. Finished, canceled and forgotten flights leave
 ///   nothing behind; removal is by identity, in O(1).
+/// * A flight nobody joins allocates nothing but its outcome's `Arc`: the
+///   state subscribers wait on is allocated by the first of them.
 ///
 /// `Group` is a handle to shared state: it is not `Clone`, put it in an `Arc`
 /// to share it (leaders and subscribers keep what they need alive on their
@@ -224,9 +302,7 @@ pub struct Group<K, T, E> {
 }
 
 struct Inner<K, T, E> {
-    map: Shards<(K, Arc<Flight<T, E>>)>,
-    /// Leaders neither completed nor dropped (forgotten flights included).
-    in_flight: AtomicUsize,
+    map: ShardsOf<Table<K, T, E>>,
 }
 
 impl<K, T, E> Group<K, T, E> {
@@ -235,8 +311,7 @@ impl<K, T, E> Group<K, T, E> {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                map: Shards::new(),
-                in_flight: AtomicUsize::new(0),
+                map: ShardsOf::new(),
             }),
         }
     }
@@ -244,11 +319,11 @@ impl<K, T, E> Group<K, T, E> {
     /// Number of flights in progress: leaders that have neither completed nor
     /// been dropped, forgotten flights included.
     ///
-    /// A snapshot for diagnostics and tests; it may change at once.
+    /// Locks each shard in turn: a snapshot for diagnostics and tests, not
+    /// atomic across keys.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        // Relaxed: a counter; nothing is read through it.
-        self.inner.in_flight.load(Relaxed)
+        self.inner.map.iter().map(|s| s.lock().in_flight).sum()
     }
 
     /// Number of keys that currently have a flight a new caller would join
@@ -257,13 +332,13 @@ impl<K, T, E> Group<K, T, E> {
     /// Locks each shard in turn, so it is not atomic across keys.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.map.iter().map(|s| s.lock().len()).sum()
+        self.inner.map.iter().map(|s| s.lock().slots.len()).sum()
     }
 
     /// Whether no key currently has a flight (see [`len`](Self::len)).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.inner.map.iter().all(|s| s.lock().is_empty())
+        self.inner.map.iter().all(|s| s.lock().slots.is_empty())
     }
 }
 
@@ -297,39 +372,24 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     /// # });
     /// ```
     pub fn entry(&self, key: K) -> Entry<K, T, E> {
-        let map = &self.inner.map;
-        let hash = map.hash(&key);
-        let mut shard = map.shard(hash).lock();
-        if let Some((_, flight)) = shard.find(hash, |(k, _)| *k == key) {
-            let flight = flight.clone();
-            // Relaxed: the shard lock orders it with the leader's read.
-            flight.joins.fetch_add(1, Relaxed);
-            // Relaxed: a counter.
-            flight.subscribers.fetch_add(1, Relaxed);
-            drop(shard);
-            drop(key);
-            return Entry::Subscriber(Subscriber { flight });
+        match self.inner.lead_or_join(key) {
+            Role::Lead(ticket) => Entry::Leader(Leader {
+                group: self.inner.clone(),
+                ticket: Some(ticket),
+            }),
+            Role::Join(sub) => Entry::Subscriber(sub),
         }
-        let flight = Arc::new(Flight::new(hash));
-        shard.insert_unique(hash, (key, flight.clone()), |(_, f)| f.hash);
-        drop(shard);
-        // Relaxed: a counter.
-        self.inner.in_flight.fetch_add(1, Relaxed);
-        Entry::Leader(Leader {
-            group: self.inner.clone(),
-            flight: Some(flight),
-        })
     }
 
     /// Runs `f` as the leader of a new flight for `key`, or waits for the
     /// flight in progress, and resolves to the flight's outcome.
     ///
     /// All callers of one flight get the same `Arc`. `f` is called only by
-    /// the leader. If `f`'s future finishes at its first poll, the leader
-    /// yields to the executor once before publishing, so that calls already
-    /// scheduled on it can join the flight: a burst of identical calls
-    /// becomes one flight even when the work is instant. Work that does not
-    /// finish at once costs no yield.
+    /// the leader, and its result is published as soon as it is ready: a
+    /// caller joins if it arrives while the work runs. When the work finishes
+    /// at its first poll, no caller can have joined in between (the flight
+    /// is never visible across an await), so the outcome is not shared; like
+    /// every single-flight, `Group` coalesces calls that overlap in time.
     ///
     /// # Cancel safety
     ///
@@ -359,24 +419,18 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match self.entry(key) {
-            Entry::Leader(leader) => {
-                // A panic or cancellation below drops `leader`: Canceled.
-                let mut work = core::pin::pin!(f());
-                let result = match (PollOnce(work.as_mut())).await {
-                    // The work finished at its first poll. The join window:
-                    // callers already scheduled on this executor get one
-                    // chance to join before the result is published.
-                    Poll::Ready(result) => {
-                        YieldOnce(false).await;
-                        result
-                    }
-                    // Work in progress: callers join while it runs.
-                    Poll::Pending => work.await,
+        match self.inner.lead_or_join(key) {
+            Role::Lead(ticket) => {
+                // A panic or cancellation below drops `lead`: Canceled. The
+                // leader borrows the group: no reference count to touch.
+                let lead = RunLead {
+                    group: &self.inner,
+                    ticket: Some(ticket),
                 };
-                leader.complete(result)
+                let result = f().await;
+                lead.complete(result)
             }
-            Entry::Subscriber(sub) => match sub.recv().await {
+            Role::Join(sub) => match sub.recv().await {
                 Ok(outcome) => outcome,
                 Err(never) => match never {},
             },
@@ -410,16 +464,30 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     {
         let map = &self.inner.map;
         let hash = map.hash(key);
-        let removed = match map
-            .shard(hash)
-            .lock()
-            .find_entry(hash, |(k, _)| k.borrow() == key)
-        {
-            Ok(entry) => Some(entry.remove().0),
-            Err(_) => None,
+        let mut guard = map.shard(hash).lock();
+        let table = &mut *guard;
+        let Ok(found) = table.slots.find_entry(hash, |s| s.key.borrow() == key) else {
+            return false;
         };
-        // The key and the flight's Arc are dropped outside the lock.
-        removed.is_some()
+        let Slot {
+            key,
+            id,
+            joins,
+            flight,
+        } = found.remove().0;
+        if let Some(flight) = flight {
+            // Its subscribers still wait: keep the flight where its leader
+            // finds it by identity. (Unshared, there is nobody to tell.)
+            table
+                .forgotten
+                .insert_unique(map.hash(&id), Forgotten { id, joins, flight }, |f| {
+                    map.hash(&f.id)
+                });
+        }
+        drop(guard);
+        // The key is dropped outside the lock.
+        drop(key);
+        true
     }
 
     /// Number of live subscribers of the flight `key` currently maps to (0
@@ -432,12 +500,189 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     {
         let map = &self.inner.map;
         let hash = map.hash(key);
-        let shard = map.shard(hash).lock();
-        // Relaxed: a counter.
-        shard
-            .find(hash, |(k, _)| k.borrow() == key)
-            .map_or(0, |(_, f)| f.subscribers.load(Relaxed))
+        let table = map.shard(hash).lock();
+        table
+            .slots
+            .find(hash, |s| s.key.borrow() == key)
+            .and_then(|s| s.flight.as_ref())
+            .map_or(0, live_subscribers)
     }
+}
+
+/// Live subscribers of `flight`, whose slot (or forgotten entry) holds one
+/// reference; every other one is a subscriber's. Read under the shard lock.
+fn live_subscribers<T, E>(flight: &Arc<Flight<T, E>>) -> usize {
+    Arc::strong_count(flight) - 1
+}
+
+impl<K: Hash + Eq, T, E> Inner<K, T, E> {
+    /// The core of [`Group::entry`] and [`Group::run`]: one round of the
+    /// key's shard lock.
+    #[inline]
+    fn lead_or_join(&self, key: K) -> Role<T, E> {
+        let hash = self.map.hash(&key);
+        let mut guard = self.map.shard(hash).lock();
+        let table = &mut *guard;
+        if let Some(slot) = table.slots.find_mut(hash, |s| s.key == key) {
+            #[cfg(lazyflight_break = "group_alloc_outside_lock")]
+            if slot.flight.is_none() {
+                // Negative control: allocate the first subscriber's flight
+                // outside the lock and store it in whatever slot has this id
+                // afterwards; the leader may have taken the slot meanwhile.
+                let id = slot.id;
+                drop(guard);
+                let flight = Arc::new(Flight::new());
+                let mut guard = self.map.shard(hash).lock();
+                if let Some(slot) = guard.slots.find_mut(hash, |s| s.id == id) {
+                    slot.joins += 1;
+                    slot.flight = Some(flight.clone());
+                }
+                drop(guard);
+                drop(key);
+                return Role::Join(Subscriber { flight });
+            }
+            slot.joins += 1;
+            // The first subscriber allocates the shared state, under the
+            // lock: the leader takes it out under the same lock, so it never
+            // misses a flight someone joined.
+            let flight = slot
+                .flight
+                .get_or_insert_with(|| Arc::new(Flight::new()))
+                .clone();
+            drop(guard);
+            drop(key);
+            return Role::Join(Subscriber { flight });
+        }
+        let id = table.next_id;
+        table.next_id = id.wrapping_add(1);
+        table.in_flight += 1;
+        table.slots.insert_unique(
+            hash,
+            Slot {
+                key,
+                id,
+                joins: 0,
+                flight: None,
+            },
+            |s| self.map.hash(&s.key),
+        );
+        drop(guard);
+        Role::Lead(Ticket { hash, id })
+    }
+}
+
+impl<K, T, E> Inner<K, T, E> {
+    /// Removes the flight of `ticket` by identity (its slot, or its forgotten
+    /// entry; a flight forgotten before anyone joined has neither) and
+    /// returns its shared state, if anyone joined it. Nobody can join it from
+    /// now on.
+    fn detach(&self, ticket: Ticket) -> Option<Arc<Flight<T, E>>> {
+        let mut guard = self.map.shard(ticket.hash).lock();
+        let table = &mut *guard;
+        debug_assert!(table.in_flight > 0, "a leader is counted in its shard");
+        table.in_flight -= 1;
+        // By identity, through the hash the leader kept: O(1), no key
+        // compared.
+        #[cfg(not(lazyflight_break = "group_remove_by_key"))]
+        let found = table.slots.find_entry(ticket.hash, |s| s.id == ticket.id);
+        // Negative control: remove whatever flight has this key's hash (for
+        // one key, the same as removal by key).
+        #[cfg(lazyflight_break = "group_remove_by_key")]
+        let found = table.slots.find_entry(ticket.hash, |_| true);
+        let (key, flight) = match found {
+            Ok(slot) => {
+                let slot = slot.remove().0;
+                (Some(slot.key), slot.flight)
+            }
+            // Forgotten. If nobody had joined, nothing was kept.
+            Err(_) if table.forgotten.is_empty() => (None, None),
+            Err(_) => {
+                let flight = table
+                    .forgotten
+                    .find_entry(self.map.hash(&ticket.id), |f| f.id == ticket.id)
+                    .ok()
+                    .map(|f| f.remove().0.flight);
+                (None, flight)
+            }
+        };
+        drop(guard);
+        // The key is dropped outside the lock.
+        drop(key);
+        flight
+    }
+
+    /// Ends the flight of `ticket` with `result`: removes it, then tells its
+    /// subscribers, if any.
+    fn publish(&self, ticket: Ticket, result: Result<T, E>) -> Arc<Outcome<T, E>> {
+        if cfg!(lazyflight_break = "group_publish_before_remove") {
+            // Negative control: publish first, so a caller arriving in
+            // between joins a finished flight (or allocates one nobody will
+            // publish).
+            let flight = self.peek(ticket, |_, flight| flight.cloned());
+            let outcome = Arc::new(Outcome::Complete {
+                result,
+                shared: flight.is_some(),
+            });
+            if let Some(flight) = &flight {
+                announce(flight, &outcome);
+            }
+            drop(self.detach(ticket));
+            return outcome;
+        }
+        let flight = self.detach(ticket);
+        let outcome = Arc::new(Outcome::Complete {
+            result,
+            shared: flight.is_some(),
+        });
+        if let Some(flight) = flight {
+            announce(&flight, &outcome);
+        }
+        outcome
+    }
+
+    /// Ends the flight of `ticket` without a result: its subscribers, if it
+    /// has any, get [`Outcome::Canceled`].
+    fn cancel(&self, ticket: Ticket) {
+        let flight = self.detach(ticket);
+        if cfg!(lazyflight_break = "group_drop_silent") {
+            // Negative control: leave the map but never publish.
+            return;
+        }
+        if let Some(flight) = flight {
+            announce(&flight, &Arc::new(Outcome::Canceled));
+        }
+    }
+
+    /// Calls `f` with the `joins` count and the shared state of the flight of
+    /// `ticket`, under its shard lock (`0, None` once it is gone).
+    fn peek<R>(&self, ticket: Ticket, f: impl FnOnce(usize, Option<&Arc<Flight<T, E>>>) -> R) -> R {
+        let table = self.map.shard(ticket.hash).lock();
+        if let Some(slot) = table.slots.find(ticket.hash, |s| s.id == ticket.id) {
+            return f(slot.joins, slot.flight.as_ref());
+        }
+        match table
+            .forgotten
+            .find(self.map.hash(&ticket.id), |f| f.id == ticket.id)
+        {
+            Some(forgotten) => f(forgotten.joins, Some(&forgotten.flight)),
+            None => f(0, None),
+        }
+    }
+}
+
+/// Writes the outcome, publishes DONE and wakes every subscriber once.
+fn announce<T, E>(flight: &Flight<T, E>, outcome: &Arc<Outcome<T, E>>) {
+    debug_assert_eq!(flight.state.load(Relaxed), RUNNING, "published twice");
+    // SAFETY: only the leader writes `outcome`, once (it took the flight out
+    // of its slot first, so no other leader call can reach it), and no
+    // subscriber reads it before DONE.
+    flight
+        .outcome
+        .with_mut(|p| unsafe { *p = Some(outcome.clone()) });
+    // Release: pairs with the Acquire loads in `Flight::outcome` and
+    // `Recv::poll`.
+    flight.state.store(DONE, Release);
+    flight.waiters.notify_all();
 }
 
 impl<K, T, E> Default for Group<K, T, E> {
@@ -480,7 +725,7 @@ impl<K, T, E> fmt::Debug for Entry<K, T, E> {
 pub struct Leader<K, T, E> {
     group: Arc<Inner<K, T, E>>,
     /// `None` once published.
-    flight: Option<Arc<Flight<T, E>>>,
+    ticket: Option<Ticket>,
 }
 
 impl<K, T, E> Leader<K, T, E> {
@@ -491,14 +736,18 @@ impl<K, T, E> Leader<K, T, E> {
     /// The flight leaves the group's map before the outcome is visible, so a
     /// caller arriving afterwards starts a new flight.
     pub fn complete(mut self, result: Result<T, E>) -> Arc<Outcome<T, E>> {
-        self.publish(Some(result))
+        let ticket = self.ticket.take().expect("a live leader has a ticket");
+        self.group.publish(ticket, result)
     }
 
     /// Number of live subscribers: joined, and neither resolved nor dropped.
+    ///
+    /// Takes the flight's shard lock (a snapshot).
     #[must_use]
     pub fn subscribers(&self) -> usize {
-        // Relaxed: a counter.
-        self.flight().subscribers.load(Relaxed)
+        self.group.peek(self.ticket(), |_, flight| {
+            flight.map_or(0, live_subscribers)
+        })
     }
 
     /// Whether any subscriber has joined so far (the final value is the
@@ -509,100 +758,23 @@ impl<K, T, E> Leader<K, T, E> {
     }
 
     /// How many subscribers have joined so far, including those gone since.
+    ///
+    /// Takes the flight's shard lock (a snapshot).
     #[must_use]
     pub fn joins(&self) -> usize {
-        // Relaxed: a snapshot; the final value is read under the shard lock.
-        self.flight().joins.load(Relaxed)
+        self.group.peek(self.ticket(), |joins, _| joins)
     }
 
-    fn flight(&self) -> &Flight<T, E> {
-        self.flight.as_deref().expect("a live leader has a flight")
+    fn ticket(&self) -> Ticket {
+        self.ticket.expect("a live leader has a ticket")
     }
-
-    /// Removes the flight from the map by identity, then publishes.
-    /// `None` publishes `Canceled`.
-    fn publish(&mut self, result: Option<Result<T, E>>) -> Arc<Outcome<T, E>> {
-        let flight = self.flight.take().expect("published once");
-        let make = |shared| {
-            Arc::new(match result {
-                Some(result) => Outcome::Complete { result, shared },
-                None => Outcome::Canceled,
-            })
-        };
-        let outcome = if cfg!(lazyflight_break = "group_publish_before_remove") {
-            // Negative control: publish first, so a caller arriving in
-            // between joins a finished flight.
-            // Relaxed: the broken order is the point of the control.
-            let outcome = make(flight.joins.load(Relaxed) > 0);
-            announce(&flight, &outcome);
-            let _ = self.detach(&flight);
-            outcome
-        } else {
-            let shared = self.detach(&flight);
-            let outcome = make(shared);
-            // Nobody joined, and nobody can any more (the flight is out of
-            // the map): there is no subscriber to tell, so skip the write
-            // and the queue lock.
-            if shared {
-                announce(&flight, &outcome);
-            }
-            outcome
-        };
-        // Relaxed: a counter.
-        self.group.in_flight.fetch_sub(1, Relaxed);
-        outcome
-    }
-
-    /// Removes `flight` from the map if it is still there (it is not if it
-    /// was forgotten) and returns whether anyone joined it: final from now
-    /// on, since joining needs the flight in the map.
-    fn detach(&self, flight: &Arc<Flight<T, E>>) -> bool {
-        let mut shard = self.group.map.shard(flight.hash).lock();
-        // By identity, through the stored hash: O(1), no key compared.
-        #[cfg(not(lazyflight_break = "group_remove_by_key"))]
-        let found = shard.find_entry(flight.hash, |(_, f)| Arc::ptr_eq(f, flight));
-        // Negative control: remove whatever flight has this key's hash (for
-        // one key, the same as removal by key).
-        #[cfg(lazyflight_break = "group_remove_by_key")]
-        let found = shard.find_entry(flight.hash, |_| true);
-        let removed = found.ok().map(|e| e.remove().0);
-        // Relaxed: joins happen under this lock.
-        let shared = flight.joins.load(Relaxed) > 0;
-        drop(shard);
-        // The key and the map's Arc are dropped outside the lock.
-        drop(removed);
-        shared
-    }
-}
-
-/// Writes the outcome, publishes DONE and wakes every subscriber once.
-fn announce<T, E>(flight: &Flight<T, E>, outcome: &Arc<Outcome<T, E>>) {
-    debug_assert_eq!(flight.state.load(Relaxed), RUNNING, "published twice");
-    // SAFETY: only the leader writes `outcome`, once (it took its flight out
-    // of `Leader::flight` first), and no subscriber reads it before DONE.
-    flight
-        .outcome
-        .with_mut(|p| unsafe { *p = Some(outcome.clone()) });
-    // Release: pairs with the Acquire load in `Flight::outcome`.
-    flight.state.store(DONE, Release);
-    flight.waiters.notify_all();
 }
 
 impl<K, T, E> Drop for Leader<K, T, E> {
     fn drop(&mut self) {
-        let Some(flight) = self.flight.as_ref() else {
-            return;
-        };
-        if cfg!(lazyflight_break = "group_drop_silent") {
-            // Negative control: leave the map but never publish.
-            let flight = flight.clone();
-            let _ = self.detach(&flight);
-            self.flight = None;
-            // Relaxed: a counter.
-            self.group.in_flight.fetch_sub(1, Relaxed);
-            return;
+        if let Some(ticket) = self.ticket.take() {
+            self.group.cancel(ticket);
         }
-        let _ = self.publish(None);
     }
 }
 
@@ -611,6 +783,30 @@ impl<K, T, E> fmt::Debug for Leader<K, T, E> {
         f.debug_struct("Leader")
             .field("subscribers", &self.subscribers())
             .finish_non_exhaustive()
+    }
+}
+
+/// The leader inside [`Group::run`]: a [`Leader`] that borrows its group
+/// instead of holding an `Arc` of it.
+struct RunLead<'a, K, T, E> {
+    group: &'a Inner<K, T, E>,
+    /// `None` once published.
+    ticket: Option<Ticket>,
+}
+
+impl<K, T, E> RunLead<'_, K, T, E> {
+    #[inline]
+    fn complete(mut self, result: Result<T, E>) -> Arc<Outcome<T, E>> {
+        let ticket = self.ticket.take().expect("a live leader has a ticket");
+        self.group.publish(ticket, result)
+    }
+}
+
+impl<K, T, E> Drop for RunLead<'_, K, T, E> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.group.cancel(ticket);
+        }
     }
 }
 
@@ -648,13 +844,6 @@ impl<T, E> Subscriber<T, E> {
     }
 }
 
-impl<T, E> Drop for Subscriber<T, E> {
-    fn drop(&mut self) {
-        // Relaxed: a counter.
-        self.flight.subscribers.fetch_sub(1, Relaxed);
-    }
-}
-
 impl<T, E> fmt::Debug for Subscriber<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Acquire: pairs with the Release store of DONE (only a snapshot).
@@ -684,22 +873,41 @@ impl<T, E> Future for Recv<T, E> {
             .as_ref()
             .expect("Recv polled after completion")
             .flight;
-        if this.key.is_registered() {
-            if flight.waiters.poll(&mut this.key, cx).is_pending() {
+        // Acquire: pairs with the Release store of DONE in `announce`.
+        #[cfg(not(lazyflight_break = "group_relaxed_done"))]
+        let done = flight.state.load(Acquire) == DONE;
+        // Negative control: the fast path reads DONE without Acquire, so the
+        // outcome written before it need not be visible.
+        #[cfg(lazyflight_break = "group_relaxed_done")]
+        let done = flight.state.load(Relaxed) == DONE;
+        let outcome = if done {
+            // One lock round per subscriber: if this waiter's node is still
+            // in the queue, it is notified (or about to be) and freed with
+            // the flight, so the key is simply let go (see the invariants).
+            this.key = WaitKey::new();
+            // SAFETY: DONE was seen (with Acquire, see above), so the write
+            // of `outcome` happened before, and it is never written again.
+            flight
+                .outcome
+                .with(|p| unsafe { (*p).clone() })
+                .expect("DONE implies an outcome")
+        } else {
+            let waiting = if this.key.is_registered() {
+                flight.waiters.poll(&mut this.key, cx).is_pending()
+            } else {
+                let state = &flight.state;
+                // Re-checked under the queue lock; the leader stores DONE
+                // before it takes that lock to wake everyone. Acquire: pairs
+                // with it.
+                flight
+                    .waiters
+                    .register(&mut this.key, cx.waker(), || state.load(Acquire) != DONE)
+            };
+            if waiting {
                 return Poll::Pending;
             }
-        } else if flight.outcome().is_none() {
-            let state = &flight.state;
-            // Re-checked under the queue lock; the leader stores DONE before
-            // it takes that lock to wake everyone. Acquire: pairs with it.
-            if flight
-                .waiters
-                .register(&mut this.key, cx.waker(), || state.load(Acquire) != DONE)
-            {
-                return Poll::Pending;
-            }
-        }
-        let outcome = flight.outcome().expect("woken only once DONE");
+            flight.outcome().expect("woken only once DONE")
+        };
         this.sub = None;
         Poll::Ready(Ok(outcome))
     }
@@ -719,32 +927,5 @@ impl<T, E> fmt::Debug for Recv<T, E> {
         f.debug_struct("Recv")
             .field("subscriber", &self.sub)
             .finish_non_exhaustive()
-    }
-}
-
-/// Polls a future once and reports what it said, without waiting.
-struct PollOnce<'a, F>(Pin<&'a mut F>);
-
-impl<F: Future> Future for PollOnce<'_, F> {
-    type Output = Poll<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(self.0.as_mut().poll(cx))
-    }
-}
-
-/// Returns `Pending` once (waking itself at once), then `Ready`.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }

@@ -33,24 +33,32 @@ const SHARDS: usize = 2;
 /// One shard, on its own cache lines so that two threads locking
 /// neighbouring shards do not contend on the same line.
 #[repr(align(128))]
-pub(crate) struct Shard<T>(pub(crate) Mutex<HashTable<T>>);
+pub(crate) struct Shard<S>(pub(crate) Mutex<S>);
 
-pub(crate) struct Shards<T> {
+/// The shards of a table whose shards are bare [`HashTable`]s (`Cache`).
+pub(crate) type Shards<T> = ShardsOf<HashTable<T>>;
+
+/// `SHARDS` locks, each guarding one `S` (a [`HashTable`], or a table with
+/// some per-shard bookkeeping next to it, as `Group` keeps), and the hasher
+/// that picks the shard.
+pub(crate) struct ShardsOf<S> {
     hasher: Seed,
-    shards: Box<[Shard<T>]>,
+    shards: Box<[Shard<S>]>,
 }
 
-impl<T> Shards<T> {
+impl<S: Default> ShardsOf<S> {
     pub(crate) fn new() -> Self {
         debug_assert!(SHARDS.is_power_of_two());
         Self {
             hasher: Seed::default(),
             shards: (0..SHARDS)
-                .map(|_| Shard(Mutex::new(HashTable::new())))
+                .map(|_| Shard(Mutex::new(S::default())))
                 .collect(),
         }
     }
+}
 
+impl<S> ShardsOf<S> {
     /// The hash every operation on `key` uses.
     #[inline]
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
@@ -59,12 +67,12 @@ impl<T> Shards<T> {
 
     /// The shard that holds entries of hash `hash`.
     #[inline]
-    pub(crate) fn shard(&self, hash: u64) -> &Mutex<HashTable<T>> {
+    pub(crate) fn shard(&self, hash: u64) -> &Mutex<S> {
         &self.shards[(hash >> 32) as usize & (SHARDS - 1)].0
     }
 
     /// Every shard, for whole-table operations (`len`, `clear`).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Mutex<HashTable<T>>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Mutex<S>> {
         self.shards.iter().map(|s| &s.0)
     }
 }
