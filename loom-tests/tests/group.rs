@@ -3,12 +3,13 @@
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p lazyflight-loom-tests --test group`.
 
 use core::future::Future;
-use core::pin::pin;
-use core::task::{Context, Waker};
+use core::pin::{pin, Pin};
+use core::task::{Context, Poll, Waker};
 
 use lazyflight::sync::future::block_on;
 use lazyflight::sync::{thread, Arc};
 use lazyflight::{Entry, Group, Outcome};
+use lazyflight_loom_tests::{counting_waker, live_wakers, poll_once};
 
 type G = Group<u8, u8, ()>;
 
@@ -189,4 +190,126 @@ fn group_shared_exact() {
         }
         assert!(group.is_empty());
     });
+}
+
+/// One caller of key 1 for `group_first_joins_racing_completion`: whether it
+/// led, and the outcome it got.
+fn lead_or_join(group: &G) -> (bool, Arc<Outcome<u8, ()>>) {
+    match group.entry(1) {
+        Entry::Leader(l) => (true, l.complete(Ok(2))),
+        Entry::Subscriber(s) => (false, block_on(s.recv()).unwrap()),
+    }
+}
+
+// Property: two callers arrive while the leader completes. The first of them
+// to join allocates the flight's shared state, under the shard lock, racing
+// the leader taking the flight out of the map: every caller that joined the
+// first flight gets its very outcome, marked shared (and both share one flight
+// if both joined); `shared` is false exactly when nobody joined; a caller that
+// came too late leads or joins a later flight; nobody hangs and nothing is
+// left in the map.
+#[test]
+fn group_first_joins_racing_completion() {
+    // Executions by how many callers joined the first flight (0, 1 or 2):
+    // all three must be explored (see loom-tests/README.md, DPOR blind spot).
+    static SEEN: [std::sync::atomic::AtomicUsize; 3] =
+        [const { std::sync::atomic::AtomicUsize::new(0) }; 3];
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let Entry::Leader(leader) = group.entry(1) else {
+            panic!("first caller leads")
+        };
+        let t = thread::spawn(move || leader.complete(Ok(1)));
+        let g2 = group.clone();
+        let other = thread::spawn(move || lead_or_join(&g2));
+        let mine = lead_or_join(&group);
+        let theirs = other.join().unwrap();
+        let first = t.join().unwrap();
+        let mut joined_first = 0;
+        for (led, out) in [&mine, &theirs] {
+            if !led && out.result() == Some(&Ok(1)) {
+                joined_first += 1;
+                assert!(Arc::ptr_eq(out, &first), "a joiner got another outcome");
+            }
+        }
+        assert_eq!(first.is_shared(), joined_first > 0);
+        SEEN[joined_first].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The later flight(s): a leader's outcome is shared exactly when the
+        // other caller joined it, and then both hold the same Arc.
+        match (&mine, &theirs) {
+            ((true, a), (false, b)) | ((false, b), (true, a)) if b.result() == Some(&Ok(2)) => {
+                assert!(Arc::ptr_eq(a, b) && a.is_shared());
+            }
+            _ => {
+                for (led, out) in [&mine, &theirs] {
+                    if *led {
+                        assert!(!out.is_shared(), "nobody joined this flight");
+                    }
+                }
+            }
+        }
+        assert!(group.is_empty());
+        assert_eq!(group.in_flight(), 0);
+    });
+    for (joined, seen) in SEEN.iter().enumerate() {
+        let seen = seen.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(seen > 0, "no execution where {joined} callers joined");
+    }
+}
+
+// Property: a subscriber polled again while the leader completes (after DONE
+// is stored, perhaps before `notify_all` reaches its node) returns the
+// outcome without waiting; the node it leaves in the flight's queue is woken
+// at most once, and once the flight is gone no clone of its waker is kept.
+#[test]
+fn group_subscriber_repolled_during_completion() {
+    // Executions whose second poll was ready / pending: both must be explored.
+    static SEEN: [std::sync::atomic::AtomicUsize; 2] =
+        [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+    loom::model(|| {
+        let group = Arc::new(G::new());
+        let Entry::Leader(leader) = group.entry(1) else {
+            panic!("first caller leads")
+        };
+        let Entry::Subscriber(sub) = group.entry(1) else {
+            panic!("joins")
+        };
+        let (waker, probe) = counting_waker();
+        let mut recv = sub.recv();
+        assert!(poll_once(Pin::new(&mut recv), &waker).is_pending());
+        // The re-poll is the spawned thread (see the DPOR note in
+        // loom-tests/README.md): loom then lets it see DONE early.
+        let w = waker.clone();
+        let t = thread::spawn(move || {
+            let early = poll_once(Pin::new(&mut recv), &w);
+            (early, recv, w)
+        });
+        let first = leader.complete(Ok(5));
+        let (early, mut recv, w) = t.join().unwrap();
+        drop(w);
+        SEEN[usize::from(early.is_pending())].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = match early {
+            Poll::Ready(out) => out.unwrap(),
+            Poll::Pending => {
+                assert_eq!(probe.wakes(), 1, "a pending subscriber is woken");
+                match poll_once(Pin::new(&mut recv), &waker) {
+                    Poll::Ready(out) => out.unwrap(),
+                    Poll::Pending => panic!("woken, and still pending"),
+                }
+            }
+        };
+        drop(recv);
+        assert!(Arc::ptr_eq(&out, &first) && first.is_shared());
+        assert!(probe.wakes() <= 1);
+        drop(waker);
+        assert_eq!(live_wakers(&probe), 0, "a waker clone outlived the flight");
+        assert!(group.is_empty());
+    });
+    for (pending, seen) in SEEN.iter().enumerate() {
+        let seen = seen.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            seen > 0,
+            "no execution where the second poll was pending: {pending}"
+        );
+    }
 }
