@@ -492,3 +492,131 @@ fn a_panicking_collect_any_callback_fails_the_awaiting_task_instead_of_hanging()
         Some("inline callback failed")
     );
 }
+
+/// Pending at its first poll (waking itself), ready at the next.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// A small future (kept inside its `Lazy`) that borrows from itself across
+/// a suspension: moving it after its first poll would leave the borrow
+/// dangling (Miri reports it; natively the value would be garbage).
+fn self_borrowing(x: u8) -> Lazy<u8> {
+    let fut = async move {
+        let own = x;
+        let r = &own;
+        YieldOnce(false).await;
+        *r + 1
+    };
+    assert!(
+        std::mem::size_of_val(&fut) <= 3 * std::mem::size_of::<usize>(),
+        "the test needs a future small enough to be kept inline"
+    );
+    Lazy::new(fut)
+}
+
+#[test]
+fn small_self_borrowing_children_are_never_moved_once_polled() {
+    // In place, inside collect_all (polled, parked, polled again).
+    let out = sync_await(Lazy::new(async {
+        collect_all((0..50).map(self_borrowing).collect::<Vec<_>>()).await
+    }));
+    assert_eq!(
+        out.into_iter().map(Try::value).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<u8>>()
+    );
+    // Awaited directly: the `Lazy` may move between polls, so its future is
+    // boxed first.
+    let out = sync_await(Lazy::new(async {
+        let a = self_borrowing(1);
+        let mut a = Box::pin(a);
+        let waker = futures::task::noop_waker();
+        assert!(a.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        let moved = *Pin::into_inner(a); // a Lazy is Unpin: it may move
+        moved.await
+    }));
+    assert_eq!(out, 2);
+    // In collect_any (whose losers are detached, so it boxes too).
+    let out = sync_await(Lazy::new(async {
+        collect_any((0..5).map(self_borrowing).collect::<Vec<_>>()).await
+    }));
+    assert_eq!((out.index, out.value.value()), (0, 1));
+}
+
+/// Clones and wakes its waker from another thread during its first poll
+/// (together with a clone on this thread), then keeps one clone and checks
+/// at its second poll that it still `will_wake` the waker it is lent.
+struct CrossThreadWaker {
+    kept: Option<std::task::Waker>,
+}
+
+impl Future for CrossThreadWaker {
+    type Output = bool;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        if let Some(kept) = &self.kept {
+            return Poll::Ready(kept.will_wake(cx.waker()));
+        }
+        let waker = cx.waker();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| waker.clone());
+            let mine = waker.clone();
+            t.join().unwrap().wake();
+            self.kept = Some(mine);
+        });
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_child_may_clone_its_waker_on_another_thread_and_keep_it() {
+    let out = sync_await(Lazy::new(async {
+        let input = (0..4)
+            .map(|_| Lazy::new(CrossThreadWaker { kept: None }))
+            .collect::<Vec<_>>();
+        collect_all(input).await
+    }));
+    assert_eq!(
+        out.into_iter().map(Try::value).collect::<Vec<_>>(),
+        [true; 4],
+        "a kept waker will_wake the one lent at the next poll"
+    );
+}
+
+/// Pending for ever, keeping every waker it is given.
+struct Hoarder(Arc<Mutex<Vec<std::task::Waker>>>);
+
+impl Future for Hoarder {
+    type Output = usize;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        self.0.lock().unwrap().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[test]
+fn wakers_kept_by_collect_any_losers_outlive_the_collect() {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let mut input: Vec<Lazy<usize>> = (0..20).map(|_| Lazy::new(Hoarder(kept.clone()))).collect();
+    input.push(Lazy::new(async { 20 }));
+    let out = sync_await(Lazy::new(async move { collect_any(input).await }));
+    assert_eq!((out.index, out.value.value()), (20, 20));
+    let wakers = std::mem::take(&mut *kept.lock().unwrap());
+    // Each loser was polled once by the collect future (with the collect's
+    // waker for it) and once more when it was detached (as a root task).
+    assert_eq!(wakers.len(), 40);
+    // The collect future is gone; the wakers it lent its children still work.
+    for w in &wakers {
+        w.wake_by_ref();
+    }
+    drop(wakers);
+}

@@ -100,7 +100,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::context::{self, Ctx};
 use super::executor::ExecutorRef;
-use super::lazy::{Lazy, LazyTask};
+use super::lazy::{Lazy, LazyTask, Task};
 use super::raw::{FirstRun, RawTask};
 use super::try_::{TaskError, Try};
 use super::yield_sleep::yield_now;
@@ -394,7 +394,7 @@ enum Slot<T> {
     /// A child: not started if its index is `>= Core::next`, else started
     /// and running inline (in `collect_all`, polled in place: it must not
     /// move).
-    Child(Lazy<T>),
+    Child(Task<T>),
     /// Started on an executor; reports through the ready list.
     Scheduled,
     /// `collect_all`: the child's outcome.
@@ -453,7 +453,7 @@ impl<T: Send + 'static> Core<T> {
                     bound.push((index, e));
                 }
                 index += 1;
-                Slot::Child(lazy)
+                Slot::Child(lazy.into_task())
             })
             .collect();
         bound.reverse();
@@ -555,7 +555,9 @@ impl<T: Send + 'static> Core<T> {
     #[inline]
     fn poll_inline(&mut self, index: usize) {
         let in_place = self.mode == Mode::All;
-        let Slot::Child(lazy) = &mut self.slots[index] else {
+        // `Slot` is `!Unpin` (its `Task` is), so this `&mut` does not
+        // claim the bytes of a child pinned in place (see `Task`).
+        let Slot::Child(task) = &mut self.slots[index] else {
             return;
         };
         let nodes = self.shared.nodes_if_any();
@@ -594,9 +596,9 @@ impl<T: Send + 'static> Core<T> {
             if in_place {
                 // SAFETY: in `collect_all` the child stays in its slot
                 // until it is dropped there (see the invariants).
-                unsafe { lazy.poll_in_place(&mut cx) }
+                unsafe { task.poll_in_place(&mut cx) }
             } else {
-                Pin::new(&mut *lazy).poll(&mut cx)
+                task.poll_movable(&mut cx)
             }
         }));
         #[cfg(lazyflight_break = "task_collect_clear_after_poll")]
@@ -611,7 +613,7 @@ impl<T: Send + 'static> Core<T> {
                 // slot: the hot path of a ready child.
                 self.remaining -= 1;
                 let slot = &mut self.slots[index];
-                debug_assert!(matches!(slot, Slot::Child(l) if l.is_completed()));
+                debug_assert!(matches!(slot, Slot::Child(t) if t.is_completed()));
                 // The completed child owns nothing any more (its future
                 // and local were dropped when it returned `Ready`), so
                 // forgetting it skips a drop that would do nothing.
@@ -638,10 +640,11 @@ impl<T: Send + 'static> Core<T> {
         let Some(executor) = executor else {
             return self.poll_inline(index);
         };
-        let Slot::Child(lazy) = core::mem::replace(&mut self.slots[index], Slot::Scheduled) else {
+        let Slot::Child(task) = core::mem::replace(&mut self.slots[index], Slot::Scheduled) else {
             unreachable!("child {index} started twice")
         };
-        let (fut, local) = lazy.into_parts();
+        // Never polled: it may move.
+        let (fut, local) = task.into_lazy().into_parts();
         let local = match (local, &parent.local) {
             (Some(_), Some(_)) => {
                 let e = TaskError::Panicked(Box::new(TWO_LOCALS));
@@ -748,11 +751,11 @@ impl<T: Send + 'static> Core<T> {
         let parent = self.parent.take().unwrap_or_default();
         for slot in &mut self.slots[..self.next] {
             if let Slot::Child(..) = slot {
-                let Slot::Child(lazy) = core::mem::replace(slot, Slot::Empty) else {
+                let Slot::Child(task) = core::mem::replace(slot, Slot::Empty) else {
                     unreachable!()
                 };
-                // Polled through `Lazy::poll` (never in place): it may move.
-                let (fut, local) = lazy.into_parts();
+                // Polled with `poll_movable` (never in place): it may move.
+                let (fut, local) = task.into_lazy().into_parts();
                 let local = local.or_else(|| parent.local.clone());
                 RawTask::spawn(
                     fut,

@@ -19,6 +19,10 @@
 //!   children in place inside its slot vector, whose buffer never moves nor
 //!   is reallocated while a child lives in it.
 //! * Dropping it drops the future in place.
+//! * It is `!Unpin`, and so is everything that holds it but `Lazy` (which
+//!   never pins it in place): the collect family reaches a child pinned in
+//!   place only through `!Unpin` types (`Task`, its slots), so no `&mut` it
+//!   makes asserts unique access to bytes the future borrows from itself.
 //!
 //! # Invariants
 //!
@@ -28,7 +32,7 @@
 //!   `Drop`.
 
 use core::future::Future;
-use core::marker::PhantomData;
+use core::marker::{PhantomData, PhantomPinned};
 use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::ptr::NonNull;
@@ -63,6 +67,10 @@ pub(crate) struct InlineFuture<T> {
     /// Owns a `Send`, not necessarily `Sync`, future of output `T`: the same
     /// auto traits as the boxed form.
     _owns: PhantomData<BoxFuture<T>>,
+    /// `!Unpin`: the future may be pinned in here, so a `&mut` to this (or
+    /// to anything `!Unpin` holding it) must not claim unique access to its
+    /// bytes, which the future may borrow from itself (see `Task`).
+    _pinned: PhantomPinned,
 }
 
 // SAFETY: the buffer holds an `F: Send` (required by `new`), and the vtable
@@ -141,7 +149,16 @@ impl<T> InlineFuture<T> {
             buf,
             vtable: NonNull::from(&<F as HasVTable>::VTABLE),
             _owns: PhantomData,
+            _pinned: PhantomPinned,
         }
+    }
+
+    /// The future's address. Taken without a reference to `buf` (an
+    /// `Unpin` array): that would claim unique access to the future's bytes,
+    /// which a pinned future may borrow from itself.
+    #[inline(always)]
+    fn buf_ptr(&mut self) -> *mut () {
+        core::ptr::addr_of_mut!(self.buf).cast()
     }
 
     #[inline(always)]
@@ -162,7 +179,7 @@ impl<T> InlineFuture<T> {
         let poll = self.vtable().poll;
         // SAFETY: `buf` holds a live `F` (invariant), pinned there from now
         // on by the caller's promise.
-        unsafe { poll(self.buf.as_mut_ptr().cast(), cx) }
+        unsafe { poll(self.buf_ptr(), cx) }
     }
 
     /// Moves the future into a box.
@@ -176,7 +193,7 @@ impl<T> InlineFuture<T> {
         let into_box = this.vtable().into_box;
         // SAFETY: a live `F` (invariant), never polled (the caller's
         // promise); `ManuallyDrop` keeps `Drop` from dropping it again.
-        unsafe { into_box(this.buf.as_mut_ptr().cast()) }
+        unsafe { into_box(this.buf_ptr()) }
     }
 }
 
@@ -184,6 +201,6 @@ impl<T> Drop for InlineFuture<T> {
     fn drop(&mut self) {
         let drop_in_place = self.vtable().drop_in_place;
         // SAFETY: `buf` holds a live `F` (invariant); it is not used again.
-        unsafe { drop_in_place(self.buf.as_mut_ptr().cast()) }
+        unsafe { drop_in_place(self.buf_ptr()) }
     }
 }

@@ -365,26 +365,57 @@ impl<T> Future for Lazy<T> {
     /// Propagates the task's panic; panics if polled after completion, or if
     /// this `Lazy` has a lazy local and the awaiting task already has one.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
         // SAFETY: not in place: an inline future is boxed before its first
         // poll, so nothing is pinned inside the (movable) `Lazy`.
-        unsafe { self.get_mut().poll_body(cx, false) }
+        unsafe { poll_parts(&mut this.body, &mut this.local, cx, false) }
     }
 }
 
+/// A [`Lazy`] taken apart for the collect family, which keeps its children
+/// in a slot vector and may poll them in place ([`poll_in_place`](Self::poll_in_place)).
+///
+/// Unlike `Lazy` (which is `Unpin`), `Task` is `!Unpin` (its body is): a
+/// `&mut Task` or `&mut [Slot]` does not claim unique access to the bytes of
+/// a future pinned inside it, so the future's borrows of itself stay valid
+/// under Rust's aliasing rules (and Miri's Stacked Borrows).
+pub(crate) struct Task<T> {
+    body: Body<T>,
+    local: Option<Box<LocalSlot>>,
+}
+
 impl<T> Lazy<T> {
-    /// Polls the task as `Future::poll` does, except that a small inline
+    /// Takes the `Lazy` apart for the collect family.
+    #[inline]
+    pub(crate) fn into_task(self) -> Task<T> {
+        Task {
+            body: self.body,
+            local: self.local,
+        }
+    }
+}
+
+impl<T> Task<T> {
+    /// Polls the task as `Lazy::poll` does, except that a small inline
     /// future is polled where it stands instead of being boxed first.
     ///
     /// # Safety
     ///
     /// After this returns `Pending`, `self` must not move until it is
-    /// dropped (it may be polled again in place). Methods that would move
-    /// the future out ([`into_parts`](Self::into_parts), `Future::poll`)
-    /// panic on such a `Lazy` rather than move it.
+    /// dropped (it may be polled again in place). [`into_lazy`](Self::into_lazy)
+    /// panics on such a task rather than move it.
     #[inline]
     pub(crate) unsafe fn poll_in_place(&mut self, cx: &mut Context<'_>) -> Poll<T> {
         // SAFETY: the caller's promise.
-        unsafe { self.poll_body(cx, true) }
+        unsafe { poll_parts(&mut self.body, &mut self.local, cx, true) }
+    }
+
+    /// Polls the task as `Lazy::poll` does: nothing is pinned in place, so
+    /// it stays movable.
+    #[inline]
+    pub(crate) fn poll_movable(&mut self, cx: &mut Context<'_>) -> Poll<T> {
+        // SAFETY: not in place.
+        unsafe { poll_parts(&mut self.body, &mut self.local, cx, false) }
     }
 
     /// Whether the task has completed (its future and local are dropped).
@@ -392,60 +423,83 @@ impl<T> Lazy<T> {
         matches!(self.body, Body::Done) && self.local.is_none()
     }
 
-    /// # Safety
+    /// Puts the `Lazy` back together.
     ///
-    /// As [`poll_in_place`](Self::poll_in_place) when `in_place` is set.
-    #[inline]
-    unsafe fn poll_body(&mut self, cx: &mut Context<'_>, in_place: bool) -> Poll<T> {
-        match &mut self.body {
-            Body::Value(_) => {
-                let Body::Value(v) = core::mem::replace(&mut self.body, Body::Done) else {
-                    unreachable!()
-                };
-                // Nothing runs under the local: it only has to be checked
-                // and dropped.
-                if let Some(slot) = &self.local {
-                    if let LocalSlot::Set(_) = **slot {
-                        context::with_current(|c| assert_no_local(c));
-                    }
-                }
-                self.local = None;
-                return Poll::Ready(v);
-            }
-            Body::Done => panic!("Lazy polled after completion"),
-            Body::Pinned(_) if !in_place => panic!("a Lazy polled in place cannot be moved"),
-            _ => {}
+    /// # Panics
+    ///
+    /// If its future was polled in place (it cannot move).
+    pub(crate) fn into_lazy(self) -> Lazy<T> {
+        assert!(
+            !matches!(self.body, Body::Pinned(_)),
+            "a Lazy polled in place cannot be moved"
+        );
+        Lazy {
+            body: self.body,
+            local: self.local,
         }
-        let body = &mut self.body;
-        let out = match &mut self.local {
-            // SAFETY: the caller's promise, passed on.
-            None => unsafe { body.poll_future(cx, in_place) },
-            Some(slot) => {
-                let slot = &mut **slot;
-                if let LocalSlot::Set(local) = slot {
-                    let local = local.clone();
-                    let executor = context::with_current(|c| {
-                        assert_no_local(c);
-                        c.and_then(|c| c.executor.clone())
-                    });
-                    *slot = LocalSlot::Installed(Ctx::new(executor, Some(local)));
-                }
-                let LocalSlot::Installed(ctx) = slot else {
-                    unreachable!()
-                };
-                let _enter = context::enter(ctx);
-                // SAFETY: as above.
-                unsafe { body.poll_future(cx, in_place) }
-            }
-        };
-        if out.is_ready() {
-            // Drop the future, then the local, before the awaiting task
-            // resumes: the local's lifetime is the task's.
-            self.body = Body::Done;
-            self.local = None;
-        }
-        out
     }
+}
+
+/// Polls a task's body under its local.
+///
+/// # Safety
+///
+/// With `in_place`, the caller promises that `body` does not move again
+/// until it is dropped.
+#[inline]
+unsafe fn poll_parts<T>(
+    body: &mut Body<T>,
+    local: &mut Option<Box<LocalSlot>>,
+    cx: &mut Context<'_>,
+    in_place: bool,
+) -> Poll<T> {
+    match body {
+        Body::Value(_) => {
+            let Body::Value(v) = core::mem::replace(body, Body::Done) else {
+                unreachable!()
+            };
+            // Nothing runs under the local: it only has to be checked and
+            // dropped.
+            if let Some(slot) = local {
+                if let LocalSlot::Set(_) = **slot {
+                    context::with_current(|c| assert_no_local(c));
+                }
+            }
+            *local = None;
+            return Poll::Ready(v);
+        }
+        Body::Done => panic!("Lazy polled after completion"),
+        Body::Pinned(_) if !in_place => panic!("a Lazy polled in place cannot be moved"),
+        _ => {}
+    }
+    let out = match local {
+        // SAFETY: the caller's promise, passed on.
+        None => unsafe { body.poll_future(cx, in_place) },
+        Some(slot) => {
+            let slot = &mut **slot;
+            if let LocalSlot::Set(local) = slot {
+                let local = local.clone();
+                let executor = context::with_current(|c| {
+                    assert_no_local(c);
+                    c.and_then(|c| c.executor.clone())
+                });
+                *slot = LocalSlot::Installed(Ctx::new(executor, Some(local)));
+            }
+            let LocalSlot::Installed(ctx) = slot else {
+                unreachable!()
+            };
+            let _enter = context::enter(ctx);
+            // SAFETY: as above.
+            unsafe { body.poll_future(cx, in_place) }
+        }
+    };
+    if out.is_ready() {
+        // Drop the future, then the local, before the awaiting task
+        // resumes: the local's lifetime is the task's.
+        *body = Body::Done;
+        *local = None;
+    }
+    out
 }
 
 impl<T> fmt::Debug for Lazy<T> {
