@@ -227,6 +227,42 @@ fn task_collect_all_countdown_resumes_parent_after_last_child() {
     });
 }
 
+// Property: a collect child that is woken, polled, parks again and is woken
+// again while (or right after) the collect future polls it, never loses the
+// second wake: the collect future clears the child's `queued` flag (the one
+// that lets a wake push its index to the ready list at most once) before it
+// polls the child, so a wake that lands during or after that poll pushes the
+// index again. The child waits on two signals fired by two threads, one
+// after the other, so its second wake races with the poll that follows its
+// first. The child also keeps its waker (a clone of its owned waker) across
+// both waits, so the wake nodes are allocated and reused.
+#[test]
+fn task_collect_rewoken_child_during_its_poll_is_polled_again() {
+    loom::model(|| {
+        let a = Arc::new(Signal::default());
+        let b = Arc::new(Signal::default());
+        let (a2, b2) = (a.clone(), b.clone());
+        let firer = thread::spawn(move || {
+            a2.fire();
+            b2.fire();
+        });
+        let out = sync_await(Lazy::new(async move {
+            let children = vec![
+                Lazy::new(async move {
+                    Fired(a).await;
+                    Fired(b).await;
+                    7
+                }),
+                Lazy::ready(8),
+            ];
+            collect_all(children).await
+        }));
+        let out: Vec<i32> = out.into_iter().map(|t| t.value()).collect();
+        assert_eq!(out, [7, 8]);
+        firer.join().unwrap();
+    });
+}
+
 // Property: two scheduled `collect_any` children finish at the same time on
 // two threads: exactly one claims the win, the callback runs exactly once
 // with the winner's own value, and the parent resolves to that index.
