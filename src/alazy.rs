@@ -281,18 +281,22 @@ impl<T, E> ALazy<T, E> {
     /// # });
     /// ```
     #[inline]
-    pub async fn get_or_init<F, Fut>(&self, f: F) -> Result<&T, &E>
+    pub fn get_or_init<F, Fut>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<&T, &E>> + use<'_, T, E, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if let Some(done) = self.get_result() {
-            return done;
+        // A hand-written future rather than an `async fn`: on a filled or
+        // failed cell its poll is the fast-path load alone and writes nothing
+        // to the future's own memory (see `GetOrInit`).
+        GetOrInit {
+            cell: self,
+            phase: ManuallyDrop::new(Phase::Start(f)),
+            make: Self::get_or_init_slow::<F, Fut>,
         }
-        // Out of line: inlined, the slow path's state machine made every
-        // poll of this future save six registers and set up a 200-byte frame
-        // before the fast-path load (see docs/benchmarks.md).
-        Cold(self.get_or_init_slow(f)).await
     }
 
     /// [`get_or_init`](Self::get_or_init) once the fast path missed.
@@ -940,19 +944,106 @@ impl<T, E> Drop for PanicGuard<'_, T, E> {
     }
 }
 
-/// Polls the wrapped future out of line (`#[cold]`, never inlined), so that
-/// the state machine of a fast path which awaits it stays small: inlined into
-/// its caller, the fast path needs no saved registers and no big frame.
-struct Cold<F>(F);
+/// The future of [`ALazy::get_or_init`].
+///
+/// Its poll first does what [`ALazy::get_result`] does: on a filled or failed
+/// cell it is ready at once, without writing to the future's own memory, so
+/// once inlined the fast path is the load and a branch. Only a poll that
+/// misses goes out of line (`#[cold]`, never inlined): it builds the slow
+/// future from `f` (by calling `make`) and polls it. An `async fn` could not
+/// do that: its poll records its own progress even when it returns at once,
+/// and awaiting the slow future inside it made every poll save registers and
+/// set up a large frame before the load (see docs/benchmarks.md).
+///
+/// Polling again after `Ready` is ready again with the same result; once the
+/// slow path has run, the cell is filled or failed for good.
+struct GetOrInit<'a, T, E, F, S, M> {
+    cell: &'a ALazy<T, E>,
+    /// Dropped by hand in `Drop`, so that the common case (still `Start`)
+    /// drops `f` alone, inline, and the slow future's drop stays out of line.
+    phase: ManuallyDrop<Phase<F, S>>,
+    /// Builds the slow future: `ALazy::get_or_init_slow`, a zero-sized
+    /// function item (its return type cannot be named, only inferred).
+    make: M,
+}
 
-impl<F: Future> Future for Cold<F> {
-    type Output = F::Output;
+enum Phase<F, S> {
+    /// Not polled yet, or only on the fast path: `f` unused. Not pinned.
+    Start(F),
+    /// The slow path, structurally pinned: never moved once written.
+    Slow(S),
+    /// Between the two, while `f` is moved into the slow future.
+    Gone,
+}
 
+impl<'a, T, E, F, S, M> GetOrInit<'a, T, E, F, S, M>
+where
+    S: Future<Output = Result<&'a T, &'a E>>,
+    M: Fn(&'a ALazy<T, E>, F) -> S,
+{
+    /// A poll that missed the fast path: builds the slow future on the first
+    /// such poll, then polls it.
     #[cold]
     #[inline(never)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: structural pinning of the only field: `Cold` never moves it
-        // out, has no `Drop` impl, and is `Unpin` only when `F` is.
-        unsafe { self.map_unchecked_mut(|c| &mut c.0) }.poll(cx)
+    fn poll_slow(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<S::Output> {
+        // SAFETY: only `Phase::Slow` is structurally pinned, and it is never
+        // moved out: `phase` is replaced below only while it is `Start`, and
+        // dropped in place in `Drop`.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Some(done) = this.cell.get_result() {
+            return Poll::Ready(done);
+        }
+        if matches!(*this.phase, Phase::Start(_)) {
+            let Phase::Start(f) = mem::replace(&mut *this.phase, Phase::Gone) else {
+                unreachable!("checked just above")
+            };
+            *this.phase = Phase::Slow((this.make)(this.cell, f));
+        }
+        match &mut *this.phase {
+            // SAFETY: pinned in place, see above.
+            Phase::Slow(slow) => unsafe { Pin::new_unchecked(slow) }.poll(cx),
+            Phase::Start(_) | Phase::Gone => unreachable!("the slow future was just built"),
+        }
     }
+}
+
+impl<'a, T, E, F, S, M> Future for GetOrInit<'a, T, E, F, S, M>
+where
+    S: Future<Output = Result<&'a T, &'a E>>,
+    M: Fn(&'a ALazy<T, E>, F) -> S,
+{
+    type Output = Result<&'a T, &'a E>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A waiter whose slow future is still registered leaves the queue
+        // when this future is dropped. A failed cell is answered by
+        // `poll_slow`, which starts with the same check for both results.
+        match self.cell.get() {
+            Some(value) => Poll::Ready(Ok(value)),
+            None => self.poll_slow(cx),
+        }
+    }
+}
+
+impl<T, E, F, S, M> Drop for GetOrInit<'_, T, E, F, S, M> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        match &mut *self.phase {
+            // SAFETY: `f` is dropped once, here; `phase` is not used again.
+            Phase::Start(f) => unsafe { core::ptr::drop_in_place(f) },
+            Phase::Slow(_) => drop_slow(&mut self.phase),
+            Phase::Gone => {}
+        }
+    }
+}
+
+/// Drops a started slow path (a waiter leaving the queue, a leader handing
+/// off), out of line.
+#[cold]
+#[inline(never)]
+fn drop_slow<P>(phase: &mut ManuallyDrop<P>) {
+    // SAFETY: called once, from `GetOrInit::drop`; `phase` is not used again,
+    // and it is dropped in place, as its pinning requires.
+    unsafe { ManuallyDrop::drop(phase) }
 }
