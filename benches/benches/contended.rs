@@ -11,6 +11,10 @@
 //! * `lazyflight`, `tokio`, `async_once_cell`: the stampede on a fresh cell;
 //! * `raw_mutex_vec`: the same on `RawAsyncCell`, the least a cell can do
 //!   (no cancellation or panic handling): what any correct cell must pay.
+//! * `lazyflight_owned`: `ALazy::get_or_init_owned`, the mode in which the
+//!   cell owns the initializer and every waiting caller helps drive it: a
+//!   waiter polled while the initializer is ready to make progress finishes
+//!   it itself instead of parking.
 //!
 //! One iteration runs `1024 / N` stampedes in a row, each on a fresh cell, so
 //! that every iteration spawns 1024 tasks: for small N the cost of waking
@@ -84,6 +88,16 @@ fn run(rt: &Runtime, n: usize, contender: &'static str) {
                 })
                 .await
             }
+            "lazyflight_owned" => {
+                stampedes(n, lazyflight::ALazy::<u64, ()>::new, |cell| async move {
+                    let init = || async {
+                        yield_now().await;
+                        Ok(VALUE)
+                    };
+                    *cell.get_or_init_owned(init).await.unwrap()
+                })
+                .await
+            }
             "tokio" => {
                 stampedes(n, tokio::sync::OnceCell::<u64>::new, |cell| async move {
                     let init = || async {
@@ -148,16 +162,17 @@ fn contended_init(c: &mut Criterion) {
 /// contender, in `CONTENDERS` order.
 static PAIRED: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
 
-const CONTENDERS: [&str; 5] = [
+const CONTENDERS: [&str; 6] = [
     "floor",
     "lazyflight",
     "tokio",
     "async_once_cell",
     "raw_mutex_vec",
+    "lazyflight_owned",
 ];
 
-/// The same stampedes, measured in pairs: each round runs all four
-/// contenders back to back (in a rotating order) and times each one. On a
+/// The same stampedes, measured in pairs: each round runs every contender
+/// back to back (in a rotating order) and times each one. On a
 /// shared machine whose load drifts from second to second, the per-round
 /// differences to the floor cancel the drift that separate criterion
 /// benchmarks, seconds apart, cannot. Criterion times whole rounds; the
@@ -241,10 +256,11 @@ fn report_paired(n: usize, rounds: &[Vec<f64>]) {
     }
     println!(
         "  above-floor ratio lazyflight / tokio = {:.2}, async_once_cell / tokio = {:.2}, \
-         raw_mutex_vec / tokio = {:.2}",
+         raw_mutex_vec / tokio = {:.2}, lazyflight_owned / tokio = {:.2}",
         above(1) / above(2),
         above(3) / above(2),
-        above(4) / above(2)
+        above(4) / above(2),
+        above(5) / above(2)
     );
 }
 
