@@ -541,7 +541,10 @@ fn small_self_borrowing_children_are_never_moved_once_polled() {
         let a = self_borrowing(1);
         let mut a = Box::pin(a);
         let waker = futures::task::noop_waker();
-        assert!(a.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        assert!(a
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
         let moved = *Pin::into_inner(a); // a Lazy is Unpin: it may move
         moved.await
     }));
