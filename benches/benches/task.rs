@@ -12,7 +12,9 @@
 //!   clock starts; `collect_ready/values`: children that are values already,
 //!   `Lazy::ready(i)` (no allocation) against `std::future::ready(i)`, built
 //!   inside the timed region. ns per child. Contenders: a sequential `.await` of each
-//!   child (the floor), lazyflight `collect_all` over `Lazy` children,
+//!   child (the floor), lazyflight `collect_all` over `Lazy` children (the
+//!   same `async fn` / `YieldOnce` futures in `Lazy::new`, which keeps futures
+//!   of up to three words inside the `Lazy`: these are not boxed),
 //!   futures-buffered `join_all`, futures `join_all`, `FuturesUnordered`
 //!   (collected in completion order) and tokio `JoinSet` (every child
 //!   spawned as a task; `join_all`).
