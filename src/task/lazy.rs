@@ -16,7 +16,8 @@ use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::{thread, Arc, Mutex};
 use crate::wait_queue::{WaitKey, WaitQueue};
 
-/// A lazily started task: a boxed `Send` future plus, optionally, a lazy
+/// A lazily started task: a `Send` future (kept inside the `Lazy` when it
+/// is at most three words, boxed otherwise) plus, optionally, a lazy
 /// local for its task chain.
 ///
 /// Creating a `Lazy` runs nothing. It runs when it is
