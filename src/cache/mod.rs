@@ -69,7 +69,6 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::future::Future;
 use core::hash::Hash;
-use core::mem;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
@@ -344,19 +343,22 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// assert_eq!(v.as_deref(), Ok("hello"));
     /// # });
     /// ```
-    pub fn get<F, Fut>(
-        &self,
-        key: K,
-        init: F,
-    ) -> impl Future<Output = Result<V, E>> + use<'_, K, V, E, F, Fut>
+    pub async fn get<F, Fut>(&self, key: K, init: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        Get {
-            cache: self,
-            phase: Phase::Start(key, init),
-            make: Self::get_slow::<F, Fut>,
+        let hash = self.map.hash(&key);
+        match self.lookup(hash, key) {
+            Ok(hit) => {
+                self.count(|c| &c.hits);
+                hit
+            }
+            Err(entry) => {
+                // Out of line, so that a hit's poll is the look-up alone.
+                let slow = core::pin::pin!(self.get_slow(hash, entry, init));
+                cold(slow).await
+            }
         }
     }
 
@@ -429,21 +431,24 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// assert_eq!(v.as_deref(), Ok("owned"));
     /// # });
     /// ```
-    pub fn get_owned<F, Fut>(
-        &self,
-        key: K,
-        init: F,
-    ) -> impl Future<Output = Result<V, E>> + use<'_, K, V, E, F, Fut>
+    pub async fn get_owned<F, Fut>(&self, key: K, init: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         V: Send + 'static,
         E: Send + 'static,
     {
-        Get {
-            cache: self,
-            phase: Phase::Start(key, init),
-            make: Self::get_owned_slow::<F, Fut>,
+        let hash = self.map.hash(&key);
+        match self.lookup(hash, key) {
+            Ok(hit) => {
+                self.count(|c| &c.hits);
+                hit
+            }
+            Err(entry) => {
+                // Out of line, as in `get`.
+                let slow = core::pin::pin!(self.get_owned_slow(hash, entry, init));
+                cold(slow).await
+            }
         }
     }
 
@@ -508,7 +513,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
 
     /// One table operation: a fresh cached result (`Ok`), or the entry to
     /// wait on or lead (`Err`), inserted or replaced as needed.
-    #[inline(always)]
+    #[inline]
     fn lookup(&self, hash: u64, key: K) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
         let now = self.now();
         let mut table = self.map.shard(hash).lock();
@@ -785,83 +790,15 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
     }
 }
 
-/// The future of [`Cache::get`] and [`Cache::get_owned`].
-///
-/// Its first poll is the table look-up; a hit is ready at once. Only a miss
-/// builds the slow future (with `make`: `get_slow` or `get_owned_slow`, a
-/// zero-sized function item whose return type cannot be named), boxed, and
-/// polls it from then on. Boxing keeps this future three words plus `K` and
-/// `F` whatever the init's future is: an inline slow future made every
-/// caller of `get` move and set up several hundred bytes before a hit (see
-/// docs/benchmarks.md). The box costs one allocation per call that misses,
-/// next to the waiting or the init that such a call does anyway.
-struct Get<'a, K, V, E, F, S, M> {
-    cache: &'a Cache<K, V, E>,
-    phase: Phase<K, F, S>,
-    make: M,
+/// Awaits `fut`, polling it out of line (`#[cold]`, never inlined), so that
+/// the state machine of a fast path which awaits it stays small.
+fn cold<F: Future>(mut fut: Pin<&mut F>) -> impl Future<Output = F::Output> + '_ {
+    core::future::poll_fn(move |cx| poll_cold(fut.as_mut(), cx))
 }
 
-enum Phase<K, F, S> {
-    /// Not polled yet.
-    Start(K, F),
-    /// The look-up missed: waiting on, or leading, the key's entry.
-    Slow(Pin<Box<S>>),
-    /// Ready (or the look-up itself panicked).
-    Done,
-}
-
-// Nothing is pinned in place: the slow future is pinned in its box, and `K`
-// and `F` are moved out before they are used.
-impl<K, V, E, F, S, M> Unpin for Get<'_, K, V, E, F, S, M> {}
-
-impl<'a, K, V, E, F, S, M> Future for Get<'a, K, V, E, F, S, M>
-where
-    K: Hash + Eq,
-    V: Clone,
-    E: Clone,
-    S: Future<Output = Result<V, E>>,
-    M: Fn(&'a Cache<K, V, E>, u64, Arc<Cell<V, E>>, F) -> S,
-{
-    type Output = Result<V, E>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<V, E>> {
-        let this = self.get_mut();
-        let (key, init) = match mem::replace(&mut this.phase, Phase::Done) {
-            Phase::Start(key, init) => (key, init),
-            other => return this.poll_slow(other, cx),
-        };
-        let cache = this.cache;
-        let hash = cache.map.hash(&key);
-        match cache.lookup(hash, key) {
-            Ok(hit) => {
-                cache.count(|c| &c.hits);
-                Poll::Ready(hit)
-            }
-            Err(entry) => {
-                let slow = (this.make)(cache, hash, entry, init);
-                this.poll_slow(Phase::Slow(Box::pin(slow)), cx)
-            }
-        }
-    }
-}
-
-impl<'a, K, V, E, F, S, M> Get<'a, K, V, E, F, S, M>
-where
-    S: Future<Output = Result<V, E>>,
-{
-    /// Polls the slow future in `phase` (taken out of `self.phase`), and
-    /// puts it back unless it is ready.
-    #[cold]
-    #[inline(never)]
-    fn poll_slow(&mut self, phase: Phase<K, F, S>, cx: &mut Context<'_>) -> Poll<Result<V, E>> {
-        let Phase::Slow(mut slow) = phase else {
-            panic!("`Cache::get` future polled after it completed")
-        };
-        let out = slow.as_mut().poll(cx);
-        if out.is_pending() {
-            self.phase = Phase::Slow(slow);
-        }
-        out
-    }
+/// The out-of-line poll of [`cold`].
+#[cold]
+#[inline(never)]
+fn poll_cold<F: Future>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fut.poll(cx)
 }
