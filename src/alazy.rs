@@ -167,6 +167,9 @@ union Slot<T, E> {
 /// assert_eq!(failing.state(), State::Failed);
 /// # });
 /// ```
+// `repr(C)`: the state byte and the value share a cache line (the default
+// layout put the byte last, behind the waiter queue and the driver).
+#[repr(C)]
 pub struct ALazy<T, E> {
     /// `EMPTY | INITIALIZING | FILLED | FAILED` in bits 0–1, `OWNED` in bit 2.
     state: AtomicU8,
