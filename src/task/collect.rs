@@ -11,13 +11,19 @@
 //!
 //! # What a child costs
 //!
-//! All per-child state is in one vector of slots, built in place from the
-//! input vector when the layouts allow (the standard library reuses the
-//! allocation), holding the child and then its outcome; `collect_all`'s
-//! output vector is built in place from it again. `collect_all` polls its
-//! inline children where they stand in that vector (the vector is never
+//! All per-child state is in one vector of slots holding the child and then
+//! its state (`Task`, the `Lazy` with two more body states: `Started` on an
+//! executor, `Done`); a `Vec<Lazy>` *is* that vector (`Task` is
+//! `repr(transparent)` over `Lazy`), so building it touches no child.
+//! `collect_all` writes each outcome into a separate, uninitialized output
+//! vector as the child finishes, which becomes the result without another
+//! pass; the slot vector is then freed without a pass either (every child is
+//! done and owns nothing). `collect_all` polls its
+//! inline children where they stand in the slot vector (the vector is never
 //! resized, so a small future kept inside its `Lazy` needs no box; see
-//! `inline.rs`). A child ready at its first poll costs no waker: the waker it
+//! `inline.rs`), in runs under one `catch_unwind` (a panic is recorded for
+//! the child being polled, and the run resumes with the next child). A child
+//! ready at its first poll costs no waker: the waker it
 //! is lent lives on the collect future's stack (`Lent`). Only when some child
 //! first keeps its waker (clones it) or wakes it are the *wake nodes*
 //! allocated, one allocation for every child at once (`Shared::nodes`): a
@@ -32,14 +38,18 @@
 //! # State of a child slot
 //!
 //! ```text
-//!   Child (index >= next: not started) ──start──► Child (index < next: inline)
+//!   live (index >= next: not started) ──start──► live (index < next: inline)
 //!        │                                          │ ▲ woken: index pushed to the
 //!        │                                          │ │ ready list (once while queued)
 //!        │                                          │ └─┘
 //!        │                              polled Ready / panicked
 //!        │                                          ▼
-//!        └──start──► Scheduled ──callback: (index, Try)──► Done(Try) / Empty
+//!        └──start──► Started ──callback: (index, Try)──► Done
 //! ```
+//!
+//! In `collect_all`, `out[i]` is initialized exactly when slot `i` is
+//! `Done`: the outcome is written before (or, for a ready child, right
+//! after, with nothing in between that can unwind) the slot becomes `Done`.
 //!
 //! A node's `queued` flag is set by the wake that pushes its index and
 //! cleared (a swap) by the collect future right before it polls that child:
@@ -93,7 +103,7 @@
 use core::any::Any;
 use core::fmt;
 use core::future::Future;
-use core::mem::ManuallyDrop;
+use core::mem::{ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -390,19 +400,6 @@ unsafe fn lent_wake<T: Send + 'static>(p: *const ()) {
 
 unsafe fn lent_drop(_: *const ()) {}
 
-enum Slot<T> {
-    /// A child: not started if its index is `>= Core::next`, else started
-    /// and running inline (in `collect_all`, polled in place: it must not
-    /// move).
-    Child(Task<T>),
-    /// Started on an executor; reports through the ready list.
-    Scheduled,
-    /// `collect_all`: the child's outcome.
-    Done(Try<T>),
-    /// Finished, its outcome handed on (`collect_any`), or detached.
-    Empty,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     All,
@@ -412,7 +409,13 @@ enum Mode {
 /// The machinery shared by every collect future.
 struct Core<T> {
     /// One per child, in input order (never resized; see the invariants).
-    slots: Vec<Slot<T>>,
+    /// A slot's state is its task's: a child not started (index `>= next`)
+    /// or running inline (`is_live`), handed to an executor (`is_started`),
+    /// or finished (`is_done`).
+    slots: Vec<Task<T>>,
+    /// `collect_all`: the outcomes, by index; `out[i]` is initialized
+    /// exactly when `slots[i]` is done. Empty for `collect_any`.
+    out: Vec<MaybeUninit<Try<T>>>,
     /// `(index, executor)` of the children bound to an executor, last
     /// index first (popped as they start).
     bound: Vec<(usize, ExecutorRef)>,
@@ -444,22 +447,55 @@ impl<T: Send + 'static> Core<T> {
     ) -> Self {
         let mut bound = Vec::new();
         let mut index = 0;
-        // From a `Vec` of tasks this reuses the input's allocation when the
-        // layouts allow.
-        let slots: Vec<Slot<T>> = children
+        // From a `Vec` this reuses the input's allocation (same layout).
+        let slots: Vec<Task<T>> = children
             .into_iter()
             .map(|(lazy, executor)| {
                 if let Some(e) = executor {
                     bound.push((index, e));
                 }
                 index += 1;
-                Slot::Child(lazy.into_task())
+                lazy.into_task()
             })
             .collect();
+        Self::with_slots(slots, bound, mode, para, on_win)
+    }
+
+    /// From the caller's vector: a vector of plain `Lazy`s becomes the slot
+    /// vector as it is, without a pass over it.
+    fn from_vec<L: LazyTask<Output = T>>(
+        tasks: Vec<L>,
+        mode: Mode,
+        para: bool,
+        on_win: Option<WinCallback<T>>,
+    ) -> Self {
+        match L::into_lazy_vec(tasks) {
+            Ok(lazies) => {
+                Self::with_slots(Task::from_lazies(lazies), Vec::new(), mode, para, on_win)
+            }
+            Err(tasks) => Self::new(children(tasks), mode, para, on_win),
+        }
+    }
+
+    fn with_slots(
+        slots: Vec<Task<T>>,
+        mut bound: Vec<(usize, ExecutorRef)>,
+        mode: Mode,
+        para: bool,
+        on_win: Option<WinCallback<T>>,
+    ) -> Self {
         bound.reverse();
         let n = slots.len();
+        let mut out = Vec::new();
+        if mode == Mode::All {
+            out.reserve_exact(n);
+            // SAFETY: `MaybeUninit` needs no initialization, and the
+            // capacity is at least `n`.
+            unsafe { out.set_len(n) };
+        }
         Core {
             slots,
+            out,
             bound,
             winner: None,
             next: 0,
@@ -493,19 +529,22 @@ impl<T: Send + 'static> Core<T> {
     }
 
     /// Records an inline child's outcome (or a scheduled child's that never
-    /// started).
+    /// started), and drops what is left of the child where it stands. The
+    /// child may be done already: one whose lazy local panicked as it was
+    /// dropped after its future completed.
     #[inline]
     fn record(&mut self, index: usize, t: Try<T>) {
-        debug_assert!(
-            matches!(self.slots[index], Slot::Child(_) | Slot::Scheduled),
-            "child {index} finished twice"
-        );
         self.remaining -= 1;
         match self.mode {
-            // Overwritten in place: the child is dropped where it stands.
-            Mode::All => self.slots[index] = Slot::Done(t),
+            Mode::All => {
+                // The outcome first: once the slot is done, `out[index]`
+                // must be initialized, even if dropping the child panics
+                // (the assignment in `finish` completes on unwind).
+                self.out[index].write(t);
+                self.slots[index].finish();
+            }
             Mode::Any => {
-                self.slots[index] = Slot::Empty;
+                self.slots[index].finish();
                 if self.shared.claim(index) {
                     let report = self.shared.win(index, t);
                     self.set_winner(index, report);
@@ -531,17 +570,18 @@ impl<T: Send + 'static> Core<T> {
     /// Records a scheduled child's report.
     fn record_finished(&mut self, index: usize, t: Report<T>) {
         debug_assert!(
-            matches!(self.slots[index], Slot::Scheduled),
+            self.slots[index].is_started(),
             "child {index} reported twice"
         );
         self.remaining -= 1;
         match self.mode {
             Mode::All => {
                 let t = t.ok().flatten();
-                self.slots[index] = Slot::Done(t.expect("collect_all reports outcomes"));
+                self.out[index].write(t.expect("collect_all reports outcomes"));
+                self.slots[index].finish();
             }
             Mode::Any => {
-                self.slots[index] = Slot::Empty;
+                self.slots[index].finish();
                 assert!(
                     self.winner.is_none(),
                     "two collect_any children claimed the win"
@@ -551,15 +591,76 @@ impl<T: Send + 'static> Core<T> {
         }
     }
 
-    /// Polls inline child `index` once (a no-op if it finished).
+    /// Polls inline child `index` once (a no-op if it finished), catching
+    /// its panic.
     #[inline]
     fn poll_inline(&mut self, index: usize) {
-        let in_place = self.mode == Mode::All;
-        // `Slot` is `!Unpin` (its `Task` is), so this `&mut` does not
-        // claim the bytes of a child pinned in place (see `Task`).
-        let Slot::Child(task) = &mut self.slots[index] else {
-            return;
+        match catch_unwind(AssertUnwindSafe(|| self.poll_child(index))) {
+            Ok(Some(polled)) => self.on_polled(index, polled),
+            Ok(None) => {}
+            Err(p) => self.record(index, Try::from_error(TaskError::Panicked(p))),
+        }
+    }
+
+    /// `collect_all`: polls the children not started yet, in order, until
+    /// one is to be scheduled on an executor (or none is left). The run is
+    /// under one `catch_unwind`: a panic is recorded for the child being
+    /// polled, and the run goes on with the next child under a fresh one.
+    fn poll_run(&mut self) {
+        debug_assert_eq!(self.mode, Mode::All);
+        let para = self.para && self.parent.as_ref().is_some_and(|p| p.executor.is_some());
+        // The first child that needs an executor ends the run.
+        let end = if para {
+            self.next
+        } else {
+            self.bound.last().map_or(self.slots.len(), |(i, _)| *i)
         };
+        while self.next < end {
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                while self.next < end {
+                    let i = self.next;
+                    // Advanced before the poll: a panic is the child at
+                    // `next - 1`'s.
+                    self.next += 1;
+                    if let Some(polled) = self.poll_child(i) {
+                        self.on_polled(i, polled);
+                    }
+                }
+            }));
+            if let Err(p) = run {
+                self.record(self.next - 1, Try::from_error(TaskError::Panicked(p)));
+            }
+        }
+    }
+
+    /// What a child's poll returned (it did not panic).
+    #[inline(always)]
+    fn on_polled(&mut self, index: usize, polled: Poll<T>) {
+        match polled {
+            Poll::Pending => {}
+            Poll::Ready(v) if self.mode == Mode::All => {
+                // `record`'s `collect_all` arm without its drop: the child
+                // already dropped its future and local when it returned
+                // `Ready`, and is done. The hot path of a ready child.
+                debug_assert!(self.slots[index].is_completed());
+                self.remaining -= 1;
+                self.out[index].write(Try::from_value(v));
+            }
+            Poll::Ready(v) => self.record(index, Try::from_value(v)),
+        }
+    }
+
+    /// Polls inline child `index` once, its panic not caught; `None` if it
+    /// is not a live child.
+    #[inline(always)]
+    fn poll_child(&mut self, index: usize) -> Option<Poll<T>> {
+        let in_place = self.mode == Mode::All;
+        // `Task` is `!Unpin`, so this `&mut` does not claim the bytes of a
+        // child pinned in place (see `Task`).
+        let task = &mut self.slots[index];
+        if !task.is_live() {
+            return None;
+        }
         let nodes = self.shared.nodes_if_any();
         let lent = Lent {
             shared: &self.shared,
@@ -592,36 +693,19 @@ impl<T: Send + 'static> Core<T> {
         // was taken for it.
         let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
         let mut cx = Context::from_waker(&waker);
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            if in_place {
-                // SAFETY: in `collect_all` the child stays in its slot
-                // until it is dropped there (see the invariants).
-                unsafe { task.poll_in_place(&mut cx) }
-            } else {
-                task.poll_movable(&mut cx)
-            }
-        }));
+        let polled = if in_place {
+            // SAFETY: in `collect_all` the child stays in its slot until it
+            // is dropped there (see the invariants).
+            unsafe { task.poll_in_place(&mut cx) }
+        } else {
+            task.poll_movable(&mut cx)
+        };
         #[cfg(lazyflight_break = "task_collect_clear_after_poll")]
         if !nodes.is_null() {
             // SAFETY: as above.
             unsafe { (*nodes.add(index)).queued.swap(false, AcqRel) };
         }
-        match polled {
-            Ok(Poll::Pending) => {}
-            Ok(Poll::Ready(v)) if in_place => {
-                // `record`'s `collect_all` arm, written straight into the
-                // slot: the hot path of a ready child.
-                self.remaining -= 1;
-                let slot = &mut self.slots[index];
-                debug_assert!(matches!(slot, Slot::Child(t) if t.is_completed()));
-                // The completed child owns nothing any more (its future
-                // and local were dropped when it returned `Ready`), so
-                // forgetting it skips a drop that would do nothing.
-                core::mem::forget(core::mem::replace(slot, Slot::Done(Try::from_value(v))));
-            }
-            Ok(Poll::Ready(v)) => self.record(index, Try::from_value(v)),
-            Err(p) => self.record(index, Try::from_error(TaskError::Panicked(p))),
-        }
+        Some(polled)
     }
 
     fn start(&mut self, index: usize) {
@@ -640,9 +724,8 @@ impl<T: Send + 'static> Core<T> {
         let Some(executor) = executor else {
             return self.poll_inline(index);
         };
-        let Slot::Child(task) = core::mem::replace(&mut self.slots[index], Slot::Scheduled) else {
-            unreachable!("child {index} started twice")
-        };
+        let task = core::mem::replace(&mut self.slots[index], Task::started());
+        debug_assert!(task.is_live(), "child {index} started twice");
         // Never polled: it may move.
         let (fut, local) = task.into_lazy().into_parts();
         let local = match (local, &parent.local) {
@@ -708,9 +791,13 @@ impl<T: Send + 'static> Core<T> {
                 // Every child once, in order; no shared state is touched
                 // unless a child parks or wakes.
                 while self.next < self.slots.len() {
-                    let i = self.next;
-                    self.next += 1;
-                    self.start(i);
+                    self.poll_run();
+                    if self.next < self.slots.len() {
+                        // A child for an executor.
+                        let i = self.next;
+                        self.next += 1;
+                        self.start(i);
+                    }
                 }
             }
             Mode::Any => {
@@ -750,10 +837,9 @@ impl<T: Send + 'static> Core<T> {
         debug_assert_eq!(self.mode, Mode::Any);
         let parent = self.parent.take().unwrap_or_default();
         for slot in &mut self.slots[..self.next] {
-            if let Slot::Child(..) = slot {
-                let Slot::Child(task) = core::mem::replace(slot, Slot::Empty) else {
-                    unreachable!()
-                };
+            if slot.is_live() {
+                let task = core::mem::replace(slot, Task::started());
+                slot.finish();
                 // Polled with `poll_movable` (never in place): it may move.
                 let (fut, local) = task.into_lazy().into_parts();
                 let local = local.or_else(|| parent.local.clone());
@@ -771,6 +857,17 @@ impl<T: Send + 'static> Core<T> {
 impl<T> Drop for Core<T> {
     fn drop(&mut self) {
         self.shared.parent.cancel(&mut self.key, || {});
+        // The outcomes recorded so far (none once they were handed out).
+        if self.mode == Mode::All {
+            for (task, out) in self.slots.iter().zip(&mut self.out) {
+                if task.is_done() {
+                    // SAFETY: `out[i]` is initialized exactly when
+                    // `slots[i]` is done (see the field), and is not used
+                    // again.
+                    unsafe { out.assume_init_drop() };
+                }
+            }
+        }
     }
 }
 
@@ -803,7 +900,7 @@ fn children<L: LazyTask>(
 /// assert_eq!(sum, 30);
 /// ```
 pub fn collect_all<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
-    CollectAll(Core::new(children(tasks), Mode::All, false, None))
+    CollectAll(Core::from_vec(tasks, Mode::All, false, None))
 }
 
 /// Like [`collect_all`], but plain [`Lazy`] children are scheduled on the
@@ -826,7 +923,7 @@ pub fn collect_all<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
 /// assert_eq!(out.into_iter().map(|t| t.value()).collect::<Vec<_>>(), [0, 1, 4, 9]);
 /// ```
 pub fn collect_all_para<L: LazyTask>(tasks: Vec<L>) -> CollectAll<L::Output> {
-    CollectAll(Core::new(children(tasks), Mode::All, true, None))
+    CollectAll(Core::from_vec(tasks, Mode::All, true, None))
 }
 
 /// The future of [`collect_all`] and [`collect_all_para`].
@@ -849,18 +946,25 @@ impl<T: Send + 'static> Future for CollectAll<T> {
         if core.poll_core(cx).is_pending() {
             return Poll::Pending;
         }
-        // In place when the layouts allow: the slots' allocation becomes
-        // the output's.
-        let slots = core::mem::take(&mut core.slots);
-        Poll::Ready(
-            slots
-                .into_iter()
-                .map(|s| match s {
-                    Slot::Done(t) => t,
-                    _ => unreachable!("every child recorded"),
-                })
-                .collect(),
-        )
+        let mut slots = core::mem::take(&mut core.slots);
+        let out = ManuallyDrop::new(core::mem::take(&mut core.out));
+        debug_assert!(slots.iter().all(Task::is_completed));
+        // SAFETY: every child is done and owns nothing any more (its future
+        // and local were dropped when it finished), so dropping the slots
+        // one by one would do nothing: only the allocation is freed, without
+        // a pass over it.
+        unsafe { slots.set_len(0) };
+        drop(slots);
+        // SAFETY: every child is done, so every outcome is initialized (see
+        // the field); `MaybeUninit<Try<T>>` has the layout of `Try<T>`; the
+        // allocation passes from `out` (forgotten) to the result.
+        Poll::Ready(unsafe {
+            Vec::from_raw_parts(
+                out.as_ptr().cast::<Try<T>>().cast_mut(),
+                out.len(),
+                out.capacity(),
+            )
+        })
     }
 }
 
@@ -977,7 +1081,7 @@ impl<T> CollectAnyResult<T> {
 /// ```
 pub fn collect_any<L: LazyTask>(tasks: Vec<L>) -> CollectAny<L::Output> {
     assert!(!tasks.is_empty(), "collect_any needs at least one task");
-    CollectAny(Core::new(children(tasks), Mode::Any, false, None))
+    CollectAny(Core::from_vec(tasks, Mode::Any, false, None))
 }
 
 /// The future of [`collect_any`].
@@ -1046,8 +1150,8 @@ where
     F: FnOnce(usize, Try<L::Output>) + Send + 'static,
 {
     assert!(!tasks.is_empty(), "collect_any needs at least one task");
-    CollectAnyWith(Core::new(
-        children(tasks),
+    CollectAnyWith(Core::from_vec(
+        tasks,
         Mode::Any,
         false,
         Some(Box::new(callback)),

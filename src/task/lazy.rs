@@ -72,6 +72,9 @@ pub struct Lazy<T> {
 ///     │                                                             ▲
 ///     └──polled in place by collect_all──► Pinned ──Ready──────────┤
 ///   Value ──first poll──────────────────────────────────────────────┘
+///
+///   (collect family only) Inline / Future / Value ──handed to an
+///   executor──► Started ──reported──► Done
 /// ```
 enum Body<T> {
     /// A boxed future.
@@ -85,6 +88,10 @@ enum Body<T> {
     Pinned(InlineFuture<T>),
     /// [`Lazy::ready`]: the value itself, no allocation.
     Value(T),
+    /// Left behind in a collect family's slot by a child that was handed to
+    /// an executor: it runs there as a root task and reports back. Only a
+    /// `Task` is ever in this state.
+    Started,
     /// Completed (or taken apart).
     Done,
 }
@@ -106,7 +113,7 @@ impl<T> Body<T> {
             Body::Inline(f) => unsafe { f.into_box() },
             Body::Value(v) => Box::pin(core::future::ready(v)),
             Body::Pinned(_) => panic!("a Lazy polled in place cannot be moved"),
-            Body::Done => panic!("a Lazy is consumed once"),
+            Body::Started | Body::Done => panic!("a Lazy is consumed once"),
         }
     }
 
@@ -149,7 +156,7 @@ impl<T> Body<T> {
                 };
                 f.as_mut().poll(cx)
             }
-            Body::Value(_) | Body::Done => unreachable!("no future to poll"),
+            Body::Value(_) | Body::Started | Body::Done => unreachable!("no future to poll"),
         }
     }
 }
@@ -373,16 +380,23 @@ impl<T> Future for Lazy<T> {
     }
 }
 
-/// A [`Lazy`] taken apart for the collect family, which keeps its children
-/// in a slot vector and may poll them in place ([`poll_in_place`](Self::poll_in_place)).
+/// A [`Lazy`] as the collect family keeps it in its slot vector, where it
+/// may be polled in place ([`poll_in_place`](Self::poll_in_place)) and
+/// where its slot's state lives afterwards (`Body::Started`, `Body::Done`).
 ///
-/// Unlike `Lazy` (which is `Unpin`), `Task` is `!Unpin` (its body is): a
-/// `&mut Task` or `&mut [Slot]` does not claim unique access to the bytes of
-/// a future pinned inside it, so the future's borrows of itself stay valid
-/// under Rust's aliasing rules (and Miri's Stacked Borrows).
+/// Unlike `Lazy` (which is `Unpin`), `Task` is `!Unpin`: a `&mut Task` or
+/// `&mut [Task]` does not claim unique access to the bytes of a future
+/// pinned inside it, so the future's borrows of itself stay valid under
+/// Rust's aliasing rules (and Miri's Stacked Borrows). Nothing here makes a
+/// `&mut Lazy` of the wrapped value: every access projects to its fields.
+///
+/// `repr(transparent)` over `Lazy` (the other field is a zero-sized marker),
+/// so a `Vec<Lazy<T>>` is a `Vec<Task<T>>` without touching its elements
+/// ([`from_lazies`](Self::from_lazies)).
+#[repr(transparent)]
 pub(crate) struct Task<T> {
-    body: Body<T>,
-    local: Option<Box<LocalSlot>>,
+    lazy: Lazy<T>,
+    _pinned: core::marker::PhantomPinned,
 }
 
 impl<T> Lazy<T> {
@@ -390,13 +404,35 @@ impl<T> Lazy<T> {
     #[inline]
     pub(crate) fn into_task(self) -> Task<T> {
         Task {
-            body: self.body,
-            local: self.local,
+            lazy: self,
+            _pinned: core::marker::PhantomPinned,
         }
     }
 }
 
 impl<T> Task<T> {
+    /// The vector itself, reinterpreted: no pass over its elements.
+    #[inline]
+    pub(crate) fn from_lazies(lazies: Vec<Lazy<T>>) -> Vec<Task<T>> {
+        let mut lazies = core::mem::ManuallyDrop::new(lazies);
+        let (ptr, len, cap) = (lazies.as_mut_ptr(), lazies.len(), lazies.capacity());
+        // SAFETY: `Task<T>` is `repr(transparent)` over `Lazy<T>` (its other
+        // field is a zero-sized, 1-aligned marker): same size, alignment and
+        // validity, so the allocation, length and capacity carry over; the
+        // original vector is forgotten, so the allocation has one owner.
+        unsafe { Vec::from_raw_parts(ptr.cast::<Task<T>>(), len, cap) }
+    }
+
+    /// What a slot holds once its child was handed to an executor.
+    #[inline]
+    pub(crate) fn started() -> Self {
+        Lazy {
+            body: Body::Started,
+            local: None,
+        }
+        .into_task()
+    }
+
     /// Polls the task as `Lazy::poll` does, except that a small inline
     /// future is polled where it stands instead of being boxed first.
     ///
@@ -405,10 +441,10 @@ impl<T> Task<T> {
     /// After this returns `Pending`, `self` must not move until it is
     /// dropped (it may be polled again in place). [`into_lazy`](Self::into_lazy)
     /// panics on such a task rather than move it.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn poll_in_place(&mut self, cx: &mut Context<'_>) -> Poll<T> {
         // SAFETY: the caller's promise.
-        unsafe { poll_parts(&mut self.body, &mut self.local, cx, true) }
+        unsafe { poll_parts(&mut self.lazy.body, &mut self.lazy.local, cx, true) }
     }
 
     /// Polls the task as `Lazy::poll` does: nothing is pinned in place, so
@@ -416,12 +452,41 @@ impl<T> Task<T> {
     #[inline]
     pub(crate) fn poll_movable(&mut self, cx: &mut Context<'_>) -> Poll<T> {
         // SAFETY: not in place.
-        unsafe { poll_parts(&mut self.body, &mut self.local, cx, false) }
+        unsafe { poll_parts(&mut self.lazy.body, &mut self.lazy.local, cx, false) }
     }
 
-    /// Whether the task has completed (its future and local are dropped).
+    /// Whether the task is a child still to run or running inline (not
+    /// started elsewhere, not finished).
+    #[inline(always)]
+    pub(crate) fn is_live(&self) -> bool {
+        !matches!(self.lazy.body, Body::Started | Body::Done)
+    }
+
+    /// Whether the task was handed to an executor and has not reported.
+    #[inline]
+    pub(crate) fn is_started(&self) -> bool {
+        matches!(self.lazy.body, Body::Started)
+    }
+
+    /// Whether the task has finished (completed, failed, or reported from
+    /// its executor).
+    #[inline(always)]
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.lazy.body, Body::Done)
+    }
+
+    /// Whether the task has finished and owns nothing any more (its future
+    /// and local are dropped).
     pub(crate) fn is_completed(&self) -> bool {
-        matches!(self.body, Body::Done) && self.local.is_none()
+        matches!(self.lazy.body, Body::Done) && self.lazy.local.is_none()
+    }
+
+    /// Marks the task finished, dropping its future (in place) and then its
+    /// local.
+    #[inline]
+    pub(crate) fn finish(&mut self) {
+        self.lazy.body = Body::Done;
+        self.lazy.local = None;
     }
 
     /// Puts the `Lazy` back together.
@@ -431,13 +496,10 @@ impl<T> Task<T> {
     /// If its future was polled in place (it cannot move).
     pub(crate) fn into_lazy(self) -> Lazy<T> {
         assert!(
-            !matches!(self.body, Body::Pinned(_)),
+            !matches!(self.lazy.body, Body::Pinned(_)),
             "a Lazy polled in place cannot be moved"
         );
-        Lazy {
-            body: self.body,
-            local: self.local,
-        }
+        self.lazy
     }
 }
 
@@ -469,7 +531,7 @@ unsafe fn poll_parts<T>(
             *local = None;
             return Poll::Ready(v);
         }
-        Body::Done => panic!("Lazy polled after completion"),
+        Body::Started | Body::Done => panic!("Lazy polled after completion"),
         Body::Pinned(_) if !in_place => panic!("a Lazy polled in place cannot be moved"),
         _ => {}
     }
@@ -798,6 +860,17 @@ pub trait LazyTask: sealed::Sealed + Send + 'static {
     /// The task, and the executor it is bound to, if any.
     #[doc(hidden)]
     fn into_lazy(self) -> (Lazy<Self::Output>, Option<ExecutorRef>);
+
+    /// A vector of plain `Lazy`s as itself (none is bound to an executor),
+    /// or the vector back.
+    #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
+    fn into_lazy_vec(tasks: Vec<Self>) -> Result<Vec<Lazy<Self::Output>>, Vec<Self>>
+    where
+        Self: Sized,
+    {
+        Err(tasks)
+    }
 }
 
 impl<T: Send + 'static> sealed::Sealed for Lazy<T> {}
@@ -805,6 +878,10 @@ impl<T: Send + 'static> LazyTask for Lazy<T> {
     type Output = T;
     fn into_lazy(self) -> (Lazy<T>, Option<ExecutorRef>) {
         (self, None)
+    }
+    #[inline]
+    fn into_lazy_vec(tasks: Vec<Self>) -> Result<Vec<Lazy<T>>, Vec<Self>> {
+        Ok(tasks)
     }
 }
 
