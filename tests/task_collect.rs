@@ -626,3 +626,98 @@ fn wakers_kept_by_collect_any_losers_outlive_the_collect() {
     drop(wakers);
     assert!(kept.lock().unwrap().is_empty());
 }
+
+/// Ready children are polled in runs under one `catch_unwind`: a panic in
+/// the middle of a run (first, middle, last, and two in a row) is that
+/// child's error, and every other child's value is recorded in order.
+#[test]
+fn panics_inside_a_run_of_ready_children_fail_only_their_own_child() {
+    let fails = [0usize, 3, 4, 7, 9];
+    let input: Vec<Lazy<usize>> = (0..10)
+        .map(|i| {
+            if fails.contains(&i) {
+                Lazy::new(async move { panic!("child {i}") })
+            } else {
+                Lazy::new(async move { i * 10 })
+            }
+        })
+        .collect();
+    let out = sync_await(Lazy::new(collect_all(input)));
+    assert_eq!(out.len(), 10);
+    for (i, t) in out.into_iter().enumerate() {
+        if fails.contains(&i) {
+            let msg = format!("child {i}");
+            assert_eq!(t.error().unwrap().panic_message(), Some(msg.as_str()));
+        } else {
+            assert_eq!(t.value(), i * 10);
+        }
+    }
+}
+
+/// Children bound to an executor split the runs of inline children: every
+/// child still runs once, where it should, and the results are in order.
+#[test]
+fn bound_children_between_runs_of_inline_children() {
+    let ex = SimpleExecutor::new(1);
+    let child = |i: usize| {
+        Lazy::new(async move {
+            let on = current_executor().is_some_and(|e| e.current_thread_in_executor());
+            (i, on)
+        })
+    };
+    let (a, b, c, d, e, f) = sync_await(Lazy::new(async move {
+        lazyflight::collect_all!(
+            child(0),
+            child(1).via(ex.clone()),
+            child(2),
+            child(3),
+            child(4).via(ex.clone()),
+            Lazy::new(async { panic!("inline after a bound child") }),
+        )
+        .await
+    }));
+    assert_eq!(a.value(), (0, false));
+    assert_eq!(b.value(), (1, true));
+    assert_eq!(c.value(), (2, false));
+    assert_eq!(d.value(), (3, false));
+    assert_eq!(e.value(), (4, true));
+    let f: Try<()> = f;
+    assert_eq!(
+        f.error().unwrap().panic_message(),
+        Some("inline after a bound child")
+    );
+}
+
+/// Outcomes already recorded when a `collect_all` is dropped mid-flight are
+/// dropped exactly once (with the children still pending), and none of a
+/// finished collect's outcomes is dropped by the collect.
+#[test]
+fn recorded_outcomes_are_dropped_once_with_the_collect() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let ready = |_: usize| {
+        let v = DropCount(dropped.clone());
+        Lazy::new(async move { v })
+    };
+    let pending = {
+        let v = DropCount(dropped.clone());
+        Lazy::new(async move {
+            std::future::pending::<()>().await;
+            v
+        })
+    };
+    let failing = Lazy::new(async move { panic!("failed") });
+    let mut fut = Box::pin(collect_all(vec![ready(0), pending, failing, ready(3)]));
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(dropped.load(SeqCst), 0, "outcomes are kept until the end");
+    drop(fut);
+    // Two recorded values, the pending child's captured value.
+    assert_eq!(dropped.load(SeqCst), 3);
+
+    dropped.store(0, SeqCst);
+    let out = sync_await(Lazy::new(collect_all(vec![ready(0), ready(1), ready(2)])));
+    assert_eq!(dropped.load(SeqCst), 0, "the outcomes are handed over");
+    drop(out);
+    assert_eq!(dropped.load(SeqCst), 3);
+}
