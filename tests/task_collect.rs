@@ -721,3 +721,111 @@ fn recorded_outcomes_are_dropped_once_with_the_collect() {
     drop(out);
     assert_eq!(dropped.load(SeqCst), 3);
 }
+
+/// Pending `n` times (waking itself each time), then ready.
+struct PendingTimes(u32);
+
+impl Future for PendingTimes {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Children finishing out of input order, with failures among them: the
+/// outcomes come back in input order whether they are kept in the slot
+/// vector's own buffer (`usize` outcomes fit it) or in a vector of their
+/// own (`String` outcomes do not).
+#[test]
+fn out_of_order_completion_keeps_input_order_for_every_outcome_layout() {
+    // How many times child `i` is pending first; `None`: it panics.
+    let plan = |i: usize| -> Option<u32> {
+        match i % 7 {
+            3 => None,
+            k => Some(((i * 5 + k) % 4) as u32),
+        }
+    };
+    let n = 50;
+    let nums: Vec<Lazy<usize>> = (0..n)
+        .map(|i| {
+            Lazy::new(async move {
+                match plan(i) {
+                    Some(times) => PendingTimes(times).await,
+                    None => panic!("child {i}"),
+                }
+                i
+            })
+        })
+        .collect();
+    let strings: Vec<Lazy<String>> = (0..n)
+        .map(|i| {
+            Lazy::new(async move {
+                match plan(i) {
+                    Some(times) => PendingTimes(times).await,
+                    None => panic!("child {i}"),
+                }
+                i.to_string()
+            })
+        })
+        .collect();
+    let (nums, strings) = sync_await(Lazy::new(async move {
+        (collect_all(nums).await, collect_all(strings).await)
+    }));
+    for (i, (a, b)) in nums.into_iter().zip(strings).enumerate() {
+        match plan(i) {
+            Some(_) => {
+                assert_eq!(a.value(), i);
+                assert_eq!(b.value(), i.to_string());
+            }
+            None => {
+                let msg = format!("child {i}");
+                assert_eq!(a.error().unwrap().panic_message(), Some(msg.as_str()));
+                assert_eq!(b.error().unwrap().panic_message(), Some(msg.as_str()));
+            }
+        }
+    }
+}
+
+/// A `collect_all` dropped mid-flight with outcomes in both places (in
+/// order at the front, out of order behind a pending child) drops every
+/// outcome and every pending child's capture exactly once.
+#[test]
+fn dropped_mid_flight_with_outcomes_in_order_and_out_of_order() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let child = |pending: u32| {
+        let v = DropCount(dropped.clone());
+        Lazy::new(async move {
+            PendingTimes(pending).await;
+            v
+        })
+    };
+    let blocked = {
+        let v = DropCount(dropped.clone());
+        Lazy::new(async move {
+            std::future::pending::<()>().await;
+            v
+        })
+    };
+    // In order: 0, 1; then the blocked child; behind it, 3 and 5 finish
+    // after one more poll and 4 at once.
+    let mut fut = Box::pin(collect_all(vec![
+        child(0),
+        child(0),
+        blocked,
+        child(1),
+        child(0),
+        child(1),
+    ]));
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(dropped.load(SeqCst), 0);
+    drop(fut);
+    assert_eq!(dropped.load(SeqCst), 6);
+}

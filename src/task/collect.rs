@@ -103,7 +103,7 @@
 use core::any::Any;
 use core::fmt;
 use core::future::Future;
-use core::mem::{ManuallyDrop, MaybeUninit};
+use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -413,9 +413,16 @@ struct Core<T> {
     /// or running inline (`is_live`), handed to an executor (`is_started`),
     /// or finished (`is_done`).
     slots: Vec<Task<T>>,
-    /// `collect_all`: the outcomes, by index; `out[i]` is initialized
-    /// exactly when `slots[i]` is done. Empty for `collect_any`.
-    out: Vec<MaybeUninit<Try<T>>>,
+    /// `collect_all` with compact outcomes ([`compact`]): outcome `i` of
+    /// the children `0..dense`, all finished, is stored in the slot vector's
+    /// own buffer at byte `i * size_of::<Try<T>>()`, over their dead slots;
+    /// the slots `dense..` are intact. Always 0 otherwise.
+    dense: usize,
+    /// `collect_all`: the outcomes not stored compactly, by index: `late[i]`
+    /// is initialized exactly when `i >= dense` and slot `i` is done. Empty
+    /// until a child finishes out of order (or from the start without
+    /// compact outcomes); empty for `collect_any`.
+    late: Vec<MaybeUninit<Try<T>>>,
     /// `(index, executor)` of the children bound to an executor, last
     /// index first (popped as they start).
     bound: Vec<(usize, ExecutorRef)>,
@@ -436,6 +443,80 @@ struct Core<T> {
     scratch: Vec<usize>,
     /// Resolved already.
     completed: bool,
+}
+
+/// Whether `collect_all` keeps its outcomes in the slot vector's own buffer:
+/// an outcome is no larger than a slot and a whole number of them fills one,
+/// with the same alignment, so the buffer is a `Vec<Try<T>>` as it is (of
+/// `size_of::<Task<T>>() / size_of::<Try<T>>()` times the capacity).
+const fn compact<T>() -> bool {
+    let (slot, out) = (mem::size_of::<Task<T>>(), mem::size_of::<Try<T>>());
+    out != 0 && slot % out == 0 && mem::align_of::<Task<T>>() == mem::align_of::<Try<T>>()
+}
+
+/// `n` uninitialized elements.
+fn uninit_vec<U>(n: usize) -> Vec<MaybeUninit<U>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: `MaybeUninit` needs no initialization, and the capacity is at
+    // least `n`.
+    unsafe { v.set_len(n) };
+    v
+}
+
+impl<T> Core<T> {
+    /// Slot `index`, which must be intact (`index >= dense`). Made from the
+    /// buffer's raw pointer, so no reference covers the compact outcomes.
+    #[inline(always)]
+    fn slot(&mut self, index: usize) -> &mut Task<T> {
+        assert!(index < self.slots.len());
+        debug_assert!(index >= self.dense, "slot {index} holds outcomes");
+        // SAFETY: in bounds (asserted), and slot `index` is intact (the
+        // caller's `index >= dense`: the compact outcomes end at byte
+        // `dense * size_of::<Try<T>>()`, at most `dense * size_of::<Task<T>>()`).
+        // `Task` is `!Unpin`: this `&mut` does not claim the bytes of a
+        // child pinned in place (see `Task`).
+        unsafe { &mut *self.slots.as_mut_ptr().add(index) }
+    }
+
+    /// Where compact outcome `index` lives in the slot vector's buffer.
+    #[inline(always)]
+    fn compact_ptr(&mut self, index: usize) -> *mut Try<T> {
+        debug_assert!(compact::<T>() && index < self.slots.len());
+        // In bounds: `index * size_of::<Try<T>>() < len * size_of::<Task<T>>()`.
+        self.slots.as_mut_ptr().cast::<Try<T>>().wrapping_add(index)
+    }
+
+    /// Moves the outcomes of the children finished out of order from `dense`
+    /// on into the compact region, as far as they are contiguous.
+    fn advance(&mut self) {
+        if !compact::<T>() || self.late.is_empty() {
+            return;
+        }
+        while self.dense < self.slots.len() && self.slot(self.dense).is_done() {
+            let i = self.dense;
+            // SAFETY: slot `i >= dense` is done, so `late[i]` is
+            // initialized; it is read once (`dense` moves past it). The
+            // write is to compact outcome `i`, over dead slots only (those
+            // before `i`, and slot `i`, done and owning nothing: its future
+            // and local were dropped when it finished); `read` then `write`,
+            // so an overlap with slot `i` is harmless.
+            unsafe {
+                let t = self.late[i].assume_init_read();
+                self.compact_ptr(i).write(t);
+            }
+            self.dense += 1;
+        }
+    }
+
+    /// Stores a finished child's outcome (`collect_all`); its slot must be
+    /// made done right after, by the caller.
+    #[inline]
+    fn store_late(&mut self, index: usize, t: Try<T>) {
+        if self.late.is_empty() {
+            self.late = uninit_vec(self.slots.len());
+        }
+        self.late[index].write(t);
+    }
 }
 
 impl<T: Send + 'static> Core<T> {
@@ -486,16 +567,14 @@ impl<T: Send + 'static> Core<T> {
     ) -> Self {
         bound.reverse();
         let n = slots.len();
-        let mut out = Vec::new();
-        if mode == Mode::All {
-            out.reserve_exact(n);
-            // SAFETY: `MaybeUninit` needs no initialization, and the
-            // capacity is at least `n`.
-            unsafe { out.set_len(n) };
+        let mut late = Vec::new();
+        if mode == Mode::All && !compact::<T>() {
+            late = uninit_vec(n);
         }
         Core {
             slots,
-            out,
+            dense: 0,
+            late,
             bound,
             winner: None,
             next: 0,
@@ -537,14 +616,15 @@ impl<T: Send + 'static> Core<T> {
         self.remaining -= 1;
         match self.mode {
             Mode::All => {
-                // The outcome first: once the slot is done, `out[index]`
+                // The outcome first: once the slot is done, `late[index]`
                 // must be initialized, even if dropping the child panics
                 // (the assignment in `finish` completes on unwind).
-                self.out[index].write(t);
-                self.slots[index].finish();
+                self.store_late(index, t);
+                self.slot(index).finish();
+                self.advance();
             }
             Mode::Any => {
-                self.slots[index].finish();
+                self.slot(index).finish();
                 if self.shared.claim(index) {
                     let report = self.shared.win(index, t);
                     self.set_winner(index, report);
@@ -570,18 +650,19 @@ impl<T: Send + 'static> Core<T> {
     /// Records a scheduled child's report.
     fn record_finished(&mut self, index: usize, t: Report<T>) {
         debug_assert!(
-            self.slots[index].is_started(),
+            self.slot(index).is_started(),
             "child {index} reported twice"
         );
         self.remaining -= 1;
         match self.mode {
             Mode::All => {
                 let t = t.ok().flatten();
-                self.out[index].write(t.expect("collect_all reports outcomes"));
-                self.slots[index].finish();
+                self.store_late(index, t.expect("collect_all reports outcomes"));
+                self.slot(index).finish();
+                self.advance();
             }
             Mode::Any => {
-                self.slots[index].finish();
+                self.slot(index).finish();
                 assert!(
                     self.winner.is_none(),
                     "two collect_any children claimed the win"
@@ -642,9 +723,19 @@ impl<T: Send + 'static> Core<T> {
                 // `record`'s `collect_all` arm without its drop: the child
                 // already dropped its future and local when it returned
                 // `Ready`, and is done. The hot path of a ready child.
-                debug_assert!(self.slots[index].is_completed());
+                debug_assert!(self.slot(index).is_completed());
                 self.remaining -= 1;
-                self.out[index].write(Try::from_value(v));
+                if compact::<T>() && index == self.dense {
+                    // SAFETY: compact outcome `index == dense` goes over
+                    // dead slots only: those before it, and slot `index`,
+                    // done and owning nothing (see above), whose bytes are
+                    // not read again (`dense` moves past it).
+                    unsafe { self.compact_ptr(index).write(Try::from_value(v)) };
+                    self.dense += 1;
+                    self.advance();
+                } else {
+                    self.store_late(index, Try::from_value(v));
+                }
             }
             Poll::Ready(v) => self.record(index, Try::from_value(v)),
         }
@@ -655,13 +746,18 @@ impl<T: Send + 'static> Core<T> {
     #[inline(always)]
     fn poll_child(&mut self, index: usize) -> Option<Poll<T>> {
         let in_place = self.mode == Mode::All;
-        // `Task` is `!Unpin`, so this `&mut` does not claim the bytes of a
-        // child pinned in place (see `Task`).
-        let task = &mut self.slots[index];
+        if index < self.dense {
+            return None; // finished, its slot gone
+        }
+        let nodes = self.shared.nodes_if_any();
+        assert!(index < self.slots.len());
+        // SAFETY: `index >= dense` (checked above), in bounds (asserted):
+        // as in `slot`, which this is (but for a borrow of `self.shared`
+        // alongside).
+        let task = unsafe { &mut *self.slots.as_mut_ptr().add(index) };
         if !task.is_live() {
             return None;
         }
-        let nodes = self.shared.nodes_if_any();
         let lent = Lent {
             shared: &self.shared,
             index,
@@ -713,9 +809,9 @@ impl<T: Send + 'static> Core<T> {
             Some((i, _)) if *i == index => self.bound.pop().map(|(_, e)| e),
             _ => None,
         };
-        let parent = self.parent.as_ref().expect("captured at the first poll");
         let executor = bound.or_else(|| {
             if self.para {
+                let parent = self.parent.as_ref().expect("captured at the first poll");
                 parent.executor.clone()
             } else {
                 None
@@ -724,8 +820,9 @@ impl<T: Send + 'static> Core<T> {
         let Some(executor) = executor else {
             return self.poll_inline(index);
         };
-        let task = core::mem::replace(&mut self.slots[index], Task::started());
+        let task = core::mem::replace(self.slot(index), Task::started());
         debug_assert!(task.is_live(), "child {index} started twice");
+        let parent = self.parent.as_ref().expect("captured at the first poll");
         // Never polled: it may move.
         let (fut, local) = task.into_lazy().into_parts();
         let local = match (local, &parent.local) {
@@ -836,6 +933,7 @@ impl<T: Send + 'static> Core<T> {
     fn detach_losers(&mut self) {
         debug_assert_eq!(self.mode, Mode::Any);
         let parent = self.parent.take().unwrap_or_default();
+        debug_assert_eq!(self.dense, 0);
         for slot in &mut self.slots[..self.next] {
             if slot.is_live() {
                 let task = core::mem::replace(slot, Task::started());
@@ -857,15 +955,27 @@ impl<T: Send + 'static> Core<T> {
 impl<T> Drop for Core<T> {
     fn drop(&mut self) {
         self.shared.parent.cancel(&mut self.key, || {});
-        // The outcomes recorded so far (none once they were handed out).
-        if self.mode == Mode::All {
-            for (task, out) in self.slots.iter().zip(&mut self.out) {
-                if task.is_done() {
-                    // SAFETY: `out[i]` is initialized exactly when
-                    // `slots[i]` is done (see the field), and is not used
-                    // again.
-                    unsafe { out.assume_init_drop() };
+        // The outcomes recorded so far and the slots left (none once the
+        // outcomes were handed out): by hand, as the compact outcomes are
+        // not slots.
+        let (len, dense) = (self.slots.len(), self.dense);
+        // SAFETY: the slots are dropped here and the vector then only frees
+        // its buffer (its length is 0 from now on).
+        unsafe { self.slots.set_len(0) };
+        let base = self.slots.as_mut_ptr();
+        for i in 0..dense {
+            // SAFETY: compact outcome `i < dense` is initialized (see
+            // `dense`), dropped once.
+            unsafe { base.cast::<Try<T>>().add(i).drop_in_place() };
+        }
+        for i in dense..len {
+            // SAFETY: slot `i >= dense` is intact, dropped once; `late[i]` is
+            // initialized exactly when `i >= dense` and the slot is done.
+            unsafe {
+                if !self.late.is_empty() && (*base.add(i)).is_done() {
+                    self.late[i].assume_init_drop();
                 }
+                base.add(i).drop_in_place();
             }
         }
     }
@@ -946,25 +1056,48 @@ impl<T: Send + 'static> Future for CollectAll<T> {
         if core.poll_core(cx).is_pending() {
             return Poll::Pending;
         }
-        let mut slots = core::mem::take(&mut core.slots);
-        let out = ManuallyDrop::new(core::mem::take(&mut core.out));
-        debug_assert!(slots.iter().all(Task::is_completed));
-        // SAFETY: every child is done and owns nothing any more (its future
-        // and local were dropped when it finished), so dropping the slots
-        // one by one would do nothing: only the allocation is freed, without
-        // a pass over it.
-        unsafe { slots.set_len(0) };
-        drop(slots);
-        // SAFETY: every child is done, so every outcome is initialized (see
-        // the field); `MaybeUninit<Try<T>>` has the layout of `Try<T>`; the
-        // allocation passes from `out` (forgotten) to the result.
-        Poll::Ready(unsafe {
-            Vec::from_raw_parts(
-                out.as_ptr().cast::<Try<T>>().cast_mut(),
-                out.len(),
-                out.capacity(),
-            )
-        })
+        // Every child is done, and owns nothing any more (its future and
+        // local were dropped when it finished).
+        let (n, dense) = (core.slots.len(), core.dense);
+        let slots = ManuallyDrop::new(core::mem::take(&mut core.slots));
+        let late = ManuallyDrop::new(core::mem::take(&mut core.late));
+        core.dense = 0;
+        if compact::<T>() {
+            debug_assert_eq!(dense, n, "every outcome moved into place");
+            // The outcomes were all moved out of `late` (if it was made):
+            // only its buffer is freed.
+            drop(ManuallyDrop::into_inner(late));
+            let per_slot = mem::size_of::<Task<T>>() / mem::size_of::<Try<T>>();
+            // SAFETY: the buffer holds `n` initialized outcomes at its
+            // start (`dense == n`); `compact` makes its size and alignment
+            // those of `capacity * per_slot` outcomes, so it is that
+            // vector's allocation; `slots` is forgotten, so it has one owner.
+            Poll::Ready(unsafe {
+                Vec::from_raw_parts(
+                    slots.as_ptr().cast::<Try<T>>().cast_mut(),
+                    n,
+                    slots.capacity() * per_slot,
+                )
+            })
+        } else {
+            // Dropping the slots one by one would do nothing: only the
+            // buffer is freed, without a pass over it.
+            let mut slots = ManuallyDrop::into_inner(slots);
+            // SAFETY: as said, the slots own nothing.
+            unsafe { slots.set_len(0) };
+            drop(slots);
+            // SAFETY: every child is done, so every outcome in `late` is
+            // initialized (`dense == 0`); `MaybeUninit<Try<T>>` has the
+            // layout of `Try<T>`; the buffer passes from `late` (forgotten)
+            // to the result.
+            Poll::Ready(unsafe {
+                Vec::from_raw_parts(
+                    late.as_ptr().cast::<Try<T>>().cast_mut(),
+                    late.len(),
+                    late.capacity(),
+                )
+            })
+        }
     }
 }
 
