@@ -82,9 +82,11 @@ struct VTable<T> {
     /// # Safety
     /// The pointer is to a live, pinned `F`.
     poll: unsafe fn(*mut (), &mut Context<'_>) -> Poll<T>,
+    /// `None` when `F` needs no drop (dropping it would do nothing).
+    ///
     /// # Safety
     /// The pointer is to a live `F`, which is dead afterwards.
-    drop_in_place: unsafe fn(*mut ()),
+    drop_in_place: Option<unsafe fn(*mut ())>,
     /// # Safety
     /// The pointer is to a live `F` that was never polled; it is moved out.
     into_box: unsafe fn(*mut ()) -> BoxFuture<T>,
@@ -99,7 +101,11 @@ trait HasVTable: Future + Sized {
 impl<F: Future + Send + 'static> HasVTable for F {
     const VTABLE: VTable<F::Output> = VTable {
         poll: poll_raw::<F>,
-        drop_in_place: drop_raw::<F>,
+        drop_in_place: if mem::needs_drop::<F>() {
+            Some(drop_raw::<F>)
+        } else {
+            None
+        },
         into_box: box_raw::<F>,
     };
 }
@@ -199,8 +205,10 @@ impl<T> InlineFuture<T> {
 
 impl<T> Drop for InlineFuture<T> {
     fn drop(&mut self) {
-        let drop_in_place = self.vtable().drop_in_place;
-        // SAFETY: `buf` holds a live `F` (invariant); it is not used again.
-        unsafe { drop_in_place(self.buf_ptr()) }
+        if let Some(drop_in_place) = self.vtable().drop_in_place {
+            // SAFETY: `buf` holds a live `F` (invariant); it is not used
+            // again.
+            unsafe { drop_in_place(self.buf_ptr()) }
+        }
     }
 }

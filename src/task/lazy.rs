@@ -124,19 +124,26 @@ impl<T> Body<T> {
     ///
     /// With `in_place`, the caller promises that the `Lazy` holding this
     /// body does not move again until it is dropped.
-    #[inline]
+    #[inline(always)]
     unsafe fn poll_future(&mut self, cx: &mut Context<'_>, in_place: bool) -> Poll<T> {
         match self {
             Body::Future(f) => f.as_mut().poll(cx),
             // SAFETY: a `Pinned` body is only made below, under the caller's
             // promise that it does not move again.
             Body::Pinned(f) => unsafe { f.poll(cx) },
-            Body::Inline(_) if in_place => {
-                let Body::Inline(f) = core::mem::replace(self, Body::Done) else {
-                    unreachable!()
-                };
-                // Moved for the last time, before its first poll.
-                *self = Body::Pinned(f);
+            Body::Inline(f) if in_place => {
+                // Moved for the last time, before its first poll: to where
+                // it already is, so that only the variant changes (the
+                // compiler elides copying the bytes onto themselves).
+                // SAFETY: `f` is read once and written back at once, with
+                // nothing in between that can unwind, and `self` is
+                // overwritten without dropping the value read from it, so
+                // the future is neither dropped nor duplicated; it was never
+                // polled, so it may move.
+                unsafe {
+                    let f = core::ptr::read(f);
+                    core::ptr::write(self, Body::Pinned(f));
+                }
                 let Body::Pinned(f) = self else {
                     unreachable!()
                 };
@@ -509,7 +516,7 @@ impl<T> Task<T> {
 ///
 /// With `in_place`, the caller promises that `body` does not move again
 /// until it is dropped.
-#[inline]
+#[inline(always)]
 unsafe fn poll_parts<T>(
     body: &mut Body<T>,
     local: &mut Option<Box<LocalSlot>>,
