@@ -574,3 +574,81 @@ mod on_tokio {
         parked.abort();
     }
 }
+
+/// Counts its drops; moved into an initializer closure to see when the
+/// closure (and so the future of `get_or_init` holding it) drops it.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// `get_or_init`'s future drops `f` exactly once whatever path it takes: never
+/// polled; answered by the fast path (filled or failed cell); run as the
+/// leader's initializer; or parked as a waiter whose slow path was built.
+/// And a waiter polled after the value is published is ready at once,
+/// without running `f`.
+#[test]
+fn get_or_init_drops_f_once_on_every_path_and_a_late_waiter_leaves_the_queue() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let f = |v: u32| {
+        let guard = DropCount(drops.clone());
+        move || async move {
+            drop(guard);
+            Ok::<u32, &'static str>(v)
+        }
+    };
+    let (_, w) = counting_waker();
+
+    // Never polled.
+    let cell = ALazy::<u32, &'static str>::new();
+    drop(cell.get_or_init(f(1)));
+    assert_eq!(drops.load(SeqCst), 1);
+
+    // The leader: `f` is called, and its future drops the guard.
+    assert_eq!(block_on(cell.get_or_init(f(2))), Ok(&2));
+    assert_eq!(drops.load(SeqCst), 2);
+
+    // The fast path on a filled cell: `f` is not called, and dropped once.
+    let mut hit = Box::pin(cell.get_or_init(f(3)));
+    assert_eq!(poll_once(&mut hit, &w), Poll::Ready(Ok(&2)));
+    // Polled again after `Ready`: the same result, nothing run.
+    assert_eq!(poll_once(&mut hit, &w), Poll::Ready(Ok(&2)));
+    assert_eq!(drops.load(SeqCst), 2);
+    drop(hit);
+    assert_eq!(drops.load(SeqCst), 3);
+
+    // The fast path on a failed cell (out of line, same guarantees).
+    let failed = ALazy::<u32, &'static str>::new();
+    assert_eq!(
+        block_on(failed.get_or_init(|| async { Err("no") })),
+        Err(&"no")
+    );
+    let mut miss = Box::pin(failed.get_or_init(f(4)));
+    assert_eq!(poll_once(&mut miss, &w), Poll::Ready(Err(&"no")));
+    drop(miss);
+    assert_eq!(drops.load(SeqCst), 4);
+
+    // A waiter whose slow path is built and queued, then the leader
+    // publishes: the waiter is woken once and ready on its next poll; its
+    // `f` is dropped once, with the future, never called.
+    let cell = ALazy::<u32, &'static str>::new();
+    let gate = Arc::new(Mutex::new(None));
+    let g = gate.clone();
+    let mut leader = Box::pin(cell.get_or_init(move || Gate { open: g }));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    let (woken, ww) = counting_waker();
+    let mut waiter = Box::pin(cell.get_or_init(f(5)));
+    assert!(poll_once(&mut waiter, &ww).is_pending());
+    assert_eq!(cell.waiting(), 1);
+    *gate.lock().unwrap() = Some(Ok(7));
+    assert_eq!(poll_once(&mut leader, &w), Poll::Ready(Ok(&7)));
+    assert_eq!(woken.0.load(SeqCst), 1);
+    assert_eq!(poll_once(&mut waiter, &ww), Poll::Ready(Ok(&7)));
+    assert_eq!(drops.load(SeqCst), 4);
+    drop(waiter);
+    assert_eq!(drops.load(SeqCst), 5);
+    assert_eq!(cell.waiting(), 0);
+}
