@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use lazyflight_benches::{opaque, sink, RawCell};
+use lazyflight_benches::{median, opaque, sink, RawCell};
 
 const VALUE: u64 = 0x5eed;
 
@@ -233,16 +233,6 @@ fn fast_path_paired(c: &mut Criterion) {
         report_paired(what, names, &PAIRED.lock().unwrap());
     }
     g.finish();
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 /// Prints each contender's median time per call and the median of its

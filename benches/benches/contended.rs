@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use lazyflight_benches::RawAsyncCell;
+use lazyflight_benches::{median, RawAsyncCell};
 use tokio::runtime::Runtime;
 use tokio::task::yield_now;
 
@@ -213,16 +213,6 @@ fn contended_init_paired(c: &mut Criterion) {
         report_paired(n, &PAIRED.lock().unwrap());
     }
     g.finish();
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 /// Prints, per contender, the median round time and the median of its
