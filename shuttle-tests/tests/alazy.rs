@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
 
 use lazyflight::{ALazy, State};
+use lazyflight_shuttle_tests::env_usize;
 use shuttle::future::{self as sfut, JoinHandle};
 use shuttle::rand::{thread_rng, Rng};
 
@@ -60,15 +61,6 @@ fn iterations() -> usize {
 
 fn pct_depth() -> usize {
     env_usize("LAZYFLIGHT_SHUTTLE_PCT_DEPTH", 3)
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
 }
 
 /// What one test explores.

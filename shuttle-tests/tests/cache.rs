@@ -10,13 +10,11 @@
 // Bookkeeping in std types on purpose, as in `group.rs`.
 #![allow(clippy::disallowed_types)]
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use lazyflight::{Cache, ErrorPolicy};
+use lazyflight_shuttle_tests::{env_usize, GiveUpAfter};
 use shuttle::future::{self as sfut, JoinHandle};
 use shuttle::rand::{thread_rng, Rng};
 
@@ -24,28 +22,7 @@ const CALLERS: usize = 16;
 const KEY_SPACE: u32 = 1_000;
 
 fn iterations() -> usize {
-    std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000)
-}
-
-/// Drops the inner future after `polls` polls (a caller giving up).
-struct GiveUpAfter<F> {
-    inner: Pin<Box<F>>,
-    polls: usize,
-}
-
-impl<F: Future> Future for GiveUpAfter<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.polls == 0 {
-            return Poll::Ready(None);
-        }
-        self.polls -= 1;
-        self.inner.as_mut().poll(cx).map(Some)
-    }
+    env_usize("LAZYFLIGHT_SHUTTLE_ITERATIONS", 1_000)
 }
 
 #[derive(Default)]

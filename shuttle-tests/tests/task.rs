@@ -38,16 +38,8 @@ use lazyflight::task::{
     collect_all, collect_all_para, collect_any, sync_await_try, yield_now, Executor, ExecutorRef,
     Job, Lazy, ScheduleError,
 };
+use lazyflight_shuttle_tests::env_usize;
 use shuttle::rand::{thread_rng, Rng};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 fn iterations() -> usize {
     env_usize("LAZYFLIGHT_SHUTTLE_ITERATIONS", 10_000)
