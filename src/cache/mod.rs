@@ -69,6 +69,7 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::future::Future;
 use core::hash::Hash;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
@@ -77,6 +78,7 @@ use hashbrown::HashTable;
 
 use crate::group::Shards;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::MutexGuard;
 use crate::sync::Arc;
 use crate::ALazy;
 
@@ -356,8 +358,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             }
             Err(entry) => {
                 // Out of line, so that a hit's poll is the look-up alone.
-                let slow = core::pin::pin!(self.get_slow(hash, entry, init));
-                cold(slow).await
+                Cold::new(self.get_slow(hash, entry, init)).await
             }
         }
     }
@@ -446,8 +447,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             }
             Err(entry) => {
                 // Out of line, as in `get`.
-                let slow = core::pin::pin!(self.get_owned_slow(hash, entry, init));
-                cold(slow).await
+                Cold::new(self.get_owned_slow(hash, entry, init)).await
             }
         }
     }
@@ -513,18 +513,39 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
 
     /// One table operation: a fresh cached result (`Ok`), or the entry to
     /// wait on or lead (`Err`), inserted or replaced as needed.
-    #[inline]
+    ///
+    /// Inlined into `get`: a hit is one lock, one probe and a clone; anything
+    /// else continues out of line, under the same lock.
+    #[inline(always)]
     fn lookup(&self, hash: u64, key: K) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
+        // Read before the lock: the clock is user code.
         let now = self.now();
-        let mut table = self.map.shard(hash).lock();
+        let table = self.map.shard(hash).lock();
+        if let Some(slot) = table.find(hash, |s| s.key == key) {
+            match &slot.state {
+                SlotState::Value(v) => return Ok(Ok(v.clone())),
+                SlotState::Error(e) => return Ok(Err(e.clone())),
+                SlotState::Pending(_) => {}
+            }
+        }
+        self.lookup_slow(table, hash, key, now)
+    }
+
+    /// The rest of [`lookup`](Self::lookup): the key has an entry (to settle)
+    /// or none (to insert).
+    #[cold]
+    #[inline(never)]
+    fn lookup_slow(
+        &self,
+        mut table: MutexGuard<'_, HashTable<Slot<K, V, E>>>,
+        hash: u64,
+        key: K,
+        now: Duration,
+    ) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
         // What the look-up took out of the table, dropped outside the lock.
         let mut old = None;
         let out = match table.find_mut(hash, |s| s.key == key) {
-            Some(slot) => match &slot.state {
-                SlotState::Value(v) => return Ok(Ok(v.clone())),
-                SlotState::Error(e) => return Ok(Err(e.clone())),
-                SlotState::Pending(_) => self.settle(&mut slot.state, now, &mut old),
-            },
+            Some(slot) => self.settle(&mut slot.state, now, &mut old),
             None => Err(self.insert(&mut table, hash, key)),
         };
         drop(table);
@@ -790,15 +811,54 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
     }
 }
 
-/// Awaits `fut`, polling it out of line (`#[cold]`, never inlined), so that
-/// the state machine of a fast path which awaits it stays small.
-fn cold<F: Future>(mut fut: Pin<&mut F>) -> impl Future<Output = F::Output> + '_ {
-    core::future::poll_fn(move |cx| poll_cold(fut.as_mut(), cx))
+/// A future kept out of the fast path: polled and dropped out of line
+/// (`#[cold]`, never inlined), so that the state machine of an `async fn`
+/// that awaits it on its slow path stays small, and so does that state
+/// machine's drop glue, which the compiler then inlines (and folds away on
+/// the fast path, where this future was never built).
+struct Cold<F>(ManuallyDrop<F>);
+
+impl<F: Future> Cold<F> {
+    #[inline(always)]
+    fn new(fut: F) -> Self {
+        Cold(ManuallyDrop::new(fut))
+    }
+
+    fn pinned(self: Pin<&mut Self>) -> Pin<&mut F> {
+        // SAFETY: structural pinning: `Cold` never moves the future out of
+        // its field, and drops it in place (below).
+        unsafe { self.map_unchecked_mut(|c| &mut *c.0) }
+    }
 }
 
-/// The out-of-line poll of [`cold`].
+impl<F: Future> Future for Cold<F> {
+    type Output = F::Output;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        poll_cold(self.pinned(), cx)
+    }
+}
+
+impl<F> Drop for Cold<F> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        drop_cold(&mut self.0);
+    }
+}
+
+/// The out-of-line poll of [`Cold`].
 #[cold]
 #[inline(never)]
 fn poll_cold<F: Future>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
     fut.poll(cx)
+}
+
+/// The out-of-line drop of [`Cold`].
+#[cold]
+#[inline(never)]
+fn drop_cold<F>(fut: &mut ManuallyDrop<F>) {
+    // SAFETY: called once, from `Cold`'s `Drop`; the future is not used
+    // again, and is dropped where it is (it may be pinned).
+    unsafe { ManuallyDrop::drop(fut) }
 }
