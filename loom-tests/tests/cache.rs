@@ -58,6 +58,32 @@ fn cache_invalidate_racing_in_flight_init() {
     });
 }
 
+// Property: invalidating a key whose result is being copied into the table
+// (the first hit after its init finished moves it from the key's entry into
+// the table of stored values) removes the key wherever it is: `invalidate`
+// always finds it, and the value the hit returned is never served again.
+#[test]
+fn cache_invalidate_racing_the_first_hit() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, ()>::new());
+        // Finished, not yet copied: the next get is the first hit.
+        assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+        let c2 = cache.clone();
+        let t = thread::spawn(move || c2.invalidate(&1));
+        let hit = block_on(cache.get(1, || async { Ok(3) }));
+        assert!(t.join().unwrap(), "invalidate missed a cached key");
+        let next = block_on(cache.get(1, || async { Ok(2) }));
+        match hit {
+            // The hit came first: invalidate removed the stored value.
+            Ok(1) => assert_eq!(next, Ok(2), "an invalidated value was served"),
+            // Invalidate came first: the hit ran a fresh init, cached.
+            Ok(3) => assert_eq!(next, Ok(3)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(cache.len(), 1);
+    });
+}
+
 // Property: under `ErrorPolicy::SharedOnly` two racing callers either share
 // one attempt (and its error) or make one attempt each; either way no error
 // is left in the cache, and the next get runs a fresh init.

@@ -8,11 +8,15 @@
 //! running initializer is cancelled or panics. The table only decides *which*
 //! entry a caller uses. In a cache without expiry (no time-to-live and no
 //! [`ErrorPolicy::CachedFor`]), once an entry's result is stored the first
-//! look-up that sees it copies it into the table slot and lets the entry go,
-//! so hits read the slot alone: no pointer chase to a separately allocated
-//! entry, and a slot is only the key and the result (no stamp, no stored
-//! hash). In a timed cache the result stays in its entry, next to the clock
-//! reading it is checked against.
+//! look-up that sees it copies it into the table and lets the entry go, so
+//! hits read the table alone: no pointer chase to a separately allocated
+//! entry. Each shard holds two tables, keyed alike, a key in at most one:
+//! `values` (the key and its stored value, nothing else: 16 bytes for `u64`
+//! keys and values, the slot size of a bare map) and `others` (the key and
+//! its entry, or a stored error). A hit probes `values` first and returns;
+//! everything else looks in `others`, under the same lock. In a timed cache
+//! the result stays in its entry, next to the clock reading it is checked
+//! against, so `values` stays empty.
 //!
 //! # State of one key
 //!
@@ -33,8 +37,9 @@
 //!
 //! # Access rules
 //!
-//! * The shard lock guards the table: look-up, insertion, replacement and
-//!   removal of entries. It is held for one table operation and, on a hit,
+//! * The shard lock guards both of its tables: look-up, insertion,
+//!   replacement and removal of entries, and the move of a result from
+//!   `others` to `values`, which is one step under the lock. It is held for one table operation and, on a hit,
 //!   the clone of the cached value; never while an initializer runs.
 //! * An entry's value is written once, by its `ALazy`; results are stamped
 //!   with the clock *inside* the initializer, so the stamp is published with
@@ -76,10 +81,10 @@ use core::time::Duration;
 
 use hashbrown::HashTable;
 
-use crate::group::Shards;
+use crate::group::ShardsOf;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use crate::sync::MutexGuard;
 use crate::sync::Arc;
+use crate::sync::MutexGuard;
 use crate::ALazy;
 
 /// What the cache does with an initializer's error.
@@ -120,26 +125,49 @@ struct Stamped<X> {
 
 type Cell<V, E> = ALazy<Stamped<V>, Stamped<E>>;
 
-/// One key's slot in the table. The hash is not stored: the table recomputes
-/// it from the key when it grows, which keeps slots (and so the lines a hit
-/// touches) small.
+/// One shard of the table: two hash tables, keyed alike, a key in at most
+/// one of them. Hashes are not stored: a table recomputes them from the keys
+/// when it grows, which keeps slots (and so the lines a hit touches) small.
+struct Table<K, V, E> {
+    /// Stored values of a cache without expiry, copied out of their finished
+    /// entries by the first look-up that saw them, so that a hit reads this
+    /// table only: a slot is the key and the value (16 bytes for `u64`
+    /// keys and values), no variant tag, no pointer chase to the entry,
+    /// which is then freed.
+    values: HashTable<(K, V)>,
+    /// Every other key: its entry, or a stored error.
+    others: HashTable<Slot<K, V, E>>,
+}
+
+impl<K, V, E> Default for Table<K, V, E> {
+    fn default() -> Self {
+        Self {
+            values: HashTable::new(),
+            others: HashTable::new(),
+        }
+    }
+}
+
+impl<K, V, E> Table<K, V, E> {
+    fn len(&self) -> usize {
+        self.values.len() + self.others.len()
+    }
+}
+
+/// A key of [`Table::others`] and what it holds.
 struct Slot<K, V, E> {
     key: K,
     state: SlotState<V, E>,
 }
 
-/// What the table holds for a key.
+/// What [`Table::others`] holds for a key.
 enum SlotState<V, E> {
     /// The key's entry: its init is in flight, or has not started, or has
     /// finished and the result has not been copied into the table yet (in a
     /// timed cache it never is: the result and its stamp stay here).
     Pending(Arc<Cell<V, E>>),
-    /// A stored value of a cache without expiry, copied out of the finished
-    /// entry by the first look-up that saw it, so that hits read the table
-    /// only (no pointer chase to the entry, which is then freed).
-    Value(V),
-    /// A stored error, likewise (only under [`ErrorPolicy::Cached`] without
-    /// a time-to-live).
+    /// A stored error (only under [`ErrorPolicy::Cached`] without a
+    /// time-to-live), copied out of its entry like a value.
     Error(E),
 }
 
@@ -207,7 +235,7 @@ pub struct CacheStats {
 /// # });
 /// ```
 pub struct Cache<K, V, E> {
-    map: Shards<Slot<K, V, E>>,
+    map: ShardsOf<Table<K, V, E>>,
     ttl: Option<Duration>,
     errors: ErrorPolicy,
     /// Whether `get` needs the clock at all (a TTL or `CachedFor`).
@@ -251,7 +279,7 @@ impl<K, V, E> Cache<K, V, E> {
     /// Whether no key has an entry (see [`len`](Self::len)).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.map.iter().all(|s| s.lock().is_empty())
+        self.map.iter().all(|s| s.lock().len() == 0)
     }
 
     /// Removes every entry. Inits in flight finish for their current callers
@@ -514,39 +542,82 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// One table operation: a fresh cached result (`Ok`), or the entry to
     /// wait on or lead (`Err`), inserted or replaced as needed.
     ///
-    /// Inlined into `get`: a hit is one lock, one probe and a clone; anything
-    /// else continues out of line, under the same lock.
+    /// Inlined into `get`: a hit on a stored value is one lock, one probe of
+    /// [`Table::values`] and a clone; anything else continues out of line,
+    /// under the same lock.
     #[inline(always)]
     fn lookup(&self, hash: u64, key: K) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
         // Read before the lock: the clock is user code.
         let now = self.now();
         let table = self.map.shard(hash).lock();
-        if let Some(slot) = table.find(hash, |s| s.key == key) {
-            match &slot.state {
-                SlotState::Value(v) => return Ok(Ok(v.clone())),
-                SlotState::Error(e) => return Ok(Err(e.clone())),
-                SlotState::Pending(_) => {}
-            }
+        if let Some((_, v)) = table.values.find(hash, |(k, _)| *k == key) {
+            return Ok(Ok(v.clone()));
         }
         self.lookup_slow(table, hash, key, now)
     }
 
-    /// The rest of [`lookup`](Self::lookup): the key has an entry (to settle)
-    /// or none (to insert).
-    #[cold]
+    /// The rest of [`lookup`](Self::lookup): the key has a stored error, an
+    /// entry (whose result may be served, stored or expired), or nothing
+    /// (an entry is inserted). Not `#[cold]`: a timed cache's hits come here.
     #[inline(never)]
     fn lookup_slow(
         &self,
-        mut table: MutexGuard<'_, HashTable<Slot<K, V, E>>>,
+        mut table: MutexGuard<'_, Table<K, V, E>>,
         hash: u64,
         key: K,
         now: Duration,
     ) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
+        let t = &mut *table;
         // What the look-up took out of the table, dropped outside the lock.
         let mut old = None;
-        let out = match table.find_mut(hash, |s| s.key == key) {
-            Some(slot) => self.settle(&mut slot.state, now, &mut old),
-            None => Err(self.insert(&mut table, hash, key)),
+        let out = match t.others.find_entry(hash, |s| s.key == key) {
+            Err(_) => Err(self.insert(t, hash, key)),
+            Ok(mut found) => {
+                let state = &mut found.get_mut().state;
+                let entry = match state {
+                    SlotState::Error(e) => return Ok(Err(e.clone())),
+                    SlotState::Pending(entry) => entry,
+                };
+                match entry.get_result() {
+                    // In flight or empty: wait on it or lead it.
+                    None => Err(entry.clone()),
+                    // A SharedOnly error is never stored (see `get_owned`):
+                    // start afresh.
+                    Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {
+                        Err(Self::renew(state, &mut old))
+                    }
+                    Some(done) if self.timed => {
+                        // The result stays in the entry, next to its stamp.
+                        let (result, at) = match done {
+                            Ok(v) => (Ok(&v.value), v.at),
+                            Err(e) => (Err(&e.value), e.at),
+                        };
+                        if self.fresh(at, now, result.is_err()) {
+                            Ok(result.cloned().map_err(E::clone))
+                        } else {
+                            // Expired: start afresh.
+                            Err(Self::renew(state, &mut old))
+                        }
+                    }
+                    // No expiry: copy the result into the table once; the
+                    // entry goes.
+                    Some(Err(e)) => {
+                        let hit = e.value.clone();
+                        let stored = SlotState::Error(e.value.clone());
+                        old = Some(core::mem::replace(state, stored));
+                        Ok(Err(hit))
+                    }
+                    Some(Ok(v)) => {
+                        let hit = v.value.clone();
+                        let value = v.value.clone();
+                        let (Slot { key, state }, _) = found.remove();
+                        old = Some(state);
+                        t.values
+                            .insert_unique(hash, (key, value), |(k, _)| self.map.hash(k));
+                        Ok(Ok(hit))
+                    }
+                }
+            }
         };
         drop(table);
         drop(old);
@@ -554,64 +625,36 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     }
 
     /// A miss on an absent key: inserts a fresh entry for it.
+    ///
+    /// In a cache without expiry, also keeps room in [`Table::values`] for
+    /// every key of [`Table::others`], so that the look-up which later copies
+    /// a result into `values` never grows it: hits allocate nothing, that
+    /// first one included. (Only promotions insert into `values`, each one
+    /// for a key that leaves `others`; removals never take room away.)
     #[cold]
     #[inline(never)]
-    fn insert(&self, table: &mut HashTable<Slot<K, V, E>>, hash: u64, key: K) -> Arc<Cell<V, E>> {
+    fn insert(&self, t: &mut Table<K, V, E>, hash: u64, key: K) -> Arc<Cell<V, E>> {
         let entry = Arc::new(ALazy::new());
         let state = SlotState::Pending(entry.clone());
-        table.insert_unique(hash, Slot { key, state }, |s| self.map.hash(&s.key));
+        t.others
+            .insert_unique(hash, Slot { key, state }, |s| self.map.hash(&s.key));
+        if !self.timed {
+            t.values.reserve(t.others.len(), |(k, _)| self.map.hash(k));
+        }
         entry
     }
 
-    /// The look-up found the key's entry (`state` is `Pending`): its fresh
-    /// result (promoted into the slot if the cache has no expiry), or the
-    /// entry to wait on or lead, replaced if its result has expired. What
-    /// leaves the slot goes to `old`, for the caller to drop outside the lock.
-    #[inline(never)]
-    fn settle(
-        &self,
-        state: &mut SlotState<V, E>,
-        now: Duration,
-        old: &mut Option<SlotState<V, E>>,
-    ) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
-        let SlotState::Pending(entry) = &*state else {
-            unreachable!("settle is called on entries only")
-        };
-        match entry.get_result() {
-            // In flight or empty: wait on it or lead it.
-            None => return Err(entry.clone()),
-            // A SharedOnly error is never stored (see `get_owned`).
-            Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {}
-            Some(done) if self.timed => {
-                // The result stays in the entry, next to its stamp.
-                let (result, at) = match done {
-                    Ok(v) => (Ok(&v.value), v.at),
-                    Err(e) => (Err(&e.value), e.at),
-                };
-                if self.fresh(at, now, result.is_err()) {
-                    return Ok(result.cloned().map_err(E::clone));
-                }
-            }
-            Some(done) => {
-                // No expiry: copy the result into the table once; the entry
-                // goes.
-                let (hit, promoted) = match done {
-                    Ok(v) => (Ok(v.value.clone()), SlotState::Value(v.value.clone())),
-                    Err(e) => (Err(e.value.clone()), SlotState::Error(e.value.clone())),
-                };
-                *old = Some(core::mem::replace(state, promoted));
-                return Ok(hit);
-            }
-        }
-        // Expired (or a SharedOnly error not yet removed): start afresh.
+    /// Replaces the entry in `state` with a fresh one, returned; the old
+    /// state goes to `old`, for the caller to drop outside the lock.
+    fn renew(state: &mut SlotState<V, E>, old: &mut Option<SlotState<V, E>>) -> Arc<Cell<V, E>> {
         let fresh = Arc::new(ALazy::new());
         *old = Some(core::mem::replace(state, SlotState::Pending(fresh.clone())));
-        Err(fresh)
+        fresh
     }
 
     /// Removes `entry` from the table if it is still the one for its key.
     fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
-        let removed = match self.map.shard(hash).lock().find_entry(
+        let removed = match self.map.shard(hash).lock().others.find_entry(
             hash,
             |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
         ) {
@@ -645,9 +688,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let hash = self.map.hash(key);
         let now = self.now();
         let table = self.map.shard(hash).lock();
-        let slot = table.find(hash, |s| s.key.borrow() == key)?;
+        if let Some((_, v)) = table.values.find(hash, |(k, _)| k.borrow() == key) {
+            return Some(Ok(v.clone()));
+        }
+        let slot = table.others.find(hash, |s| s.key.borrow() == key)?;
         let (result, at) = match &slot.state {
-            SlotState::Value(v) => return Some(Ok(v.clone())),
             SlotState::Error(e) => return Some(Err(e.clone())),
             SlotState::Pending(entry) => match entry.get_result()? {
                 Ok(v) => (Ok(&v.value), v.at),
@@ -686,7 +731,23 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let hash = self.map.hash(key);
         let (found, removed) = {
             let mut table = self.map.shard(hash).lock();
-            match table.find_entry(hash, |s| s.key.borrow() == key) {
+            let stored = if cfg!(lazyflight_break = "cache_invalidate_skips_values") {
+                // Negative control: only entries and errors are looked for.
+                Err(())
+            } else {
+                table
+                    .values
+                    .find_entry(hash, |(k, _)| k.borrow() == key)
+                    .map_err(drop)
+            };
+            if let Ok(found) = stored {
+                let removed = found.remove().0;
+                drop(table);
+                // The key and the value are dropped outside the lock.
+                drop(removed);
+                return true;
+            }
+            match table.others.find_entry(hash, |s| s.key.borrow() == key) {
                 // Negative control: an entry in flight stays in the table.
                 Ok(found)
                     if cfg!(lazyflight_break = "cache_keep_invalidated")
@@ -781,7 +842,7 @@ impl<K, V, E> CacheBuilder<K, V, E> {
     pub fn build(self) -> Cache<K, V, E> {
         let timed = self.ttl.is_some() || matches!(self.errors, ErrorPolicy::CachedFor(_));
         Cache {
-            map: Shards::new(),
+            map: ShardsOf::new(),
             ttl: self.ttl,
             errors: self.errors,
             timed,

@@ -84,7 +84,7 @@
 
 mod shards;
 
-pub(crate) use shards::Shards;
+pub(crate) use shards::ShardsOf;
 
 use core::convert::Infallible;
 use core::fmt;
@@ -98,7 +98,6 @@ use hashbrown::HashTable;
 use crate::sync::atomic::{AtomicU8, Ordering::*};
 use crate::sync::{Arc, UnsafeCell};
 use crate::wait_queue::{WaitKey, WaitQueue};
-use shards::ShardsOf;
 
 /// Encoding of `Flight::state`.
 const RUNNING: u8 = 0;

@@ -1,6 +1,6 @@
 //! A sharded hash table on the shim's [`Mutex`], shared by `Group` and `Cache`.
 //!
-//! Each shard is a [`hashbrown::HashTable`] behind its own lock. Entries are
+//! Each shard is one or more [`hashbrown::HashTable`]s behind its own lock. Entries are
 //! stored by a hash the caller computes once per operation; the shard is
 //! chosen from bits 32..40 of that hash, which `HashTable` uses neither for its
 //! bucket index (low bits) nor for its control bytes (top seven bits), so the
@@ -15,8 +15,6 @@
 //! executions are deterministic).
 
 use core::hash::{BuildHasher, Hash};
-
-use hashbrown::HashTable;
 
 use crate::sync::Mutex;
 
@@ -35,11 +33,8 @@ const SHARDS: usize = 2;
 #[repr(align(128))]
 pub(crate) struct Shard<S>(pub(crate) Mutex<S>);
 
-/// The shards of a table whose shards are bare [`HashTable`]s (`Cache`).
-pub(crate) type Shards<T> = ShardsOf<HashTable<T>>;
-
-/// `SHARDS` locks, each guarding one `S` (a [`HashTable`], or a table with
-/// some per-shard bookkeeping next to it, as `Group` keeps), and the hasher
+/// `SHARDS` locks, each guarding one `S` (a shard's tables: [`HashTable`](hashbrown::HashTable)s,
+/// with some per-shard bookkeeping next to them in `Group`), and the hasher
 /// that picks the shard.
 pub(crate) struct ShardsOf<S> {
     hasher: Seed,
