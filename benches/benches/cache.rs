@@ -21,7 +21,9 @@
 //!   tasks) per contender, on fresh keys; the `floor` does the same spawns
 //!   and joins with empty tasks. Figures are per-round differences to the
 //!   floor, in µs per 1024 tasks. Contenders: lazyflight `Cache::get`, moka
-//!   `get_with`, quick_cache `get_or_insert_async`.
+//!   `get_with`, quick_cache `get_or_insert_async`, and lazyflight
+//!   `Cache::get_owned` (the init moved into the key's entry, so a waiting
+//!   caller polled while the init can make progress drives it itself).
 
 // Peers and baselines use std types directly; clippy.toml's shim
 // discipline is for the library.
@@ -202,7 +204,13 @@ fn cache_hit(c: &mut Criterion) {
     g.finish();
 }
 
-const MISS: [&str; 4] = ["floor", "lazyflight", "quick_cache", "moka"];
+const MISS: [&str; 5] = [
+    "floor",
+    "lazyflight",
+    "quick_cache",
+    "moka",
+    "lazyflight_owned",
+];
 
 /// Tasks per stampede on one absent key.
 const STAMPEDE: usize = 64;
@@ -239,6 +247,14 @@ fn stampedes(rt: &Runtime, caches: &Arc<MissCaches>, which: usize) -> f64 {
                         1 => c
                             .ours
                             .get(key, || async move {
+                                yield_now().await;
+                                Ok(key)
+                            })
+                            .await
+                            .unwrap(),
+                        4 => c
+                            .ours
+                            .get_owned(key, move || async move {
                                 yield_now().await;
                                 Ok(key)
                             })
