@@ -84,6 +84,124 @@ fn cache_invalidate_racing_the_first_hit() {
     });
 }
 
+// Property: two first hits racing on a finished key (each may be the one
+// that moves the value into the table of stored values) both get the value,
+// and the key ends up in the table once: a look-up probes both of a shard's
+// tables in one critical section.
+#[test]
+fn cache_two_first_hits_race() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, ()>::new());
+        assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+        let c2 = cache.clone();
+        let t = thread::spawn(move || block_on(c2.get(1, || async { Ok(9) })));
+        let mine = block_on(cache.get(1, || async { Ok(8) }));
+        assert_eq!((mine, t.join().unwrap()), (Ok(1), Ok(1)));
+        assert_eq!(cache.len(), 1, "the key is in the table twice");
+        assert!(cache.invalidate(&1));
+        assert!(cache.is_empty());
+        assert_eq!(block_on(cache.get(1, || async { Ok(2) })), Ok(2));
+    });
+}
+
+// Property: keys, values and errors are dropped outside the shard lock: the
+// caller's key on every kind of hit and miss, what a first hit moves out of
+// an entry, what `invalidate` and `clear` remove. Each key and value here
+// locks the cache's shards when dropped, which would deadlock under the lock
+// (loom reports it).
+#[test]
+fn cache_drops_keys_and_values_outside_the_lock() {
+    loom::model(|| {
+        let cache = std::sync::Arc::new(Cache::<Key, Val, Val>::new());
+        let back = std::sync::Arc::downgrade(&cache);
+        let key = |id| Key {
+            id,
+            back: back.clone(),
+        };
+        let val = |n| Val {
+            n,
+            back: back.clone(),
+        };
+        let n = |r: Result<Val, Val>| r.map(|v| v.n).map_err(|e| e.n);
+        // A miss that stores a value; the first hit (moves it); a hit.
+        assert_eq!(
+            n(block_on(cache.get(key(1), || async { Ok(val(1)) }))),
+            Ok(1)
+        );
+        assert_eq!(
+            n(block_on(cache.get(key(1), || async { Ok(val(0)) }))),
+            Ok(1)
+        );
+        assert_eq!(
+            n(block_on(cache.get(key(1), || async { Ok(val(0)) }))),
+            Ok(1)
+        );
+        // The same for an error: stored, moved, hit.
+        assert_eq!(
+            n(block_on(cache.get(key(2), || async { Err(val(2)) }))),
+            Err(2)
+        );
+        assert_eq!(
+            n(block_on(cache.get(key(2), || async { Ok(val(0)) }))),
+            Err(2)
+        );
+        assert_eq!(
+            n(block_on(cache.get(key(2), || async { Ok(val(0)) }))),
+            Err(2)
+        );
+        assert!(cache.invalidate(&key(1)));
+        assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert!(cache.is_empty());
+    });
+}
+
+/// A key that locks its cache's shards (`len`) when dropped.
+#[derive(Clone)]
+struct Key {
+    id: u8,
+    back: std::sync::Weak<Cache<Key, Val, Val>>,
+}
+
+/// A value (or error) that does the same.
+#[derive(Clone)]
+struct Val {
+    n: u8,
+    back: std::sync::Weak<Cache<Key, Val, Val>>,
+}
+
+fn lock_shards(back: &std::sync::Weak<Cache<Key, Val, Val>>) {
+    if let Some(cache) = back.upgrade() {
+        let _ = cache.len();
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        lock_shards(&self.back);
+    }
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        lock_shards(&self.back);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Key {}
+
+impl core::hash::Hash for Key {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.id.hash(h);
+    }
+}
+
 // Property: under `ErrorPolicy::SharedOnly` two racing callers either share
 // one attempt (and its error) or make one attempt each; either way no error
 // is left in the cache, and the next get runs a fresh init.

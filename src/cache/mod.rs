@@ -39,14 +39,19 @@
 //!
 //! * The shard lock guards both of its tables: look-up, insertion,
 //!   replacement and removal of entries, and the move of a result from
-//!   `others` to `values`, which is one step under the lock. It is held for one table operation and, on a hit,
-//!   the clone of the cached value; never while an initializer runs.
+//!   `others` to `values`, which is one step under the lock. It is held
+//!   for one table operation and, on a hit, the clone of the cached value
+//!   (two clones on the first hit, which also stores the value); never while
+//!   an initializer runs. User code run under it: `K`'s `Hash` and `Eq`,
+//!   `V`'s and `E`'s `Clone`. Keys, values and entries that leave the table,
+//!   and the caller's key, are dropped after it is released.
 //! * An entry's value is written once, by its `ALazy`; results are stamped
 //!   with the clock *inside* the initializer, so the stamp is published with
 //!   the value.
 //! * `get` does the look-up first; a hit returns from the first poll before
-//!   any of the miss path's state is set up. The miss path (`get_slow`) is
-//!   its own future, polled out of line (`poll_cold`).
+//!   any of the miss path's state is set up. The miss path (`get_slow`,
+//!   `get_owned_slow`) is its own future, wrapped in `Cold`, which polls and
+//!   drops it out of line.
 //! * Entries are replaced and removed by identity (`Arc::ptr_eq`) wherever
 //!   the caller acts on an entry it found earlier, so an old entry never
 //!   removes its successor.
@@ -163,8 +168,9 @@ struct Slot<K, V, E> {
 /// What [`Table::others`] holds for a key.
 enum SlotState<V, E> {
     /// The key's entry: its init is in flight, or has not started, or has
-    /// finished and the result has not been copied into the table yet (in a
-    /// timed cache it never is: the result and its stamp stay here).
+    /// finished and no look-up has seen it yet (the first one moves a value
+    /// to [`Table::values`] and turns an error into [`SlotState::Error`]; in
+    /// a timed cache neither happens: the result and its stamp stay here).
     Pending(Arc<Cell<V, E>>),
     /// A stored error (only under [`ErrorPolicy::Cached`] without a
     /// time-to-live), copied out of its entry like a value.
@@ -210,7 +216,9 @@ pub struct CacheStats {
 /// * [`invalidate`](Self::invalidate) on a key whose init is in flight: its
 ///   current callers still get that result, it is not stored, and the next
 ///   `get` starts a fresh init.
-/// * A hit allocates nothing: one shard lock, one look-up, one clone.
+/// * A hit allocates nothing: one shard lock, one probe of the table of
+///   stored values, one clone (a stored error, or a result in a timed cache,
+///   takes a second probe).
 /// * [`get_owned`](Self::get_owned) moves the init into the entry, so a
 ///   caller that is parked mid-init cannot stall the others.
 ///
@@ -553,7 +561,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         if let Some((_, v)) = table.values.find(hash, |(k, _)| *k == key) {
             return Ok(Ok(v.clone()));
         }
-        self.lookup_slow(table, hash, key, now)
+        #[cfg(lazyflight_break = "cache_lookup_relocks")]
+        let table = {
+            // Negative control: `others` is probed in a critical section of
+            // its own, after `values`.
+            drop(table);
+            self.map.shard(hash).lock()
+        };
+        self.lookup_slow(hash, key, now, table)
     }
 
     /// The rest of [`lookup`](Self::lookup): the key has a stored error, an
@@ -562,10 +577,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     #[inline(never)]
     fn lookup_slow(
         &self,
-        mut table: MutexGuard<'_, Table<K, V, E>>,
         hash: u64,
         key: K,
         now: Duration,
+        // Last: parameters are dropped in reverse order, so on any way out
+        // the lock goes before `key` (user code) is dropped.
+        mut table: MutexGuard<'_, Table<K, V, E>>,
     ) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
         let t = &mut *table;
         // What the look-up took out of the table, dropped outside the lock.
@@ -573,49 +590,52 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let out = match t.others.find_entry(hash, |s| s.key == key) {
             Err(_) => Err(self.insert(t, hash, key)),
             Ok(mut found) => {
+                // Negative control: the caller's key is dropped under the
+                // lock.
+                #[cfg(lazyflight_break = "cache_drop_key_under_lock")]
+                drop(key);
                 let state = &mut found.get_mut().state;
-                let entry = match state {
-                    SlotState::Error(e) => return Ok(Err(e.clone())),
-                    SlotState::Pending(entry) => entry,
-                };
-                match entry.get_result() {
-                    // In flight or empty: wait on it or lead it.
-                    None => Err(entry.clone()),
-                    // A SharedOnly error is never stored (see `get_owned`):
-                    // start afresh.
-                    Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {
-                        Err(Self::renew(state, &mut old))
-                    }
-                    Some(done) if self.timed => {
-                        // The result stays in the entry, next to its stamp.
-                        let (result, at) = match done {
-                            Ok(v) => (Ok(&v.value), v.at),
-                            Err(e) => (Err(&e.value), e.at),
-                        };
-                        if self.fresh(at, now, result.is_err()) {
-                            Ok(result.cloned().map_err(E::clone))
-                        } else {
-                            // Expired: start afresh.
+                match state {
+                    SlotState::Error(e) => Ok(Err(e.clone())),
+                    SlotState::Pending(entry) => match entry.get_result() {
+                        // In flight or empty: wait on it or lead it.
+                        None => Err(entry.clone()),
+                        // A SharedOnly error is never stored (see `get_owned`):
+                        // start afresh.
+                        Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {
                             Err(Self::renew(state, &mut old))
                         }
-                    }
-                    // No expiry: copy the result into the table once; the
-                    // entry goes.
-                    Some(Err(e)) => {
-                        let hit = e.value.clone();
-                        let stored = SlotState::Error(e.value.clone());
-                        old = Some(core::mem::replace(state, stored));
-                        Ok(Err(hit))
-                    }
-                    Some(Ok(v)) => {
-                        let hit = v.value.clone();
-                        let value = v.value.clone();
-                        let (Slot { key, state }, _) = found.remove();
-                        old = Some(state);
-                        t.values
-                            .insert_unique(hash, (key, value), |(k, _)| self.map.hash(k));
-                        Ok(Ok(hit))
-                    }
+                        Some(done) if self.timed => {
+                            // The result stays in the entry, next to its stamp.
+                            let (result, at) = match done {
+                                Ok(v) => (Ok(&v.value), v.at),
+                                Err(e) => (Err(&e.value), e.at),
+                            };
+                            if self.fresh(at, now, result.is_err()) {
+                                Ok(result.cloned().map_err(E::clone))
+                            } else {
+                                // Expired: start afresh.
+                                Err(Self::renew(state, &mut old))
+                            }
+                        }
+                        // No expiry: copy the result into the table once; the
+                        // entry goes.
+                        Some(Err(e)) => {
+                            let hit = e.value.clone();
+                            let stored = SlotState::Error(e.value.clone());
+                            old = Some(core::mem::replace(state, stored));
+                            Ok(Err(hit))
+                        }
+                        Some(Ok(v)) => {
+                            let hit = v.value.clone();
+                            let value = v.value.clone();
+                            let (Slot { key, state }, _) = found.remove();
+                            old = Some(state);
+                            t.values
+                                .insert_unique(hash, (key, value), |(k, _)| self.map.hash(k));
+                            Ok(Ok(hit))
+                        }
+                    },
                 }
             }
         };
@@ -634,13 +654,16 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     #[cold]
     #[inline(never)]
     fn insert(&self, t: &mut Table<K, V, E>, hash: u64, key: K) -> Arc<Cell<V, E>> {
+        if !self.timed {
+            // Before the insert: if `K`'s `Hash` panics while `values` is
+            // rehashed, nothing was inserted that the room is missing for.
+            t.values
+                .reserve(t.others.len() + 1, |(k, _)| self.map.hash(k));
+        }
         let entry = Arc::new(ALazy::new());
         let state = SlotState::Pending(entry.clone());
         t.others
             .insert_unique(hash, Slot { key, state }, |s| self.map.hash(&s.key));
-        if !self.timed {
-            t.values.reserve(t.others.len(), |(k, _)| self.map.hash(k));
-        }
         entry
     }
 

@@ -1,14 +1,15 @@
 //! A sharded hash table on the shim's [`Mutex`], shared by `Group` and `Cache`.
 //!
-//! Each shard is one or more [`hashbrown::HashTable`]s behind its own lock. Entries are
-//! stored by a hash the caller computes once per operation; the shard is
-//! chosen from bits 32..40 of that hash, which `HashTable` uses neither for its
-//! bucket index (low bits) nor for its control bytes (top seven bits), so the
-//! shards do not degrade the tables' probing.
+//! Each shard is one or more [`hashbrown::HashTable`]s behind its own lock.
+//! Entries are stored by a hash the caller computes once per operation; the
+//! shard is chosen from bits 32..40 of that hash, which `HashTable` uses
+//! neither for its bucket index (low bits) nor for its control bytes (top
+//! seven bits), so the shards do not degrade the tables' probing.
 //!
-//! Critical sections are short and never run user code other than `K`'s
-//! `Eq`/`Hash` and drop glue that callers move out of the lock first, so a
-//! key never waits behind another key's work.
+//! Critical sections are short and run no user code but `K`'s `Eq`/`Hash`
+//! (and, in `Cache`, the clone of a cached value): callers move whatever
+//! leaves a table out of the lock before dropping it, so a key never waits
+//! behind another key's work.
 //!
 //! Under `--cfg loom` / `--cfg shuttle` the table has two shards and a fixed
 //! hash seed, so that every model run takes the same path (loom checks that
@@ -33,9 +34,9 @@ const SHARDS: usize = 2;
 #[repr(align(128))]
 pub(crate) struct Shard<S>(pub(crate) Mutex<S>);
 
-/// `SHARDS` locks, each guarding one `S` (a shard's tables: [`HashTable`](hashbrown::HashTable)s,
-/// with some per-shard bookkeeping next to them in `Group`), and the hasher
-/// that picks the shard.
+/// `SHARDS` locks, each guarding one `S` (a shard's hash tables, with some
+/// per-shard bookkeeping next to them in `Group`), and the hasher that picks
+/// the shard.
 pub(crate) struct ShardsOf<S> {
     hasher: Seed,
     shards: Box<[Shard<S>]>,
