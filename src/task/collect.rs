@@ -1192,6 +1192,13 @@ impl<T> CollectAnyResult<T> {
 /// losers are detached: they keep running and their results are discarded.
 /// For tasks of different types see [`collect_any!`](crate::collect_any).
 ///
+/// A detached loser is freed when it finishes, or when it waits and the
+/// last clone of its waker is dropped. Nothing else owns it (no runtime
+/// task list drops it at shutdown): a loser that waits for ever on
+/// something that keeps its waker, its own fields included, stays
+/// allocated for good. Give losers a way to finish (a cancellation signal,
+/// a timeout) if they may otherwise wait for ever.
+///
 /// # Panics
 ///
 /// If `tasks` is empty (there would be no first task).

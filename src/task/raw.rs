@@ -60,8 +60,9 @@
 
 use core::fmt;
 use core::future::Future;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::context::{self, Ctx};
@@ -141,13 +142,45 @@ impl<T> fmt::Debug for RawTask<T> {
     }
 }
 
-/// The waker of a root task.
-struct TaskWaker<T>(Arc<RawTask<T>>);
+/// `RawWakerVTable` of a root task's waker. The data pointer is the task's
+/// own `Arc` (`Arc::as_ptr`), and every owned waker holds one count on it:
+/// a clone is a count, not an allocation, and a run lends its waker without
+/// taking any (see `run`).
+fn task_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
+    &RawWakerVTable::new(
+        task_clone::<T>,
+        task_wake::<T>,
+        task_wake_by_ref::<T>,
+        task_drop::<T>,
+    )
+}
 
-impl<T: Send + 'static> crate::sync::WakeHandle for TaskWaker<T> {
-    fn wake(&self) {
-        RawTask::wake(&self.0);
+unsafe fn task_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
+    // SAFETY: `p` came from `Arc::as_ptr` of a task that the waker being
+    // cloned keeps alive (its own count, or the run that lent it).
+    unsafe { Arc::increment_strong_count(p.cast::<RawTask<T>>()) };
+    RawWaker::new(p, task_vtable::<T>())
+}
+
+unsafe fn task_wake<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `task_clone`; `wake` consumes the waker's count, released
+    // after the wake.
+    unsafe {
+        task_wake_by_ref::<T>(p);
+        task_drop::<T>(p);
     }
+}
+
+unsafe fn task_wake_by_ref<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `task_clone`: the task is alive. `ManuallyDrop`: the
+    // `Arc` rebuilt here borrows the waker's count, it does not own one.
+    let task = ManuallyDrop::new(unsafe { Arc::from_raw(p.cast::<RawTask<T>>()) });
+    RawTask::wake(&task);
+}
+
+unsafe fn task_drop<T: Send + 'static>(p: *const ()) {
+    // SAFETY: as in `task_clone`; the waker's count is released.
+    unsafe { Arc::decrement_strong_count(p.cast::<RawTask<T>>()) };
 }
 
 /// The job that runs a task on its executor. Dropped unrun (refused by
@@ -269,7 +302,13 @@ impl<T: Send + 'static> RawTask<T> {
         if prev.is_err() {
             return;
         }
-        let waker = crate::sync::waker(TaskWaker(this.clone()));
+        // Lent for the run, without a count of its own: `this` keeps the
+        // task alive meanwhile, and whatever outlives the run is a clone,
+        // which takes one. Never dropped through the vtable (`ManuallyDrop`).
+        let raw = RawWaker::new(Arc::as_ptr(this).cast::<()>(), task_vtable::<T>());
+        // SAFETY: the vtable upholds the `RawWaker` contract for a pointer
+        // from `Arc::as_ptr` of a live task (see it).
+        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
         let mut cx = Context::from_waker(&waker);
         loop {
             let polled = this.body.with_mut(|body| {
