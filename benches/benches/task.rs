@@ -22,10 +22,13 @@
 //!   `collect_all_windowed(64, false, ..)` (strict batches) against
 //!   `buffer_unordered(64)` and `buffered(64)` (sliding windows).
 //! * `collect_any/{first,middle,last}`: 1,000 children, one ready (at index
-//!   0, 500 or 999), the others pending for ever (each keeps a clone of its
-//!   waker, as a real pending future does): lazyflight `collect_any` against
-//!   `futures::future::select_all` over boxed children, both built inside
-//!   the timed region (both box every child). µs per call.
+//!   0, 500 or 999), the others pending on a source that keeps a clone of
+//!   each one's waker (as a channel or a timer does) and is dropped, never
+//!   signalled, when the call is over: lazyflight `collect_any` against
+//!   `futures::future::select_all` over boxed children, both built, run and
+//!   dropped inside the timed region (both box every child; ours detaches
+//!   its started losers, which are freed when the source drops their
+//!   wakers; `select_all` hands them back and they are dropped). µs per call.
 //! * `chain_30x5000`: 5,000 sequential awaits of a chain of 30 nested tasks:
 //!   `Lazy` children against boxed futures (`BoxFuture`). µs per 5,000
 //!   chains.
@@ -37,6 +40,7 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -236,11 +240,16 @@ fn windowed(c: &mut Criterion) {
     p.report("windowed");
 }
 
-/// Ready with its value at the first poll, or pending for ever (keeping a
-/// clone of its waker, as a real pending future would).
+/// What the pending children of one `collect_any` call wait on: it keeps a
+/// clone of each one's waker, as a channel or a timer would, and is dropped
+/// (never signalled) when the call is over.
+type Source = Arc<Mutex<Vec<Waker>>>;
+
+/// Ready with its value at the first poll, or pending until its source goes
+/// away, its waker registered with the source at each poll.
 struct Gate {
     value: Option<u64>,
-    waker: Option<Waker>,
+    source: Source,
 }
 
 impl Future for Gate {
@@ -251,17 +260,17 @@ impl Future for Gate {
         match this.value.take() {
             Some(v) => Poll::Ready(v),
             None => {
-                this.waker = Some(cx.waker().clone());
+                this.source.lock().unwrap().push(cx.waker().clone());
                 Poll::Pending
             }
         }
     }
 }
 
-fn gate(i: usize, winner: usize) -> Gate {
+fn gate(i: usize, winner: usize, source: &Source) -> Gate {
     Gate {
         value: (i == winner).then_some(i as u64),
-        waker: None,
+        source: source.clone(),
     }
 }
 
@@ -285,23 +294,41 @@ fn collect_any_bench(c: &mut Criterion) {
                         if which == 0 {
                             timed!(
                                 true,
-                                (0..ANY_CHILDREN)
-                                    .map(|i| Box::pin(gate(i, winner)))
-                                    .collect::<Vec<_>>(),
-                                |children| {
-                                    let (v, index, _rest) =
+                                {
+                                    let source = Source::default();
+                                    let children = (0..ANY_CHILDREN)
+                                        .map(|i| Box::pin(gate(i, winner, &source)))
+                                        .collect::<Vec<_>>();
+                                    (children, source)
+                                },
+                                |built| {
+                                    let (children, source) = built;
+                                    let (v, index, rest) =
                                         futures::future::select_all(children).await;
+                                    // The losers are dropped, then their source.
+                                    drop(rest);
+                                    drop(source);
                                     (v, index)
                                 }
                             )
                         } else {
                             timed!(
                                 true,
-                                (0..ANY_CHILDREN)
-                                    .map(|i| Lazy::new(gate(i, winner)))
-                                    .collect::<Vec<_>>(),
-                                |children| {
+                                {
+                                    let source = Source::default();
+                                    let children = (0..ANY_CHILDREN)
+                                        .map(|i| Lazy::new(gate(i, winner, &source)))
+                                        .collect::<Vec<_>>();
+                                    (children, source)
+                                },
+                                |built| {
+                                    let (children, source) = built;
                                     let r = collect_any(children).await;
+                                    // The losers were detached (async_simple's
+                                    // semantics); dropping the source drops
+                                    // the last clones of their wakers, which
+                                    // frees them.
+                                    drop(source);
                                     (r.value.value(), r.index)
                                 }
                             )
