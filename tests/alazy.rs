@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use lazyflight::sync::future::block_on;
 use lazyflight::{ALazy, State};
@@ -460,6 +459,7 @@ fn dropping_a_cell_with_a_pending_owned_initializer_drops_it() {
 #[cfg(not(miri))]
 mod on_tokio {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn thousand_tasks_one_init() {
