@@ -259,6 +259,60 @@ fn collect_any_frees_a_detached_loser_once_no_waker_is_left() {
     // here, where Miri would report the leak.)
 }
 
+/// Parks its waker in `slot`; ready once `go` is set.
+struct Parked {
+    slot: Arc<Mutex<Option<std::task::Waker>>>,
+    go: Arc<std::sync::atomic::AtomicBool>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Future for Parked {
+    type Output = i32;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<i32> {
+        if self.go.load(SeqCst) {
+            return Poll::Ready(0);
+        }
+        *self.slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn a_detached_loser_runs_again_when_woken_and_is_freed_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let parked = |go: &Arc<std::sync::atomic::AtomicBool>| {
+        let slot = Arc::new(Mutex::new(None));
+        let fut = Parked {
+            slot: slot.clone(),
+            go: go.clone(),
+            drops: drops.clone(),
+        };
+        (Lazy::new(fut), slot)
+    };
+    let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (woken, woken_slot) = parked(&go);
+    let (dropped, dropped_slot) = parked(&go);
+    let r = sync_await(Lazy::new(collect_any(vec![woken, dropped, value(7)])));
+    assert_eq!((r.index, r.value.value()), (2, 7));
+    // Both losers are detached and parked, their wakers (clones of their
+    // tasks' own) kept by the test.
+    assert_eq!(drops.load(SeqCst), 0);
+    // Woken: it runs again (inline: no executor), finishes and is dropped.
+    go.store(true, SeqCst);
+    let waker = woken_slot.lock().unwrap().take().expect("parked");
+    waker.wake();
+    assert_eq!(drops.load(SeqCst), 1);
+    // Never woken: dropping its last waker drops it.
+    drop(dropped_slot.lock().unwrap().take().expect("parked"));
+    assert_eq!(drops.load(SeqCst), 2);
+}
+
 #[test]
 fn collect_any_error_wins_too() {
     let r = sync_await(Lazy::new(async {

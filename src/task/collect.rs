@@ -1192,10 +1192,12 @@ impl<T> CollectAnyResult<T> {
 /// losers are detached: they keep running and their results are discarded.
 /// For tasks of different types see [`collect_any!`](crate::collect_any).
 ///
-/// A detached loser is freed when it finishes, or when it waits and the
-/// last clone of its waker is dropped. Nothing else owns it (no runtime
-/// task list drops it at shutdown): a loser that waits for ever on
-/// something that keeps its waker, its own fields included, stays
+/// A detached loser's future is dropped when it finishes (or, on an
+/// executor, when its run is refused: it completes with `Rejected`), or when
+/// it waits and the last clone of its waker is dropped; the task's own
+/// small allocation goes with the last clone of its waker. Nothing else owns
+/// it (no runtime task list drops it at shutdown): a loser that waits for
+/// ever on something that keeps its waker, its own fields included, stays
 /// allocated for good. Give losers a way to finish (a cancellation signal,
 /// a timeout) if they may otherwise wait for ever.
 ///

@@ -46,6 +46,10 @@
 //!   single runner that saw `Ready` (or by the dropped, unrun job).
 //! * A run refused by the executor (or dropped unrun) completes the task with
 //!   [`TaskError::Rejected`]: never a task that is silently never resumed.
+//! * The caller of a run holds a count on the task for the whole run (the
+//!   spawner's `Arc`, the executor job's, or the waking waker's), and every
+//!   owned waker holds one: a run lends the task's own `Arc` to the future
+//!   as its waker without taking a count, and a clone takes one.
 //!
 //! # Orderings
 //!
@@ -147,6 +151,10 @@ impl<T> fmt::Debug for RawTask<T> {
 /// a clone is a count, not an allocation, and a run lends its waker without
 /// taking any (see `run`).
 fn task_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
+    // A `Waker` may be sent to and shared between threads: so must the task
+    // it points at.
+    fn send_sync<X: Send + Sync>() {}
+    send_sync::<RawTask<T>>();
     &RawWakerVTable::new(
         task_clone::<T>,
         task_wake::<T>,
@@ -302,9 +310,10 @@ impl<T: Send + 'static> RawTask<T> {
         if prev.is_err() {
             return;
         }
-        // Lent for the run, without a count of its own: `this` keeps the
-        // task alive meanwhile, and whatever outlives the run is a clone,
-        // which takes one. Never dropped through the vtable (`ManuallyDrop`).
+        // Lent for the run, without a count of its own: the caller of the
+        // run holds one for the whole run (see the invariants), and whatever
+        // outlives the run is a clone, which takes its own. Never dropped
+        // through the vtable (`ManuallyDrop`).
         let raw = RawWaker::new(Arc::as_ptr(this).cast::<()>(), task_vtable::<T>());
         // SAFETY: the vtable upholds the `RawWaker` contract for a pointer
         // from `Arc::as_ptr` of a live task (see it).
