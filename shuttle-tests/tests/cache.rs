@@ -1,6 +1,7 @@
 //! shuttle models of `Cache`: 16 callers per execution over keys drawn from a
 //! 1,000-key space, with random cancellation and failing inits, under both
-//! the default error policy and `ErrorPolicy::SharedOnly`.
+//! the default error policy and `ErrorPolicy::SharedOnly`; and callers that
+//! come back for their key while others invalidate keys and clear the cache.
 //!
 //! Build and run with `RUSTFLAGS="--cfg shuttle"`. Each execution draws its
 //! scenario from `shuttle::rand`; a failure replays from the printed
@@ -42,6 +43,10 @@ async fn caller(
     fail: bool,
     yields: usize,
     give_up: Option<usize>,
+    // Whether no other init of this key may run at the same time: true
+    // unless keys are invalidated meanwhile (an invalidated init may still
+    // be finishing for its own callers while the next one runs).
+    exclusive: bool,
 ) -> Option<(u32, Res)> {
     let b = book.clone();
     let init = move || async move {
@@ -49,7 +54,7 @@ async fn caller(
         {
             let mut running = b.running.lock().unwrap();
             assert!(
-                !running.contains(&key),
+                !exclusive || !running.contains(&key),
                 "two inits running for key {key} at once"
             );
             running.push(key);
@@ -57,7 +62,9 @@ async fn caller(
         struct Leave(Arc<Book>, u32);
         impl Drop for Leave {
             fn drop(&mut self) {
-                self.0.running.lock().unwrap().retain(|&k| k != self.1);
+                let mut running = self.0.running.lock().unwrap();
+                let at = running.iter().position(|&k| k == self.1).expect("pushed");
+                running.swap_remove(at);
             }
         }
         let _leave = Leave(b.clone(), key);
@@ -107,6 +114,7 @@ fn scenario(policy: ErrorPolicy) {
                 fail,
                 yields,
                 give_up,
+                true,
             )));
         }
         let aborts: Vec<usize> = (0..CALLERS).filter(|_| rng.gen_bool(0.1)).collect();
@@ -193,4 +201,98 @@ fn cache_stampede_shared_only_random() {
 #[test]
 fn cache_stampede_shared_only_pct() {
     shuttle::check_pct(|| scenario(ErrorPolicy::SharedOnly), iterations(), 3);
+}
+
+/// Callers that come back for their key (so that later calls are first hits,
+/// which move a result into the table of stored values, and then plain hits)
+/// while two tasks invalidate keys and clear the cache at random moments.
+fn churn() {
+    let mut rng = thread_rng();
+    let cache = Arc::new(Cache::<u32, u32, u32>::new());
+    let book = Arc::new(Book::default());
+    let hot: Vec<u32> = (0..rng.gen_range(1..=3))
+        .map(|_| rng.gen_range(0..KEY_SPACE))
+        .collect();
+
+    sfut::block_on(async {
+        let mut handles = Vec::new();
+        for id in 0..CALLERS as u32 / 2 {
+            let key = hot[rng.gen_range(0..hot.len())];
+            let fail = rng.gen_bool(0.2);
+            let yields = rng.gen_range(0..=2);
+            let rounds = rng.gen_range(1..=3);
+            let (cache, book) = (cache.clone(), book.clone());
+            handles.push(sfut::spawn(async move {
+                for _ in 0..rounds {
+                    let _ = caller(
+                        cache.clone(),
+                        book.clone(),
+                        id,
+                        key,
+                        fail,
+                        yields,
+                        None,
+                        false,
+                    )
+                    .await;
+                    sfut::yield_now().await;
+                }
+            }));
+        }
+        for _ in 0..2 {
+            let cache = cache.clone();
+            let key = hot[rng.gen_range(0..hot.len())];
+            let clear = rng.gen_bool(0.3);
+            let wait = rng.gen_range(0..=6);
+            handles.push(sfut::spawn(async move {
+                for _ in 0..wait {
+                    sfut::yield_now().await;
+                }
+                if clear {
+                    cache.clear();
+                } else {
+                    cache.invalidate(&key);
+                }
+            }));
+        }
+        for h in handles {
+            h.await.expect("no task panics");
+        }
+
+        assert!(book.running.lock().unwrap().is_empty());
+        assert!(cache.len() <= hot.len(), "more entries than keys");
+        for &key in &hot {
+            // Whatever the key holds (a stored value or error in either of a
+            // shard's tables, or an entry), invalidate removes all of it: the
+            // next get runs its init.
+            let before = cache.len();
+            let had = cache.invalidate(&key);
+            assert_eq!(cache.len(), before - usize::from(had));
+            assert_eq!(cache.peek(&key), None);
+            let fresh = cache.get(key, || async { Ok(u32::MAX) }).await;
+            assert_eq!(
+                fresh,
+                Ok(u32::MAX),
+                "key {key}: a value outlived invalidate"
+            );
+            assert_eq!(cache.peek(&key), Some(Ok(u32::MAX)));
+        }
+    });
+}
+
+// Property: callers that come back for their key while keys are invalidated
+// and the cache is cleared at random moments: nobody hangs, every init
+// finishes or is dropped, never more entries than keys, and once a key is
+// invalidated its next get runs its init (nothing of the key survives in
+// either of a shard's tables). Random scheduler.
+#[test]
+fn cache_churn_invalidate_and_clear_random() {
+    shuttle::check_random(churn, iterations());
+}
+
+// Property: as `cache_churn_invalidate_and_clear_random`, under shuttle's PCT
+// scheduler (depth 3).
+#[test]
+fn cache_churn_invalidate_and_clear_pct() {
+    shuttle::check_pct(churn, iterations(), 3);
 }
