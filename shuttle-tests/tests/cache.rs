@@ -35,19 +35,34 @@ struct Book {
 
 type Res = Result<u32, u32>;
 
-async fn caller(
-    cache: Arc<Cache<u32, u32, u32>>,
-    book: Arc<Book>,
+/// One call: who makes it, for which key, and how its init behaves.
+#[derive(Clone, Copy)]
+struct Call {
     id: u32,
     key: u32,
     fail: bool,
     yields: usize,
+    /// Gives up after this many polls.
     give_up: Option<usize>,
-    // Whether no other init of this key may run at the same time: true
-    // unless keys are invalidated meanwhile (an invalidated init may still
-    // be finishing for its own callers while the next one runs).
+    /// Whether no other init of this key may run at the same time: true
+    /// unless keys are invalidated meanwhile (an invalidated init may still
+    /// be finishing for its own callers while the next one runs).
     exclusive: bool,
+}
+
+async fn caller(
+    cache: Arc<Cache<u32, u32, u32>>,
+    book: Arc<Book>,
+    call: Call,
 ) -> Option<(u32, Res)> {
+    let Call {
+        id,
+        key,
+        fail,
+        yields,
+        give_up,
+        exclusive,
+    } = call;
     let b = book.clone();
     let init = move || async move {
         b.inits.fetch_add(1, SeqCst);
@@ -106,16 +121,15 @@ fn scenario(policy: ErrorPolicy) {
             let fail = rng.gen_bool(0.3);
             let yields = rng.gen_range(0..=3);
             let give_up = rng.gen_bool(0.15).then(|| rng.gen_range(0..=3));
-            handles.push(sfut::spawn(caller(
-                cache.clone(),
-                book.clone(),
+            let call = Call {
                 id,
                 key,
                 fail,
                 yields,
                 give_up,
-                true,
-            )));
+                exclusive: true,
+            };
+            handles.push(sfut::spawn(caller(cache.clone(), book.clone(), call)));
         }
         let aborts: Vec<usize> = (0..CALLERS).filter(|_| rng.gen_bool(0.1)).collect();
         for i in aborts {
@@ -224,17 +238,15 @@ fn churn() {
             let (cache, book) = (cache.clone(), book.clone());
             handles.push(sfut::spawn(async move {
                 for _ in 0..rounds {
-                    let _ = caller(
-                        cache.clone(),
-                        book.clone(),
+                    let call = Call {
                         id,
                         key,
                         fail,
                         yields,
-                        None,
-                        false,
-                    )
-                    .await;
+                        give_up: None,
+                        exclusive: false,
+                    };
+                    let _ = caller(cache.clone(), book.clone(), call).await;
                     sfut::yield_now().await;
                 }
             }));
