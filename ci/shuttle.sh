@@ -26,5 +26,6 @@ printf '\n==> shuttle (%s iterations per test, PCT depth %s)\n' \
 # Measured on the shared 2-core machine (other builds running): cold 3m42s
 # (build 2m33s, 1m35s when idle; tests 69s: alazy 32s = 6 stampedes x 20,000
 # executions at 4-13 s each plus 3 regressions, cache 15s, group 15s, task
-# 6s); warm, with the library rebuilt, under 2 min.
+# 6s); warm, with the library rebuilt, under 2 min. In the fresh-clone gate
+# on the quiet machine (cache now 5 tests): 29-32 s.
 cargo test --release --locked -p lazyflight-shuttle-tests --tests -- --nocapture
