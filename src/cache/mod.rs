@@ -605,19 +605,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                         Some(Err(_)) if self.errors == ErrorPolicy::SharedOnly => {
                             Err(Self::renew(state, &mut old))
                         }
-                        Some(done) if self.timed => {
-                            // The result stays in the entry, next to its stamp.
-                            let (result, at) = match done {
-                                Ok(v) => (Ok(&v.value), v.at),
-                                Err(e) => (Err(&e.value), e.at),
-                            };
-                            if self.fresh(at, now, result.is_err()) {
-                                Ok(result.cloned().map_err(E::clone))
-                            } else {
-                                // Expired: start afresh.
-                                Err(Self::renew(state, &mut old))
-                            }
-                        }
+                        // The result stays in the entry, next to its stamp.
+                        Some(done) if self.timed => match self.serve(done, now) {
+                            Some(hit) => Ok(hit),
+                            // Expired: start afresh.
+                            None => Err(Self::renew(state, &mut old)),
+                        },
                         // No expiry: copy the result into the table once; the
                         // entry goes.
                         Some(Err(e)) => {
@@ -675,6 +668,17 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         fresh
     }
 
+    /// A finished entry's result, cloned, if it is still served at `now`.
+    #[inline]
+    fn serve(&self, done: Result<&Stamped<V>, &Stamped<E>>, now: Duration) -> Option<Result<V, E>> {
+        let (result, at) = match done {
+            Ok(v) => (Ok(&v.value), v.at),
+            Err(e) => (Err(&e.value), e.at),
+        };
+        self.fresh(at, now, result.is_err())
+            .then(|| result.cloned().map_err(E::clone))
+    }
+
     /// Removes `entry` from the table if it is still the one for its key.
     fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
         let removed = match self.map.shard(hash).lock().others.find_entry(
@@ -715,18 +719,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             return Some(Ok(v.clone()));
         }
         let slot = table.others.find(hash, |s| s.key.borrow() == key)?;
-        let (result, at) = match &slot.state {
+        let done = match &slot.state {
             SlotState::Error(e) => return Some(Err(e.clone())),
-            SlotState::Pending(entry) => match entry.get_result()? {
-                Ok(v) => (Ok(&v.value), v.at),
-                Err(e) => (Err(&e.value), e.at),
-            },
+            SlotState::Pending(entry) => entry.get_result()?,
         };
-        if result.is_err() && self.errors == ErrorPolicy::SharedOnly {
+        if done.is_err() && self.errors == ErrorPolicy::SharedOnly {
             return None;
         }
-        self.fresh(at, now, result.is_err())
-            .then(|| result.cloned().map_err(E::clone))
+        self.serve(done, now)
     }
 
     /// Removes `key`'s entry and returns whether there was one.
