@@ -112,93 +112,64 @@ fn cache_two_first_hits_race() {
 #[test]
 fn cache_drops_keys_and_values_outside_the_lock() {
     loom::model(|| {
-        let cache = std::sync::Arc::new(Cache::<Key, Val, Val>::new());
+        let cache = std::sync::Arc::new(Cache::<Locks, Locks, Locks>::new());
         let back = std::sync::Arc::downgrade(&cache);
-        let key = |id| Key {
-            id,
-            back: back.clone(),
-        };
-        let val = |n| Val {
+        let it = |n| Locks {
             n,
             back: back.clone(),
         };
-        let n = |r: Result<Val, Val>| r.map(|v| v.n).map_err(|e| e.n);
+        let n = |r: Result<Locks, Locks>| r.map(|v| v.n).map_err(|e| e.n);
         // A miss that stores a value; the first hit (moves it); a hit.
-        assert_eq!(
-            n(block_on(cache.get(key(1), || async { Ok(val(1)) }))),
-            Ok(1)
-        );
-        assert_eq!(
-            n(block_on(cache.get(key(1), || async { Ok(val(0)) }))),
-            Ok(1)
-        );
-        assert_eq!(
-            n(block_on(cache.get(key(1), || async { Ok(val(0)) }))),
-            Ok(1)
-        );
+        assert_eq!(n(block_on(cache.get(it(1), || async { Ok(it(1)) }))), Ok(1));
+        assert_eq!(n(block_on(cache.get(it(1), || async { Ok(it(0)) }))), Ok(1));
+        assert_eq!(n(block_on(cache.get(it(1), || async { Ok(it(0)) }))), Ok(1));
         // The same for an error: stored, moved, hit.
         assert_eq!(
-            n(block_on(cache.get(key(2), || async { Err(val(2)) }))),
+            n(block_on(cache.get(it(2), || async { Err(it(2)) }))),
             Err(2)
         );
         assert_eq!(
-            n(block_on(cache.get(key(2), || async { Ok(val(0)) }))),
+            n(block_on(cache.get(it(2), || async { Ok(it(0)) }))),
             Err(2)
         );
         assert_eq!(
-            n(block_on(cache.get(key(2), || async { Ok(val(0)) }))),
+            n(block_on(cache.get(it(2), || async { Ok(it(0)) }))),
             Err(2)
         );
-        assert!(cache.invalidate(&key(1)));
+        assert!(cache.invalidate(&it(1)));
         assert_eq!(cache.len(), 1);
         cache.clear();
         assert!(cache.is_empty());
     });
 }
 
-/// A key that locks its cache's shards (`len`) when dropped.
+/// A key, value or error (compared and hashed by `n`) that locks its
+/// cache's shards (`len`) when dropped.
 #[derive(Clone)]
-struct Key {
-    id: u8,
-    back: std::sync::Weak<Cache<Key, Val, Val>>,
-}
-
-/// A value (or error) that does the same.
-#[derive(Clone)]
-struct Val {
+struct Locks {
     n: u8,
-    back: std::sync::Weak<Cache<Key, Val, Val>>,
+    back: std::sync::Weak<Cache<Locks, Locks, Locks>>,
 }
 
-fn lock_shards(back: &std::sync::Weak<Cache<Key, Val, Val>>) {
-    if let Some(cache) = back.upgrade() {
-        let _ = cache.len();
-    }
-}
-
-impl Drop for Key {
+impl Drop for Locks {
     fn drop(&mut self) {
-        lock_shards(&self.back);
+        if let Some(cache) = self.back.upgrade() {
+            let _ = cache.len();
+        }
     }
 }
 
-impl Drop for Val {
-    fn drop(&mut self) {
-        lock_shards(&self.back);
-    }
-}
-
-impl PartialEq for Key {
+impl PartialEq for Locks {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
+        self.n == other.n
     }
 }
 
-impl Eq for Key {}
+impl Eq for Locks {}
 
-impl core::hash::Hash for Key {
+impl core::hash::Hash for Locks {
     fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        self.id.hash(h);
+        self.n.hash(h);
     }
 }
 
