@@ -218,14 +218,24 @@ fn collect_any_stops_starting_once_one_finished() {
     assert_eq!(started.load(SeqCst), 2, "the third task is never started");
 }
 
-/// Counts its drops; pending for ever, keeping no waker.
+/// A loser that counts its drops. Pending until `go` is set; at each such
+/// poll it parks a clone of its waker in `slot`, if it has one, or keeps no
+/// waker at all.
 struct Loser {
+    slot: Option<Arc<Mutex<Option<std::task::Waker>>>>,
+    go: Arc<std::sync::atomic::AtomicBool>,
     drops: Arc<AtomicUsize>,
 }
 
 impl Future for Loser {
     type Output = i32;
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<i32> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<i32> {
+        if self.go.load(SeqCst) {
+            return Poll::Ready(0);
+        }
+        if let Some(slot) = &self.slot {
+            *slot.lock().unwrap() = Some(cx.waker().clone());
+        }
         Poll::Pending
     }
 }
@@ -239,8 +249,11 @@ impl Drop for Loser {
 #[test]
 fn collect_any_frees_a_detached_loser_once_no_waker_is_left() {
     let drops = Arc::new(AtomicUsize::new(0));
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loser = || {
         Lazy::new(Loser {
+            slot: None,
+            go: never.clone(),
             drops: drops.clone(),
         })
     };
@@ -259,37 +272,13 @@ fn collect_any_frees_a_detached_loser_once_no_waker_is_left() {
     // here, where Miri would report the leak.)
 }
 
-/// Parks its waker in `slot`; ready once `go` is set.
-struct Parked {
-    slot: Arc<Mutex<Option<std::task::Waker>>>,
-    go: Arc<std::sync::atomic::AtomicBool>,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Future for Parked {
-    type Output = i32;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<i32> {
-        if self.go.load(SeqCst) {
-            return Poll::Ready(0);
-        }
-        *self.slot.lock().unwrap() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for Parked {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
 #[test]
 fn a_detached_loser_runs_again_when_woken_and_is_freed_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     let parked = |go: &Arc<std::sync::atomic::AtomicBool>| {
         let slot = Arc::new(Mutex::new(None));
-        let fut = Parked {
-            slot: slot.clone(),
+        let fut = Loser {
+            slot: Some(slot.clone()),
             go: go.clone(),
             drops: drops.clone(),
         };
