@@ -267,11 +267,19 @@ impl Future for Gate {
     }
 }
 
-fn gate(i: usize, winner: usize, source: &Source) -> Gate {
-    Gate {
-        value: (i == winner).then_some(i as u64),
-        source: source.clone(),
-    }
+/// `ANY_CHILDREN` gates on a fresh source, the one at `winner` ready, each
+/// wrapped by `wrap` as its contender takes children; and the source.
+fn gates<C>(winner: usize, wrap: impl Fn(Gate) -> C) -> (Vec<C>, Source) {
+    let source = Source::default();
+    let children = (0..ANY_CHILDREN)
+        .map(|i| {
+            wrap(Gate {
+                value: (i == winner).then_some(i as u64),
+                source: source.clone(),
+            })
+        })
+        .collect();
+    (children, source)
 }
 
 const ANY_CHILDREN: usize = 1000;
@@ -292,46 +300,25 @@ fn collect_any_bench(c: &mut Criterion) {
                 p.rounds(iters, |which| {
                     let took = rt.block_on(async {
                         if which == 0 {
-                            timed!(
-                                true,
-                                {
-                                    let source = Source::default();
-                                    let children = (0..ANY_CHILDREN)
-                                        .map(|i| Box::pin(gate(i, winner, &source)))
-                                        .collect::<Vec<_>>();
-                                    (children, source)
-                                },
-                                |built| {
-                                    let (children, source) = built;
-                                    let (v, index, rest) =
-                                        futures::future::select_all(children).await;
-                                    // The losers are dropped, then their source.
-                                    drop(rest);
-                                    drop(source);
-                                    (v, index)
-                                }
-                            )
+                            timed!(true, gates(winner, Box::pin), |built| {
+                                let (children, source) = built;
+                                let (v, index, rest) = futures::future::select_all(children).await;
+                                // The losers are dropped, then their source.
+                                drop(rest);
+                                drop(source);
+                                (v, index)
+                            })
                         } else {
-                            timed!(
-                                true,
-                                {
-                                    let source = Source::default();
-                                    let children = (0..ANY_CHILDREN)
-                                        .map(|i| Lazy::new(gate(i, winner, &source)))
-                                        .collect::<Vec<_>>();
-                                    (children, source)
-                                },
-                                |built| {
-                                    let (children, source) = built;
-                                    let r = collect_any(children).await;
-                                    // The losers were detached (async_simple's
-                                    // semantics); dropping the source drops
-                                    // the last clones of their wakers, which
-                                    // frees them.
-                                    drop(source);
-                                    (r.value.value(), r.index)
-                                }
-                            )
+                            timed!(true, gates(winner, Lazy::new), |built| {
+                                let (children, source) = built;
+                                let r = collect_any(children).await;
+                                // The losers were detached (async_simple's
+                                // semantics); dropping the source drops
+                                // the last clones of their wakers, which
+                                // frees them.
+                                drop(source);
+                                (r.value.value(), r.index)
+                            })
                         }
                     });
                     took.as_nanos() as f64 / 1000.0
