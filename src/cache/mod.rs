@@ -338,7 +338,7 @@ impl<K, V, E> Cache<K, V, E> {
             return true;
         }
         let age = now.saturating_sub(at);
-        let ttl_ok = self.ttl.map_or(true, |ttl| age < ttl);
+        let ttl_ok = self.ttl.is_none_or(|ttl| age < ttl);
         match (is_err, self.errors) {
             (true, ErrorPolicy::CachedFor(d)) => ttl_ok && age < d,
             _ => ttl_ok,

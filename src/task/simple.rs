@@ -252,7 +252,7 @@ impl Executor for SimpleExecutor {
         }
         t.seq += 1;
         let seq = t.seq;
-        let earliest = t.heap.peek().map_or(true, |Reverse(top)| at < top.at);
+        let earliest = t.heap.peek().is_none_or(|Reverse(top)| at < top.at);
         t.heap.push(Reverse(Timed { at, seq, job }));
         drop(t);
         if earliest {
