@@ -996,7 +996,10 @@ where
         if let Some(done) = this.cell.get_result() {
             return Poll::Ready(done);
         }
-        if matches!(*this.phase, Phase::Start(_)) {
+        // Through `&mut`, never a shared reference to the whole phase: the
+        // slow future may hold mutable borrows into itself (see `Get::poll`
+        // in the cache).
+        if matches!(&mut *this.phase, Phase::Start(_)) {
             let Phase::Start(f) = mem::replace(&mut *this.phase, Phase::Gone) else {
                 unreachable!("checked just above")
             };
@@ -1045,7 +1048,7 @@ impl<T, E, F, S, M> Drop for GetOrInit<'_, T, E, F, S, M> {
 /// off), out of line.
 #[cold]
 #[inline(never)]
-fn drop_slow<P>(phase: &mut ManuallyDrop<P>) {
+pub(crate) fn drop_slow<P>(phase: &mut ManuallyDrop<P>) {
     // SAFETY: called once, from `GetOrInit::drop`; `phase` is not used again,
     // and it is dropped in place, as its pinning requires.
     unsafe { ManuallyDrop::drop(phase) }

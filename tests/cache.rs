@@ -284,3 +284,120 @@ fn auto_traits() {
     }
     let _ = get_is_send;
 }
+
+/// Counts its drops; compared and hashed by `n`.
+#[derive(Clone)]
+struct Counted {
+    n: u8,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl PartialEq for Counted {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+    }
+}
+
+impl Eq for Counted {}
+
+impl std::hash::Hash for Counted {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.n.hash(h);
+    }
+}
+
+/// `get`'s future owns the caller's key and init until its first poll: each
+/// is dropped exactly once whether the future is dropped unpolled, answered
+/// by a hit, or runs the miss path to the end or is dropped in the middle of
+/// it.
+#[test]
+fn get_drops_the_key_and_the_init_once_on_every_path() {
+    let cache = Cache::<Counted, u32, ()>::new();
+    let (keys, inits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let key = |n| Counted {
+        n,
+        drops: keys.clone(),
+    };
+    // The init closure owns a `Counted` of its own, counted in `inits`.
+    let init = |v: u32| {
+        let token = Counted {
+            n: 0,
+            drops: inits.clone(),
+        };
+        move || {
+            drop(token);
+            std::future::ready(Ok(v))
+        }
+    };
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+
+    // Never polled.
+    drop(cache.get(key(1), init(1)));
+    assert_eq!(
+        (keys.load(Ordering::SeqCst), inits.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    // A miss that runs its init: the key is stored, the init consumed.
+    assert_eq!(block_on(cache.get(key(1), init(1))), Ok(1));
+    assert_eq!(
+        (keys.load(Ordering::SeqCst), inits.load(Ordering::SeqCst)),
+        (1, 2)
+    );
+    // The first hit (moves the value) and a plain hit: key and init dropped.
+    assert_eq!(block_on(cache.get(key(1), init(9))), Ok(1));
+    assert_eq!(block_on(cache.get(key(1), init(9))), Ok(1));
+    assert_eq!(
+        (keys.load(Ordering::SeqCst), inits.load(Ordering::SeqCst)),
+        (3, 4)
+    );
+    // A miss dropped while its init is pending: the init's future goes with
+    // it, the key stays in the table for the next caller.
+    let pending_init = {
+        let token = Counted {
+            n: 0,
+            drops: inits.clone(),
+        };
+        move || {
+            drop(token);
+            std::future::pending()
+        }
+    };
+    let mut leader = Box::pin(cache.get(key(2), pending_init));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    drop(leader);
+    assert_eq!(
+        (keys.load(Ordering::SeqCst), inits.load(Ordering::SeqCst)),
+        (3, 5)
+    );
+    drop(cache);
+    assert_eq!(
+        keys.load(Ordering::SeqCst),
+        5,
+        "both stored keys dropped with the cache"
+    );
+}
+
+/// Polling `get`'s future again after it returned `Ready` is a bug in the
+/// caller; it panics with a message that says so, on a hit as on a miss.
+#[test]
+fn get_polled_after_ready_panics() {
+    let cache = Cache::<u8, u32, ()>::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    for _ in 0..2 {
+        // First a miss, then a hit.
+        let mut get = Box::pin(cache.get(1, || async { Ok(1) }));
+        assert_eq!(get.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = get.as_mut().poll(&mut cx);
+        }));
+        assert!(again.is_err(), "a second poll after Ready must panic");
+    }
+}

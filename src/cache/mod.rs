@@ -49,9 +49,11 @@
 //!   with the clock *inside* the initializer, so the stamp is published with
 //!   the value.
 //! * `get` does the look-up first; a hit returns from the first poll before
-//!   any of the miss path's state is set up. The miss path (`get_slow`,
-//!   `get_owned_slow`) is its own future, wrapped in `Cold`, which polls and
-//!   drops it out of line.
+//!   any of the miss path's state is set up. `get` and `get_owned` return
+//!   `Get`, a hand-written future whose first poll is the look-up, inline up
+//!   to the probe of `values`; the rest of the look-up and the miss path (an
+//!   `async fn`, `get_slow` or `get_owned_slow`, built in place inside `Get`)
+//!   are polled and dropped out of line.
 //! * Entries are replaced and removed by identity (`Arc::ptr_eq`) wherever
 //!   the caller acts on an entry it found earlier, so an old entry never
 //!   removes its successor.
@@ -81,6 +83,7 @@ use core::future::Future;
 use core::hash::Hash;
 use core::mem::ManuallyDrop;
 use core::pin::Pin;
+use core::ptr;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
@@ -381,21 +384,22 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// assert_eq!(v.as_deref(), Ok("hello"));
     /// # });
     /// ```
-    pub async fn get<F, Fut>(&self, key: K, init: F) -> Result<V, E>
+    pub fn get<F, Fut>(
+        &self,
+        key: K,
+        init: F,
+    ) -> impl Future<Output = Result<V, E>> + use<'_, K, V, E, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let hash = self.map.hash(&key);
-        match self.lookup(hash, key) {
-            Ok(hit) => {
-                self.count(|c| &c.hits);
-                hit
-            }
-            Err(entry) => {
-                // Out of line, so that a hit's poll is the look-up alone.
-                Cold::new(self.get_slow(hash, entry, init)).await
-            }
+        // A hand-written future rather than an `async fn`: a hit is answered
+        // by its first poll, inline, without writing any state of the miss
+        // path (see `Get`).
+        Get {
+            cache: self,
+            phase: ManuallyDrop::new(GetPhase::Start(key, init)),
+            make: Self::get_slow::<F, Fut>,
         }
     }
 
@@ -468,23 +472,22 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// assert_eq!(v.as_deref(), Ok("owned"));
     /// # });
     /// ```
-    pub async fn get_owned<F, Fut>(&self, key: K, init: F) -> Result<V, E>
+    pub fn get_owned<F, Fut>(
+        &self,
+        key: K,
+        init: F,
+    ) -> impl Future<Output = Result<V, E>> + use<'_, K, V, E, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         V: Send + 'static,
         E: Send + 'static,
     {
-        let hash = self.map.hash(&key);
-        match self.lookup(hash, key) {
-            Ok(hit) => {
-                self.count(|c| &c.hits);
-                hit
-            }
-            Err(entry) => {
-                // Out of line, as in `get`.
-                Cold::new(self.get_owned_slow(hash, entry, init)).await
-            }
+        // The same future as `get`'s, with the owned miss path.
+        Get {
+            cache: self,
+            phase: ManuallyDrop::new(GetPhase::Start(key, init)),
+            make: Self::get_owned_slow::<F, Fut>,
         }
     }
 
@@ -547,34 +550,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         }
     }
 
-    /// One table operation: a fresh cached result (`Ok`), or the entry to
-    /// wait on or lead (`Err`), inserted or replaced as needed.
-    ///
-    /// Inlined into `get`: a hit on a stored value is one lock, one probe of
-    /// [`Table::values`] and a clone; anything else continues out of line,
-    /// under the same lock.
-    #[inline(always)]
-    fn lookup(&self, hash: u64, key: K) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
-        // Read before the lock: the clock is user code.
-        let now = self.now();
-        let table = self.map.shard(hash).lock();
-        if let Some((_, v)) = table.values.find(hash, |(k, _)| *k == key) {
-            return Ok(Ok(v.clone()));
-        }
-        #[cfg(lazyflight_break = "cache_lookup_relocks")]
-        let table = {
-            // Negative control: `others` is probed in a critical section of
-            // its own, after `values`.
-            drop(table);
-            self.map.shard(hash).lock()
-        };
-        self.lookup_slow(hash, key, now, table)
-    }
-
-    /// The rest of [`lookup`](Self::lookup): the key has a stored error, an
+    /// The rest of a look-up, after [`Get`]'s poll missed [`Table::values`]
+    /// (under the same lock): the key has a stored error, an
     /// entry (whose result may be served, stored or expired), or nothing
-    /// (an entry is inserted). Not `#[cold]`: a timed cache's hits come here.
-    #[inline(never)]
+    /// (an entry is inserted). Called from [`Get::miss`], out of line.
     fn lookup_slow(
         &self,
         hash: u64,
@@ -895,54 +874,168 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
     }
 }
 
-/// A future kept out of the fast path: polled and dropped out of line
-/// (`#[cold]`, never inlined), so that the state machine of an `async fn`
-/// that awaits it on its slow path stays small, and so does that state
-/// machine's drop glue, which the compiler then inlines (and folds away on
-/// the fast path, where this future was never built).
-struct Cold<F>(ManuallyDrop<F>);
+/// The future of [`Cache::get`] and [`Cache::get_owned`].
+///
+/// Its first poll does the look-up inline up to the probe of
+/// [`Table::values`]: a hit is one lock, one probe and a clone, and writes
+/// nothing to the future but its phase. Everything else continues in
+/// [`Get::miss`], out of line and under the same lock; a miss builds the
+/// miss path's future (`get_slow` or `get_owned_slow`, an `async fn`) in
+/// place and polls it from then on, out of line too. (As an `async fn`, `get`
+/// kept its progress, its drop flags and the look-up's three-way result in
+/// its own memory, and a hit wrote and read them all.)
+///
+/// Polling it again after `Ready` panics, as an `async fn`'s future does.
+struct Get<'a, K, V, E, F, S, M> {
+    cache: &'a Cache<K, V, E>,
+    /// Dropped by hand in `Drop`: `Start` inline, `Slow` out of line.
+    phase: ManuallyDrop<GetPhase<K, F, S>>,
+    /// Builds the miss path's future: `Cache::get_slow` or
+    /// `Cache::get_owned_slow`, a zero-sized function item (its return type
+    /// cannot be named, only inferred).
+    make: M,
+}
 
-impl<F: Future> Cold<F> {
+enum GetPhase<K, F, S> {
+    /// Not polled yet: the caller's key and init. Not pinned.
+    Start(K, F),
+    /// The miss path, structurally pinned: never moved once written.
+    Slow(S),
+    /// Answered by the look-up, or between the two phases.
+    Gone,
+}
+
+impl<K, F, S> GetPhase<K, F, S> {
+    /// Moves the key and init out of `Start`, leaving `Gone`. (Not
+    /// `mem::replace`, which would copy the whole phase, the size of the miss
+    /// path's future, on every hit.)
     #[inline(always)]
-    fn new(fut: F) -> Self {
-        Cold(ManuallyDrop::new(fut))
-    }
-
-    fn pinned(self: Pin<&mut Self>) -> Pin<&mut F> {
-        // SAFETY: structural pinning: `Cold` never moves the future out of
-        // its field, and drops it in place (below).
-        unsafe { self.map_unchecked_mut(|c| &mut *c.0) }
+    fn take_start(&mut self) -> (K, F) {
+        let GetPhase::Start(key, init) = self else {
+            unreachable!("taken from the first poll only")
+        };
+        // SAFETY: both are read once, and the phase is overwritten (without
+        // being dropped) before anything else can see it; nothing in between
+        // can panic.
+        unsafe {
+            let taken = (ptr::read(key), ptr::read(init));
+            ptr::write(self, GetPhase::Gone);
+            taken
+        }
     }
 }
 
-impl<F: Future> Future for Cold<F> {
-    type Output = F::Output;
+impl<'a, K, V, E, F, S, M> Get<'a, K, V, E, F, S, M>
+where
+    K: Hash + Eq,
+    V: Clone,
+    E: Clone,
+    S: Future<Output = Result<V, E>>,
+    M: Fn(&'a Cache<K, V, E>, u64, Arc<Cell<V, E>>, F) -> S,
+{
+    /// The first poll, once `values` missed: the rest of the look-up under
+    /// the same lock, then, unless that answered, the miss path.
+    #[inline(never)]
+    fn miss(
+        &mut self,
+        hash: u64,
+        now: Duration,
+        table: MutexGuard<'a, Table<K, V, E>>,
+        key: K,
+        init: F,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<V, E>> {
+        let cache = self.cache;
+        match cache.lookup_slow(hash, key, now, table) {
+            Ok(hit) => {
+                cache.count(|c| &c.hits);
+                Poll::Ready(hit)
+            }
+            Err(entry) => {
+                *self.phase = GetPhase::Slow((self.make)(cache, hash, entry, init));
+                self.poll_slow(cx)
+            }
+        }
+    }
 
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        poll_cold(self.pinned(), cx)
+    /// A later poll: the miss path's.
+    #[cold]
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<V, E>> {
+        match &mut *self.phase {
+            // SAFETY: pinned in place: `Slow` is written once, never moved
+            // out, and dropped in place (see `Drop`).
+            GetPhase::Slow(slow) => unsafe { Pin::new_unchecked(slow) }.poll(cx),
+            GetPhase::Start(..) => unreachable!("the first poll handles `Start`"),
+            GetPhase::Gone => panic!("`Cache::get` polled after it returned `Ready`"),
+        }
     }
 }
 
-impl<F> Drop for Cold<F> {
+impl<'a, K, V, E, F, S, M> Future for Get<'a, K, V, E, F, S, M>
+where
+    K: Hash + Eq,
+    V: Clone,
+    E: Clone,
+    S: Future<Output = Result<V, E>>,
+    M: Fn(&'a Cache<K, V, E>, u64, Arc<Cell<V, E>>, F) -> S,
+{
+    type Output = Result<V, E>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<V, E>> {
+        // SAFETY: only `GetPhase::Slow` is structurally pinned, and nothing
+        // here or in `miss` / `poll_slow` moves it (`phase` is replaced only
+        // while it is `Start`).
+        let this = unsafe { self.get_unchecked_mut() };
+        // Through `&mut`: a shared reference to the whole phase, taken while
+        // it is `Slow`, would assert that nothing in the miss path's future
+        // is borrowed mutably, which its own self-references are (Miri's
+        // Stacked Borrows reports it).
+        if !matches!(&mut *this.phase, GetPhase::Start(..)) {
+            return this.poll_slow(cx);
+        }
+        // Taken out first, so that the look-up works on locals: the future's
+        // own memory is written once, here (the `Gone` tag).
+        let (key, init) = this.phase.take_start();
+        let cache = this.cache;
+        let hash = cache.map.hash(&key);
+        // Read before the lock: the clock is user code.
+        let now = cache.now();
+        let table = cache.map.shard(hash).lock();
+        let Some((_, v)) = table.values.find(hash, |(k, _)| *k == key) else {
+            #[cfg(lazyflight_break = "cache_lookup_relocks")]
+            let table = {
+                // Negative control: `others` is probed in a critical section
+                // of its own, after `values`.
+                drop(table);
+                cache.map.shard(hash).lock()
+            };
+            return this.miss(hash, now, table, key, init, cx);
+        };
+        let hit = v.clone();
+        // Negative control: on a hit, the caller's key is dropped under the
+        // lock.
+        #[cfg(lazyflight_break = "cache_hit_drops_key_under_lock")]
+        drop(key);
+        drop(table);
+        // The caller's key and init (user code) are dropped outside the lock.
+        #[cfg(not(lazyflight_break = "cache_hit_drops_key_under_lock"))]
+        drop(key);
+        drop(init);
+        cache.count(|c| &c.hits);
+        Poll::Ready(Ok(hit))
+    }
+}
+
+impl<K, V, E, F, S, M> Drop for Get<'_, K, V, E, F, S, M> {
     #[inline(always)]
     fn drop(&mut self) {
-        drop_cold(&mut self.0);
+        match &mut *self.phase {
+            // SAFETY: dropped once, here; `phase` is not used again.
+            GetPhase::Start(..) => unsafe { ManuallyDrop::drop(&mut self.phase) },
+            GetPhase::Slow(_) => crate::alazy::drop_slow(&mut self.phase),
+            GetPhase::Gone => {}
+        }
     }
-}
-
-/// The out-of-line poll of [`Cold`].
-#[cold]
-#[inline(never)]
-fn poll_cold<F: Future>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
-    fut.poll(cx)
-}
-
-/// The out-of-line drop of [`Cold`].
-#[cold]
-#[inline(never)]
-fn drop_cold<F>(fut: &mut ManuallyDrop<F>) {
-    // SAFETY: called once, from `Cold`'s `Drop`; the future is not used
-    // again, and is dropped where it is (it may be pinned).
-    unsafe { ManuallyDrop::drop(fut) }
 }
