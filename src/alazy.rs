@@ -997,8 +997,7 @@ where
             return Poll::Ready(done);
         }
         // Through `&mut`, never a shared reference to the whole phase: the
-        // slow future may hold mutable borrows into itself (see `Get::poll`
-        // in the cache).
+        // slow future may hold mutable borrows into itself (see `poll`).
         if matches!(&mut *this.phase, Phase::Start(_)) {
             let Phase::Start(f) = mem::replace(&mut *this.phase, Phase::Gone) else {
                 unreachable!("checked just above")
@@ -1021,11 +1020,18 @@ where
     type Output = Result<&'a T, &'a E>;
 
     #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Read through `&mut`: `self.cell` through `Pin`'s `Deref` would
+        // make a shared reference to the whole future, slow future included,
+        // and so invalidate the mutable borrows an initializer may hold into
+        // itself across a suspension (Miri's Stacked Borrows reports it; see
+        // `an_initializer_borrowing_itself_across_a_suspension`).
+        // SAFETY: nothing is moved out; only `cell`, a reference, is copied.
+        let cell = unsafe { self.as_mut().get_unchecked_mut() }.cell;
         // A waiter whose slow future is still registered leaves the queue
         // when this future is dropped. A failed cell is answered by
         // `poll_slow`, which starts with the same check for both results.
-        match self.cell.get() {
+        match cell.get() {
             Some(value) => Poll::Ready(Ok(value)),
             None => self.poll_slow(cx),
         }

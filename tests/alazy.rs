@@ -652,3 +652,38 @@ fn get_or_init_drops_f_once_on_every_path_and_a_late_waiter_leaves_the_queue() {
     assert_eq!(drops.load(SeqCst), 5);
     assert_eq!(cell.waiting(), 0);
 }
+
+/// Pending at its first poll (waking itself), ready at the next.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::replace(&mut self.0, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// An initializer that keeps a `&mut` to one of its own locals across a
+/// suspension, as `let mut buf = ..; read(&mut buf).await` does. Polling the
+/// `get_or_init` future again must not invalidate that borrow (Miri's
+/// Stacked Borrows checks it: a shared reference to the whole future, taken
+/// while it holds the initializer, would).
+#[test]
+fn an_initializer_borrowing_itself_across_a_suspension() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, waker) = counting_waker();
+    let mut fut = Box::pin(cell.get_or_init(|| async {
+        let mut local = 1u32;
+        let borrowed = &mut local;
+        YieldOnce(false).await;
+        *borrowed += 1;
+        Ok(local)
+    }));
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(&2)));
+}

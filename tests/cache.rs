@@ -285,11 +285,13 @@ fn auto_traits() {
     let _ = get_is_send;
 }
 
-/// Counts its drops; compared and hashed by `n`.
+/// Counts its drops; compared and hashed by `n`. With `panics`, comparing
+/// it panics.
 #[derive(Clone)]
 struct Counted {
     n: u8,
     drops: Arc<AtomicUsize>,
+    panics: bool,
 }
 
 impl Drop for Counted {
@@ -300,6 +302,10 @@ impl Drop for Counted {
 
 impl PartialEq for Counted {
     fn eq(&self, other: &Self) -> bool {
+        assert!(
+            !(self.panics || other.panics),
+            "a key that panics when compared"
+        );
         self.n == other.n
     }
 }
@@ -323,12 +329,14 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
     let key = |n| Counted {
         n,
         drops: keys.clone(),
+        panics: false,
     };
     // The init closure owns a `Counted` of its own, counted in `inits`.
     let init = |v: u32| {
         let token = Counted {
             n: 0,
             drops: inits.clone(),
+            panics: false,
         };
         move || {
             drop(token);
@@ -363,6 +371,7 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
         let token = Counted {
             n: 0,
             drops: inits.clone(),
+            panics: false,
         };
         move || {
             drop(token);
@@ -384,20 +393,132 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
     );
 }
 
+/// A key whose `Eq` panics, on a hit (the inline look-up) and on a miss (the
+/// out-of-line one): the panic reaches the caller, the shard lock is
+/// released before the key and the init are dropped (once each), and the
+/// cache keeps working.
+#[test]
+fn a_panicking_key_comparison_unwinds_cleanly() {
+    let cache = Cache::<Counted, u32, ()>::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let key = |n, panics| Counted {
+        n,
+        drops: drops.clone(),
+        panics,
+    };
+    // A stored value (moved into the table by the second call) and an entry
+    // in flight, so that both probes compare keys.
+    assert_eq!(
+        block_on(cache.get(key(1, false), || async { Ok(1) })),
+        Ok(1)
+    );
+    assert_eq!(
+        block_on(cache.get(key(1, false), || async { Ok(9) })),
+        Ok(1)
+    );
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut in_flight = Box::pin(cache.get(key(2, false), std::future::pending));
+    assert!(in_flight.as_mut().poll(&mut cx).is_pending());
+    let before = drops.load(Ordering::SeqCst);
+    for n in [1, 2] {
+        let init_drops = Arc::new(AtomicUsize::new(0));
+        let token = Counted {
+            n: 0,
+            drops: init_drops.clone(),
+            panics: false,
+        };
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            block_on(cache.get(key(n, true), move || {
+                drop(token);
+                async { Ok(0) }
+            }))
+        }));
+        assert!(caught.is_err(), "the comparison's panic reaches the caller");
+        assert_eq!(
+            init_drops.load(Ordering::SeqCst),
+            1,
+            "the init dropped once"
+        );
+    }
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        before + 2,
+        "each key dropped once"
+    );
+    // The locks were released: both keys are still served.
+    assert_eq!(cache.peek(&key(1, false)), Some(Ok(1)));
+    drop(in_flight);
+    assert_eq!(
+        block_on(cache.get(key(2, false), || async { Ok(2) })),
+        Ok(2)
+    );
+}
+
 /// Polling `get`'s future again after it returned `Ready` is a bug in the
-/// caller; it panics with a message that says so, on a hit as on a miss.
+/// caller; it panics, on a hit (with our message) as on a miss (where the
+/// miss path's `async fn` reports it).
 #[test]
 fn get_polled_after_ready_panics() {
     let cache = Cache::<u8, u32, ()>::new();
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
-    for _ in 0..2 {
-        // First a miss, then a hit.
+    for hit in [false, true] {
         let mut get = Box::pin(cache.get(1, || async { Ok(1) }));
         assert_eq!(get.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
         let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = get.as_mut().poll(&mut cx);
         }));
-        assert!(again.is_err(), "a second poll after Ready must panic");
+        let message = again.expect_err("a second poll after Ready must panic");
+        if hit {
+            let message = message.downcast_ref::<&str>().copied().unwrap_or_default();
+            assert!(message.contains("polled after"), "{message}");
+        }
+    }
+}
+
+/// An init that keeps a `&mut` to one of its own locals across a
+/// suspension: polling `get`'s future again must not invalidate that borrow
+/// (Miri's Stacked Borrows checks it).
+#[test]
+fn an_init_borrowing_itself_across_a_suspension() {
+    struct YieldOnce(bool);
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+    let cache = Cache::<u8, u32, ()>::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    for owned in [false, true] {
+        let init = || async {
+            let mut local = 1u32;
+            let borrowed = &mut local;
+            YieldOnce(false).await;
+            *borrowed += 1;
+            Ok(local)
+        };
+        let mut get: std::pin::Pin<Box<dyn Future<Output = Result<u32, ()>>>> = if owned {
+            Box::pin(cache.get_owned(2, init))
+        } else {
+            Box::pin(cache.get(1, init))
+        };
+        // `get` returns to its caller at the init's suspension; `get_owned`'s
+        // driver may poll the init again at once, since it woke itself.
+        let first = get.as_mut().poll(&mut cx);
+        assert!(owned || first.is_pending());
+        let done = if first.is_pending() {
+            get.as_mut().poll(&mut cx)
+        } else {
+            first
+        };
+        assert_eq!(done, Poll::Ready(Ok(2)));
     }
 }

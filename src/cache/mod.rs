@@ -52,8 +52,8 @@
 //!   any of the miss path's state is set up. `get` and `get_owned` return
 //!   `Get`, a hand-written future whose first poll is the look-up, inline up
 //!   to the probe of `values`; the rest of the look-up and the miss path (an
-//!   `async fn`, `get_slow` or `get_owned_slow`, built in place inside `Get`)
-//!   are polled and dropped out of line.
+//!   `async fn`, `get_slow` or `get_owned_slow`, kept inside `Get`) are
+//!   polled and dropped out of line.
 //! * Entries are replaced and removed by identity (`Arc::ptr_eq`) wherever
 //!   the caller acts on an entry it found earlier, so an old entry never
 //!   removes its successor.
@@ -880,12 +880,14 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
 /// [`Table::values`]: a hit is one lock, one probe and a clone, and writes
 /// nothing to the future but its phase. Everything else continues in
 /// [`Get::miss`], out of line and under the same lock; a miss builds the
-/// miss path's future (`get_slow` or `get_owned_slow`, an `async fn`) in
-/// place and polls it from then on, out of line too. (As an `async fn`, `get`
+/// miss path's future (`get_slow` or `get_owned_slow`, an `async fn`), moves
+/// it into the phase before its first poll, and polls it from then on, out
+/// of line too. (As an `async fn`, `get`
 /// kept its progress, its drop flags and the look-up's three-way result in
 /// its own memory, and a hit wrote and read them all.)
 ///
-/// Polling it again after `Ready` panics, as an `async fn`'s future does.
+/// Polling it again after `Ready` (or after a panic in user code) panics, as
+/// an `async fn`'s future does.
 struct Get<'a, K, V, E, F, S, M> {
     cache: &'a Cache<K, V, E>,
     /// Dropped by hand in `Drop`: `Start` inline, `Slow` out of line.
@@ -967,7 +969,9 @@ where
             // out, and dropped in place (see `Drop`).
             GetPhase::Slow(slow) => unsafe { Pin::new_unchecked(slow) }.poll(cx),
             GetPhase::Start(..) => unreachable!("the first poll handles `Start`"),
-            GetPhase::Gone => panic!("`Cache::get` polled after it returned `Ready`"),
+            GetPhase::Gone => {
+                panic!("a `Cache::get` / `get_owned` future polled after it completed or panicked")
+            }
         }
     }
 }
@@ -985,8 +989,9 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<V, E>> {
         // SAFETY: only `GetPhase::Slow` is structurally pinned, and nothing
-        // here or in `miss` / `poll_slow` moves it (`phase` is replaced only
-        // while it is `Start`).
+        // here or in `miss` / `poll_slow` moves it: `phase` is written only
+        // while it is `Start` (`take_start`) or `Gone` (`miss`, which moves
+        // the miss path's future in before its first poll).
         let this = unsafe { self.get_unchecked_mut() };
         // Through `&mut`: a shared reference to the whole phase, taken while
         // it is `Slow`, would assert that nothing in the miss path's future
