@@ -609,6 +609,57 @@ fn self_borrowing(x: u8) -> Lazy<u8> {
     Lazy::new(fut)
 }
 
+/// A small future that keeps a `&mut` to its own local across a suspension.
+fn mut_self_borrowing(x: u8) -> Lazy<u8> {
+    let fut = async move {
+        let mut own = x;
+        let r = &mut own;
+        YieldOnce(false).await;
+        *r += 1;
+        own
+    };
+    assert!(
+        std::mem::size_of_val(&fut) <= 3 * std::mem::size_of::<usize>(),
+        "the test needs a future small enough to be kept inline"
+    );
+    Lazy::new(fut)
+}
+
+/// Children pinned in place inside `collect_all` may borrow themselves
+/// mutably across a suspension: nothing the collect does between polls, nor
+/// its drop, makes a shared reference to a child's bytes (Miri's Stacked
+/// Borrows reported both the checks of a slot's state and the read of the
+/// inline vtable until both took `&mut`).
+#[test]
+fn children_borrowing_themselves_mutably_across_a_suspension() {
+    let out = sync_await(Lazy::new(async {
+        collect_all((0..8).map(mut_self_borrowing).collect::<Vec<_>>()).await
+    }));
+    assert_eq!(
+        out.into_iter().map(Try::value).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<u8>>()
+    );
+    // Dropped mid-flight: the pending child's drop uses its own borrow.
+    struct Guard<'a>(&'a mut u8);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            *self.0 += 1;
+        }
+    }
+    let child = async {
+        let mut own = 0u8;
+        let _guard = Guard(&mut own);
+        std::future::pending::<()>().await;
+    };
+    assert!(std::mem::size_of_val(&child) <= 3 * std::mem::size_of::<usize>());
+    let mut collect = collect_all(vec![Lazy::new(child)]);
+    let waker = futures::task::noop_waker();
+    assert!(Pin::new(&mut collect)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(collect);
+}
+
 #[test]
 fn small_self_borrowing_children_are_never_moved_once_polled() {
     // In place, inside collect_all (polled, parked, polled again).

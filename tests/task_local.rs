@@ -144,3 +144,24 @@ fn a_ready_lazy_follows_the_same_local_rules() {
         .unwrap();
     assert!(sync_await_try(parent).has_error());
 }
+
+/// A local whose `Drop` panics, on a task run on an executor: the task
+/// still completes exactly once, its callback runs, and the panic is its
+/// error (the inline path, where the panic reaches the awaiting task, is
+/// covered by the other tests).
+#[test]
+fn a_local_whose_drop_panics_fails_the_task_and_the_callback_still_runs() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("local dropped");
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async { 1 })
+        .set_local(PanicsOnDrop)
+        .unwrap()
+        .via(SimpleExecutor::new(1))
+        .start(move |t| tx.send(t.into_result().map_err(|e| e.is_panic())).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Err(true)));
+}

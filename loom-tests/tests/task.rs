@@ -130,6 +130,71 @@ fn task_wake_during_poll_repolls_once_and_never_overlaps() {
     });
 }
 
+/// Ready once both flags read 1 (`Relaxed` loads: only the wake-to-poll
+/// edge can make a waker's store visible); keeps its waker where the test
+/// can take it (a std mutex, invisible to loom, so it orders nothing).
+struct BothSet {
+    flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; 2],
+    waker: std::sync::Arc<std::sync::Mutex<Option<Waker>>>,
+}
+
+impl Future for BothSet {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        if self.flags.iter().all(|f| f.load(Ordering::Relaxed) == 1) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+// Property: every wake publishes what the waker wrote before it to the poll
+// it causes, also a wake that is absorbed because the task is already due
+// for a poll (SCHEDULED, or NOTIFIED during a poll): two threads each store
+// a flag (`Relaxed`) and wake the task, which runs inline on whichever
+// thread wakes it first. If an absorbed wake published nothing, the poll
+// could still read its flag as 0, return `Pending` and never be woken again.
+#[test]
+fn task_absorbed_wake_still_publishes_to_the_next_poll() {
+    loom::model(|| {
+        let flags = [Arc::new(Default::default()), Arc::new(Default::default())];
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        Lazy::new(BothSet {
+            flags: flags.clone(),
+            waker: slot.clone(),
+        })
+        .start(move |t| {
+            assert!(!t.has_error());
+            d.store(true, Ordering::Release);
+        });
+        let waker = slot.lock().unwrap().clone().expect("polled once, pending");
+        let wakers: Vec<_> = flags
+            .into_iter()
+            .map(|flag| {
+                let waker = waker.clone();
+                thread::spawn(move || {
+                    flag.store(1, Ordering::Relaxed);
+                    waker.wake();
+                })
+            })
+            .collect();
+        for w in wakers {
+            w.join().unwrap();
+        }
+        drop(waker);
+        // Break the cycle task -> slot -> waker -> task.
+        slot.lock().unwrap().take();
+        assert!(
+            done.load(Ordering::Acquire),
+            "the task was not polled after both wakes"
+        );
+    });
+}
+
 // Property: `sync_await` of a task that completes on another thread (here the
 // executor's) parks until the completion callback unparks it: no lost
 // unpark, no early return.

@@ -820,7 +820,7 @@ impl<T: Send + 'static> Core<T> {
         let Some(executor) = executor else {
             return self.poll_inline(index);
         };
-        let task = core::mem::replace(self.slot(index), Task::started());
+        let mut task = core::mem::replace(self.slot(index), Task::started());
         debug_assert!(task.is_live(), "child {index} started twice");
         let parent = self.parent.as_ref().expect("captured at the first poll");
         // Never polled: it may move.

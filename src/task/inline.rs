@@ -167,8 +167,12 @@ impl<T> InlineFuture<T> {
         core::ptr::addr_of_mut!(self.buf).cast()
     }
 
+    /// The vtable. Takes `&mut self`: a `&self` would claim every byte of
+    /// the future as shared and read-only, and so invalidate the `&mut`
+    /// borrows a future pinned in place may hold into itself (see the
+    /// access rules).
     #[inline(always)]
-    fn vtable(&self) -> &VTable<T> {
+    fn vtable(&mut self) -> &VTable<T> {
         // SAFETY: points at a promoted constant, which lives for ever.
         unsafe { self.vtable.as_ref() }
     }

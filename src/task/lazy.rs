@@ -462,29 +462,36 @@ impl<T> Task<T> {
         unsafe { poll_parts(&mut self.lazy.body, &mut self.lazy.local, cx, false) }
     }
 
+    // The predicates below take `&mut self`: a `&Task` would claim the
+    // bytes of a child pinned in place as shared and read-only, and so
+    // invalidate the `&mut` borrows a child may hold into its own state
+    // across a suspension (Miri's Stacked Borrows reports it; `&mut` to the
+    // `!Unpin` `Task` does not claim uniqueness). See
+    // `children_borrowing_themselves_mutably_across_a_suspension`.
+
     /// Whether the task is a child still to run or running inline (not
     /// started elsewhere, not finished).
     #[inline(always)]
-    pub(crate) fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&mut self) -> bool {
         !matches!(self.lazy.body, Body::Started | Body::Done)
     }
 
     /// Whether the task was handed to an executor and has not reported.
     #[inline]
-    pub(crate) fn is_started(&self) -> bool {
+    pub(crate) fn is_started(&mut self) -> bool {
         matches!(self.lazy.body, Body::Started)
     }
 
     /// Whether the task has finished (completed, failed, or reported from
     /// its executor).
     #[inline(always)]
-    pub(crate) fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&mut self) -> bool {
         matches!(self.lazy.body, Body::Done)
     }
 
     /// Whether the task has finished and owns nothing any more (its future
     /// and local are dropped).
-    pub(crate) fn is_completed(&self) -> bool {
+    pub(crate) fn is_completed(&mut self) -> bool {
         matches!(self.lazy.body, Body::Done) && self.lazy.local.is_none()
     }
 

@@ -57,6 +57,7 @@
 //! |----------------------------------------|-----------|----------------------------------------------------------------|
 //! | wake: CAS `IDLE → SCHEDULED`           | `AcqRel`  | Acquire: the runner's `Release` CAS `RUNNING → IDLE` (the body it wrote); Release: the next runner's `Acquire` |
 //! | wake: CAS `RUNNING → NOTIFIED`         | `AcqRel`  | Release: the runner's failed `Acquire` CAS (what the waker published before waking is seen by the re-poll) |
+//! | wake absorbed (`SCHEDULED` / `NOTIFIED`): CAS to the same value | `AcqRel` | Release: the `Acquire` of the run that follows (`SCHEDULED → RUNNING`, or the failed CAS that finds `NOTIFIED`): what the waker published is seen by that poll, as for a wake that changed the state |
 //! | run: CAS `SCHEDULED → RUNNING`         | `Acquire` | the `Release` half of the wake CAS / the spawn store           |
 //! | run: CAS `RUNNING → IDLE`              | `AcqRel`  | Release: the next waker's `Acquire`; Acquire on failure: the waker's `Release` `NOTIFIED` |
 //! | run: store `RUNNING` / `SCHEDULED` after `NOTIFIED` | `Relaxed` | only this thread may change the state from `NOTIFIED`      |
@@ -258,7 +259,15 @@ impl<T: Send + 'static> RawTask<T> {
                 }
                 #[cfg(not(lazyflight_break = "task_double_poll"))]
                 Phase::Running => NOTIFIED,
-                Phase::Scheduled | Phase::Notified | Phase::Done => return,
+                // Already due for a poll: the wake is absorbed, but still
+                // made a release (an RMW to the same value), so that what
+                // the waker wrote before waking happens before that poll.
+                #[cfg(not(lazyflight_break = "task_absorbed_wake_relaxed"))]
+                Phase::Scheduled | Phase::Notified => cur,
+                // Negative control: an absorbed wake publishes nothing.
+                #[cfg(lazyflight_break = "task_absorbed_wake_relaxed")]
+                Phase::Scheduled | Phase::Notified => return,
+                Phase::Done => return,
             };
             // AcqRel: see the orderings table.
             match this.state.compare_exchange_weak(cur, next, AcqRel, Acquire) {
@@ -361,7 +370,7 @@ impl<T: Send + 'static> RawTask<T> {
 
     /// Completes the task; the caller owns the run (`RUNNING`, `NOTIFIED`, or
     /// `SCHEDULED` for an abandoned run).
-    fn finish(&self, result: Try<T>) {
+    fn finish(&self, mut result: Try<T>) {
         let (fut, local, done) = self.body.with_mut(|body| {
             // SAFETY: as in `run`: the caller owns the run.
             let body = unsafe { &mut *body };
@@ -369,9 +378,20 @@ impl<T: Send + 'static> RawTask<T> {
         });
         // The future first (it may still reference the local through the
         // context's users), then the local: both before the callback, as
-        // async_simple documents for its lazy locals.
-        drop(fut);
-        drop(local);
+        // async_simple documents for its lazy locals. A panic in either's
+        // `Drop` fails the task (its result is dropped): the task still
+        // completes, once, and its callback still runs.
+        let dropped = catch_unwind(AssertUnwindSafe(move || {
+            // If the future's drop panics, the local is still dropped
+            // while unwinding, after it.
+            let _local = local;
+            drop(fut);
+        }));
+        if let Err(panic) = dropped {
+            let lost = core::mem::replace(&mut result, Try::from_error(TaskError::Panicked(panic)));
+            // Its `Drop` is user code too.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(lost)));
+        }
         // AcqRel: see the orderings table. Wakes from now on are ignored.
         let prev = self.state.swap(DONE, AcqRel);
         debug_assert_ne!(prev, DONE, "a task completed twice");
