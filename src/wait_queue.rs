@@ -81,7 +81,19 @@ impl Woken {
             Woken::Nobody | Woken::One(None) => {}
             Woken::One(Some(w)) => w.wake(),
             Woken::Many(wakers) => {
-                for w in wakers {
+                // If one waker panics, the rest are still woken (while
+                // unwinding, by `Rest`'s drop): their nodes are already
+                // marked notified, so nothing else would wake them.
+                struct Rest(std::vec::IntoIter<Waker>);
+                impl Drop for Rest {
+                    fn drop(&mut self) {
+                        for w in self.0.by_ref() {
+                            w.wake();
+                        }
+                    }
+                }
+                let mut rest = Rest(wakers.into_iter());
+                for w in rest.0.by_ref() {
                     w.wake();
                 }
             }

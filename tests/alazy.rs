@@ -687,3 +687,38 @@ fn an_initializer_borrowing_itself_across_a_suspension() {
     assert!(poll_once(&mut fut, &waker).is_pending());
     assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(&2)));
 }
+
+/// A waker that panics when woken.
+struct PanicsOnWake;
+
+impl Wake for PanicsOnWake {
+    fn wake(self: Arc<Self>) {
+        panic!("waker panicked");
+    }
+}
+
+/// One waiter's waker panics when the value is published: the panic
+/// reaches the leader's caller, and every other waiter is still woken (the
+/// queue wakes the rest while unwinding).
+#[test]
+fn a_panicking_waker_does_not_cost_the_other_waiters_their_wake_up() {
+    let cell = ALazy::<u32, &'static str>::new();
+    let open = Arc::new(Mutex::new(None));
+    let (_, leader_waker) = counting_waker();
+    let mut leader = Box::pin(cell.get_or_init(|| Gate { open: open.clone() }));
+    assert!(poll_once(&mut leader, &leader_waker).is_pending());
+    let panicky = Waker::from(Arc::new(PanicsOnWake));
+    let mut first = Box::pin(cell.get_or_init(|| async { Ok(0) }));
+    assert!(poll_once(&mut first, &panicky).is_pending());
+    let (count, waker) = counting_waker();
+    let mut second = Box::pin(cell.get_or_init(|| async { Ok(0) }));
+    assert!(poll_once(&mut second, &waker).is_pending());
+    *open.lock().unwrap() = Some(Ok(1));
+    let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_once(&mut leader, &leader_waker)
+    }));
+    assert!(published.is_err(), "the waker's panic reaches the leader");
+    assert_eq!(cell.get(), Some(&1));
+    assert_eq!(count.0.load(SeqCst), 1, "the second waiter was woken");
+    assert_eq!(poll_once(&mut second, &waker), Poll::Ready(Ok(&1)));
+}

@@ -343,3 +343,103 @@ fn auto_traits() {
     }
     let _ = run_future_is_send;
 }
+
+/// A key (compared and hashed by `n`) that counts the calls of its `Hash`
+/// and, when armed, panics in its `Drop`.
+struct Touchy {
+    n: u32,
+    hashes: Arc<AtomicUsize>,
+    panics_on_drop: bool,
+}
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+    }
+}
+
+impl Eq for Touchy {}
+
+impl std::hash::Hash for Touchy {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.hashes.fetch_add(1, Ordering::SeqCst);
+        self.n.hash(h);
+    }
+}
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        if self.panics_on_drop && !std::thread::panicking() {
+            panic!("key dropped");
+        }
+    }
+}
+
+/// A stored key whose `Drop` panics when its flight ends: the panic reaches
+/// the leader's caller, but only after the subscribers were told, so none of
+/// them is left waiting; both for `complete` and for a dropped leader.
+#[test]
+fn a_key_whose_drop_panics_strands_no_subscriber() {
+    let hashes = Arc::new(AtomicUsize::new(0));
+    let key = |n, panics_on_drop| Touchy {
+        n,
+        hashes: hashes.clone(),
+        panics_on_drop,
+    };
+    let group = Group::<Touchy, u32, ()>::new();
+    for complete in [true, false] {
+        let leader = lead(group.entry(key(1, true)));
+        let sub = join(group.entry(key(1, false)));
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut recv = Box::pin(sub.recv());
+        assert!(recv.as_mut().poll(&mut cx).is_pending());
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            if complete {
+                drop(leader.complete(Ok(7)));
+            } else {
+                drop(leader);
+            }
+        }));
+        assert!(
+            ended.is_err(),
+            "the key's panic reaches the leader's caller"
+        );
+        assert_eq!(group.in_flight(), 0);
+        assert_eq!(
+            count.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "woken once"
+        );
+        let Poll::Ready(Ok(outcome)) = recv.as_mut().poll(&mut cx) else {
+            panic!("the subscriber got no outcome");
+        };
+        if complete {
+            assert_eq!(outcome.result(), Some(&Ok(7)));
+        } else {
+            assert!(matches!(*outcome, Outcome::Canceled));
+        }
+    }
+}
+
+/// The group hashes a caller's key once per call: when its table grows, it
+/// rehashes the stored flights by the hash kept in each slot, so `K`'s
+/// `Hash` (user code, which could panic) never runs under a shard lock.
+#[test]
+fn growing_the_table_does_not_hash_keys_again() {
+    let hashes = Arc::new(AtomicUsize::new(0));
+    let group = Group::<Touchy, u32, ()>::new();
+    let leaders: Vec<_> = (0..2000)
+        .map(|n| {
+            lead(group.entry(Touchy {
+                n,
+                hashes: hashes.clone(),
+                panics_on_drop: false,
+            }))
+        })
+        .collect();
+    assert_eq!(group.in_flight(), 2000);
+    assert_eq!(hashes.load(Ordering::SeqCst), 2000, "one hash per call");
+    drop(leaders);
+    assert_eq!(group.in_flight(), 0);
+}

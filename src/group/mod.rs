@@ -211,6 +211,11 @@ impl<T, E> Flight<T, E> {
 /// A flight in its shard's table, under its key.
 struct Slot<K, T, E> {
     key: K,
+    /// The key's hash, computed once by the caller that inserted the slot:
+    /// the table rehashes with it, so no user code (`K`'s `Hash`) runs under
+    /// the shard lock when the table grows. (A `Hash` that panics there
+    /// could make hashbrown lose slots, stranding their subscribers.)
+    hash: u64,
     /// The flight's identity within its shard.
     id: u64,
     /// Subscribers that have joined, including those gone since.
@@ -473,6 +478,7 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
             id,
             joins,
             flight,
+            ..
         } = found.remove().0;
         if let Some(flight) = flight {
             // Its subscribers still wait: keep the flight where its leader
@@ -559,11 +565,12 @@ impl<K: Hash + Eq, T, E> Inner<K, T, E> {
             hash,
             Slot {
                 key,
+                hash,
                 id,
                 joins: 0,
                 flight: None,
             },
-            |s| self.map.hash(&s.key),
+            |s| s.hash,
         );
         drop(guard);
         Role::Lead(Ticket { hash, id })
@@ -573,9 +580,12 @@ impl<K: Hash + Eq, T, E> Inner<K, T, E> {
 impl<K, T, E> Inner<K, T, E> {
     /// Removes the flight of `ticket` by identity (its slot, or its forgotten
     /// entry; a flight forgotten before anyone joined has neither) and
-    /// returns its shared state, if anyone joined it. Nobody can join it from
-    /// now on.
-    fn detach(&self, ticket: Ticket) -> Option<Arc<Flight<T, E>>> {
+    /// returns its key, if it was still in its slot, and its shared state, if
+    /// anyone joined it. Nobody can join it from now on.
+    ///
+    /// The caller drops the key, outside the lock and only after it has told
+    /// the subscribers: a key whose `Drop` panics must not strand them.
+    fn detach(&self, ticket: Ticket) -> Detached<K, T, E> {
         let mut guard = self.map.shard(ticket.hash).lock();
         let table = &mut *guard;
         debug_assert!(table.in_flight > 0, "a leader is counted in its shard");
@@ -605,9 +615,7 @@ impl<K, T, E> Inner<K, T, E> {
             }
         };
         drop(guard);
-        // The key is dropped outside the lock.
-        drop(key);
-        flight
+        Detached { key, flight }
     }
 
     /// Ends the flight of `ticket` with `result`: removes it, then tells its
@@ -628,7 +636,7 @@ impl<K, T, E> Inner<K, T, E> {
             drop(self.detach(ticket));
             return outcome;
         }
-        let flight = self.detach(ticket);
+        let Detached { key, flight } = self.detach(ticket);
         let outcome = Arc::new(Outcome::Complete {
             result,
             shared: flight.is_some(),
@@ -636,13 +644,15 @@ impl<K, T, E> Inner<K, T, E> {
         if let Some(flight) = flight {
             announce(&flight, &outcome);
         }
+        // Last: user code (see `detach`).
+        drop(key);
         outcome
     }
 
     /// Ends the flight of `ticket` without a result: its subscribers, if it
     /// has any, get [`Outcome::Canceled`].
     fn cancel(&self, ticket: Ticket) {
-        let flight = self.detach(ticket);
+        let Detached { key, flight } = self.detach(ticket);
         if cfg!(lazyflight_break = "group_drop_silent") {
             // Negative control: leave the map but never publish.
             return;
@@ -650,6 +660,8 @@ impl<K, T, E> Inner<K, T, E> {
         if let Some(flight) = flight {
             announce(&flight, &Arc::new(Outcome::Canceled));
         }
+        // Last: user code (see `detach`).
+        drop(key);
     }
 
     /// Calls `f` with the `joins` count and the shared state of the flight of
@@ -667,6 +679,12 @@ impl<K, T, E> Inner<K, T, E> {
             None => f(0, None),
         }
     }
+}
+
+/// What [`Inner::detach`] took out of the group.
+struct Detached<K, T, E> {
+    key: Option<K>,
+    flight: Option<Arc<Flight<T, E>>>,
 }
 
 /// Writes the outcome, publishes DONE and wakes every subscriber once.
