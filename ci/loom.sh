@@ -6,7 +6,9 @@
 # cut short by a branch or permutation limit); LOOM_MAX_BRANCHES is loom's
 # default, written out so the budget is explicit. A model that needs a larger
 # or smaller budget sets it in code with `loom::model::Builder` and says why.
-# The per-model executions, times and caught controls are in loom-tests/README.md.
+# The per-model executions, times and caught controls of the ALazy, waiter-queue and
+# Group models are in loom-tests/README.md; every model's required controls are in
+# ci/negative-controls.txt.
 #
 # Only the lazyflight-loom-tests package is built under --cfg loom: the
 # library's own dev-dependencies (tokio) do not build under loom.

@@ -9,7 +9,7 @@
 # since changing RUSTFLAGS rebuilds everything.
 #
 # Budget 6 min. Iterations per test and scheduler (random and PCT): 20,000
-# (the issue's floor is 10,000); PCT depth 3.
+# (at least 10,000 is the project's floor); PCT depth 3.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -1,4 +1,4 @@
-//! Public-API tests of `Cache` (contract §3).
+//! Public-API tests of `Cache`.
 #![allow(clippy::disallowed_types)] // tests may name std types next to the shim
 
 use std::future::Future;

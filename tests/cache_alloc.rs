@@ -1,5 +1,6 @@
-//! A cache hit allocates nothing (contract §3): counted with a global
-//! allocator that tallies allocations made by the current thread.
+//! A cache hit allocates nothing, the first hit (which stores the value)
+//! included: counted with a global allocator that tallies allocations made
+//! by the current thread.
 #![allow(clippy::disallowed_types)] // tests may name std types next to the shim
 
 use std::alloc::{GlobalAlloc, Layout, System};

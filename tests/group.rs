@@ -1,4 +1,4 @@
-//! Public-API tests of `Group` (contract §4).
+//! Public-API tests of `Group`.
 #![allow(clippy::disallowed_types)] // tests may name std types next to the shim
 
 use core::future::Future;

@@ -1,5 +1,6 @@
 #![cfg(loom)]
-//! loom models of `Cache` (contract §3). Run with
+//! loom models of `Cache` (coalesced init per key, error policies, TTL,
+//! invalidation). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p lazyflight-loom-tests --test cache`.
 
 use core::time::Duration;

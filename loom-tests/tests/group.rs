@@ -1,5 +1,5 @@
 #![cfg(loom)]
-//! loom models of `Group` (contract §4). Run with
+//! loom models of `Group`: single-flight calls per key. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p lazyflight-loom-tests --test group`.
 
 use core::future::Future;

@@ -2,7 +2,8 @@
 //! of `get` (polled by hand, with initializers the test finishes by hand),
 //! drops (cancellation), `invalidate`, `clear`, `peek` and clock advances over
 //! two keys, under every error policy with and without a time-to-live. Every
-//! step is checked against a small sequential reference model of contract §3:
+//! step is checked against a small sequential reference model of the cache's
+//! documented behaviour:
 //! whether a `get` is answered at once, joins the init in flight or leads one
 //! (its initializer called), the FIFO hand-off when a leader is cancelled,
 //! every result, what is stored and for how long, `len` and `peek`.

@@ -1,7 +1,8 @@
 //! Model-based tests of `Group`: proptest generates single-threaded
 //! sequences of `entry`, `run` (polled by hand), `complete`, drop, `forget`
 //! and `recv` polls over two keys, and every step is checked against a small
-//! sequential reference model of contract §4: who leads, who subscribes,
+//! sequential reference model of the group's documented behaviour: who
+//! leads, who subscribes,
 //! which outcome each caller receives (the very same `Arc` for one flight),
 //! `shared`, the live subscriber count, the flights in progress, the keys in
 //! the map, and exactly which waiting tasks were woken, once each.

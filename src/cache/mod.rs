@@ -113,7 +113,7 @@ use crate::ALazy;
 pub enum ErrorPolicy {
     /// The error is stored like a value: every later `get` returns it until
     /// the key is invalidated (or, with a time-to-live, expires). The default,
-    /// as in the seed.
+    /// as in the original async-lazy design.
     #[default]
     Cached,
     /// The error is stored for this long, then the next `get` starts a fresh

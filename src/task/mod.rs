@@ -1,4 +1,4 @@
-//! Lazy tasks: async_simple's `Lazy` model in Rust (contract §5).
+//! Lazy tasks: async_simple's `Lazy` model in Rust.
 //!
 //! A [`Lazy<T>`] is a task that does nothing until it is awaited or started.
 //! Awaiting it runs it inline, as part of the awaiting task; starting it
