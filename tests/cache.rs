@@ -365,8 +365,9 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
         (keys.load(Ordering::SeqCst), inits.load(Ordering::SeqCst)),
         (3, 4)
     );
-    // A miss dropped while its init is pending: the init's future goes with
-    // it, the key stays in the table for the next caller.
+    // A miss dropped while its init is pending, with nobody waiting: the
+    // init's future goes with it, and so does the entry it leaves (its key
+    // with it).
     let pending_init = {
         let token = Counted {
             n: 0,
@@ -383,13 +384,14 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
     drop(leader);
     assert_eq!(
         (keys.load(Ordering::SeqCst), inits.load(Ordering::SeqCst)),
-        (3, 5)
+        (4, 5)
     );
+    assert_eq!(cache.len(), 1);
     drop(cache);
     assert_eq!(
         keys.load(Ordering::SeqCst),
         5,
-        "both stored keys dropped with the cache"
+        "the stored key dropped with the cache"
     );
 }
 
@@ -521,4 +523,79 @@ fn an_init_borrowing_itself_across_a_suspension() {
         };
         assert_eq!(done, Poll::Ready(Ok(2)));
     }
+}
+
+/// A `get` cancelled (or whose init panics) with nobody waiting leaves no
+/// entry behind: `len` and `is_empty` do not count a key with no value, no
+/// error and no init. With a waiter, the entry stays and the waiter takes
+/// over.
+#[test]
+fn an_abandoned_miss_leaves_no_entry() {
+    let cache = Cache::<u32, u32, ()>::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    {
+        let mut alone = pin!(cache.get(1, std::future::pending));
+        assert!(alone.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(cache.peek(&1), None);
+    assert!(cache.is_empty(), "no value, no error, no init in flight");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(cache.get(2, || async { panic!("init failed") }))
+    }));
+    assert!(panicked.is_err());
+    assert!(cache.is_empty(), "a panicked init leaves nothing either");
+    // With a waiter: the cancelled leader hands over, the entry stays.
+    let mut leader = Box::pin(cache.get(3, std::future::pending));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    let mut waiter = pin!(cache.get(3, || async { Ok(3) }));
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+    drop(leader);
+    assert_eq!(cache.len(), 1);
+    assert_eq!(waiter.as_mut().poll(&mut cx), Poll::Ready(Ok(3)));
+    assert_eq!(cache.peek(&3), Some(Ok(3)));
+}
+
+/// `get_owned`'s error is counted once even if the caller that started the
+/// init is gone when it fails (another caller drives it to its end).
+#[tokio::test]
+async fn an_owned_init_counts_its_error_when_its_starter_is_gone() {
+    let cache = Cache::<u32, u32, u32>::builder().stats(true).build();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut starter = Box::pin(cache.get_owned(1, move || async move {
+        let _ = rx.await;
+        Err(7)
+    }));
+    assert!(starter.as_mut().poll(&mut cx).is_pending());
+    let other = cache.get_owned(1, || async { Ok(0) });
+    drop(starter);
+    tx.send(()).unwrap();
+    assert_eq!(other.await, Err(7));
+    let stats = cache.stats().unwrap();
+    assert_eq!((stats.inits, stats.errors), (1, 1), "{stats:?}");
+}
+
+/// Under `ErrorPolicy::SharedOnly`, an owned init's error never stays in
+/// the table, also when the only caller left to see it is a plain `get`.
+#[tokio::test]
+async fn a_shared_only_error_of_an_owned_init_leaves_no_entry() {
+    let cache = Cache::<u32, u32, u32>::builder()
+        .errors(ErrorPolicy::SharedOnly)
+        .build();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut starter = Box::pin(cache.get_owned(1, move || async move {
+        let _ = rx.await;
+        Err(7)
+    }));
+    assert!(starter.as_mut().poll(&mut cx).is_pending());
+    let plain = cache.get(1, || async { Ok(0) });
+    drop(starter);
+    tx.send(()).unwrap();
+    assert_eq!(plain.await, Err(7));
+    assert!(cache.is_empty(), "the error was not stored");
+    assert_eq!(cache.get(1, || async { Ok(1) }).await, Ok(1));
 }

@@ -264,3 +264,35 @@ fn cache_ttl_expiry_racing_a_hit() {
         );
     });
 }
+
+// Property: a `get` cancelled after it started its key's init removes the
+// entry only when nothing can finish it: a caller that found the entry
+// (and took over its init, or leads it) keeps it in the table, so its value
+// is stored and a later `get` is a hit. Here a leader is cancelled on one
+// thread while another caller gets the same key.
+#[test]
+fn cache_abandoned_entry_removal_racing_a_new_caller() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, ()>::new());
+        let c1 = cache.clone();
+        let t = thread::spawn(move || {
+            let (waker, _) = lazyflight_loom_tests::counting_waker();
+            let mut leader = Box::pin(c1.get(1, || std::future::pending()));
+            // Pending (it leads, or waits), or a hit on the other's value.
+            if let core::task::Poll::Ready(v) =
+                lazyflight_loom_tests::poll_once(leader.as_mut(), &waker)
+            {
+                assert_eq!(v, Ok(5));
+            }
+            drop(leader);
+        });
+        assert_eq!(block_on(cache.get(1, || async { Ok(5) })), Ok(5));
+        t.join().unwrap();
+        assert_eq!(
+            block_on(cache.get(1, || async { Ok(9) })),
+            Ok(5),
+            "the value of the caller that stayed was stored"
+        );
+        assert_eq!(cache.len(), 1);
+    });
+}

@@ -336,6 +336,13 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                         waiters.retain(|&w| w != slot);
                     }
                 }
+                // A caller that leaves its entry with nothing to finish it
+                // (empty, nobody waiting) removes it from the table.
+                let entry = &model.entries[s.entry];
+                if matches!(entry.state, MState::Empty) && entry.in_table {
+                    let key = entry.key;
+                    model.remove_from_table(key);
+                }
             }
             Op::Invalidate { key } => {
                 let was = model.remove_from_table(key);

@@ -57,6 +57,12 @@
 //! * Entries are replaced and removed by identity (`Arc::ptr_eq`) wherever
 //!   the caller acts on an entry it found earlier, so an old entry never
 //!   removes its successor.
+//! * A `get` that leaves its key's entry with nothing to finish it
+//!   (cancelled, or its init panicked, with nobody else holding the entry)
+//!   removes it, so a key never stays counted by `len` with no value, no
+//!   error and no init. References to an entry are only handed out under the
+//!   shard lock, so the check (`EMPTY`, and a count of two: the table's and
+//!   the caller's) made under that lock cannot race a new caller.
 //!
 //! # Invariants
 //!
@@ -90,10 +96,10 @@ use core::time::Duration;
 use hashbrown::HashTable;
 
 use crate::group::ShardsOf;
-use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
-use crate::ALazy;
+use crate::{ALazy, State};
 
 /// What the cache does with an initializer's error.
 ///
@@ -253,7 +259,8 @@ pub struct Cache<K, V, E> {
     timed: bool,
     /// Shared (not boxed) so an owned initializer can stamp its own result.
     clock: Arc<Box<dyn Clock>>,
-    stats: Option<Box<Counters>>,
+    /// Shared (an `Arc`) so that an owned init can count its error itself.
+    stats: Option<Arc<Counters>>,
     /// Negative control: one lock held across every initializer.
     #[cfg(lazyflight_break = "cache_global_lock")]
     global: crate::sync::Mutex<()>,
@@ -366,8 +373,8 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// Cancel-safe. A waiting call that is dropped leaves nothing behind. A
     /// leading call that is dropped drops its `init` future; the next waiter
     /// takes over with its own `init` (no other caller is failed), or, with
-    /// nobody waiting, the key is left without a value and the next `get`
-    /// starts afresh.
+    /// nobody waiting, the key's entry is removed and the next `get` starts
+    /// afresh.
     ///
     /// # Panics
     ///
@@ -410,6 +417,15 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         Fut: Future<Output = Result<V, E>>,
     {
         self.count(|c| &c.misses);
+        // Declared before the `get_or_init` future, so dropped after it: if
+        // this caller is cancelled (or its init panics) and leaves the entry
+        // with nothing to finish it, the entry goes too.
+        let mut leaving = Abandoned {
+            cache: self,
+            hash,
+            entry: &entry,
+            armed: true,
+        };
         let mut ran = false;
         let result = entry
             .get_or_init(|| {
@@ -442,6 +458,17 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 }
             })
             .await;
+        leaving.armed = false;
+        if result.is_err()
+            && !ran
+            && self.errors == ErrorPolicy::SharedOnly
+            && !cfg!(lazyflight_break = "cache_store_shared_error")
+        {
+            // The error may come from an owned init (`get_owned`), which
+            // cannot reach the table before publishing; its callers remove
+            // the entry, and so does this one, in case they are gone.
+            self.remove_entry(hash, &entry);
+        }
         self.finish(ran, result)
     }
 
@@ -512,29 +539,34 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 self.count(|c| &c.inits);
                 let attempt = init();
                 let clock = self.timed.then(|| self.clock.clone());
+                // Counted by the init itself: whoever drives it to its end,
+                // even if the caller that started it is gone.
+                let stats = self.stats.clone();
                 async move {
                     let result = attempt.await;
                     let at = clock.map_or(Duration::ZERO, |c| c.now());
                     match result {
                         Ok(value) => Ok(Stamped { value, at }),
-                        Err(value) => Err(Stamped { value, at }),
+                        Err(value) => {
+                            if let Some(c) = stats {
+                                // Relaxed: a statistic.
+                                c.errors.fetch_add(1, Relaxed);
+                            }
+                            Err(Stamped { value, at })
+                        }
                     }
                 }
             })
             .await;
-        if result.is_err() {
-            if ran {
-                self.count(|c| &c.errors);
-            }
-            if self.errors == ErrorPolicy::SharedOnly
-                && !cfg!(lazyflight_break = "cache_store_shared_error")
-            {
-                // The owned init cannot reach the table, so the error is
-                // published first; `lookup` never serves a SharedOnly error
-                // from the table, and this removes it (by identity; every
-                // caller of the attempt tries, the first one succeeds).
-                self.remove_entry(hash, &entry);
-            }
+        if result.is_err()
+            && self.errors == ErrorPolicy::SharedOnly
+            && !cfg!(lazyflight_break = "cache_store_shared_error")
+        {
+            // The owned init cannot reach the table, so the error is
+            // published first; `lookup` never serves a SharedOnly error
+            // from the table, and this removes it (by identity; every
+            // caller of the attempt tries, the first one succeeds).
+            self.remove_entry(hash, &entry);
         }
         self.finish(ran, result)
     }
@@ -850,7 +882,7 @@ impl<K, V, E> CacheBuilder<K, V, E> {
             timed,
             clock: Arc::new(self.clock.unwrap_or_else(|| Box::new(SystemClock::new()))),
             stats: self.stats.then(|| {
-                Box::new(Counters {
+                Arc::new(Counters {
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                     inits: AtomicU64::new(0),
@@ -871,6 +903,64 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
             .field("errors", &self.errors)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, E> Cache<K, V, E> {
+    /// Removes `entry` (by identity) if nobody will finish it: nobody but the
+    /// table and the caller holds it, and it is empty (no result, no init
+    /// running).
+    ///
+    /// The count is read first. References to an entry are only handed out
+    /// under its shard lock, so under that lock a count of two cannot grow:
+    /// nobody else can reach the entry, so its state cannot change any more.
+    /// Read the other way round, a holder could fill the entry and let go of
+    /// it between the two reads, and a filled entry would be removed.
+    fn remove_if_abandoned(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
+        let mut table = self.map.shard(hash).lock();
+        // Negative control: the state is read before the count.
+        #[cfg(lazyflight_break = "cache_abandon_state_first")]
+        let empty = entry.state() == State::Empty;
+        if Arc::strong_count(entry) != 2 {
+            return;
+        }
+        // Acquire: the count was read `Relaxed` (`Arc::strong_count`), and
+        // the last other holder let go with a `Release` decrement; what it
+        // did to the entry before (filling it) is seen below. (loom does not
+        // model the count as an atomic: the models check the order of the
+        // two reads, not this fence.)
+        fence(Acquire);
+        #[cfg(not(lazyflight_break = "cache_abandon_state_first"))]
+        let empty = entry.state() == State::Empty;
+        if !empty {
+            return;
+        }
+        let removed = match table.others.find_entry(
+            hash,
+            |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
+        ) {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        };
+        drop(table);
+        drop(removed);
+    }
+}
+
+/// Drops the key's entry if a `get` leaves it abandoned (see
+/// `Cache::remove_if_abandoned`), unless disarmed.
+struct Abandoned<'c, K, V, E> {
+    cache: &'c Cache<K, V, E>,
+    hash: u64,
+    entry: &'c Arc<Cell<V, E>>,
+    armed: bool,
+}
+
+impl<K, V, E> Drop for Abandoned<'_, K, V, E> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cache.remove_if_abandoned(self.hash, self.entry);
+        }
     }
 }
 
