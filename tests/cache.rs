@@ -599,3 +599,61 @@ async fn a_shared_only_error_of_an_owned_init_leaves_no_entry() {
     assert!(cache.is_empty(), "the error was not stored");
     assert_eq!(cache.get(1, || async { Ok(1) }).await, Ok(1));
 }
+
+/// A first hit clones the stored value twice (one for the caller, one for
+/// the table of stored values). If the second `Clone` panics, the first
+/// clone is still dropped after the shard lock is released (its `Drop` here
+/// locks every shard, which would deadlock under the lock).
+#[test]
+fn a_panicking_clone_on_the_first_hit_drops_nothing_under_the_lock() {
+    struct Val {
+        cache: std::sync::Weak<Cache<u8, Val, ()>>,
+        /// Clones still allowed before one panics (`usize::MAX`: any).
+        allowed: Arc<AtomicUsize>,
+    }
+    impl Clone for Val {
+        fn clone(&self) -> Self {
+            let left = self.allowed.load(Ordering::SeqCst);
+            assert!(left > 0, "clone panicked");
+            self.allowed.store(left - 1, Ordering::SeqCst);
+            Val {
+                cache: self.cache.clone(),
+                allowed: self.allowed.clone(),
+            }
+        }
+    }
+    impl Drop for Val {
+        fn drop(&mut self) {
+            if let Some(cache) = self.cache.upgrade() {
+                let _ = cache.len();
+            }
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    // On its own thread: under the lock, the drop would deadlock it.
+    std::thread::spawn(move || {
+        let cache = std::sync::Arc::new(Cache::<u8, Val, ()>::new());
+        let allowed = Arc::new(AtomicUsize::new(usize::MAX));
+        let val = Val {
+            cache: std::sync::Arc::downgrade(&cache),
+            allowed: allowed.clone(),
+        };
+        assert!(block_on(cache.get(1, move || async move { Ok(val) })).is_ok());
+        // The first hit: its first clone succeeds, its second panics.
+        allowed.store(1, Ordering::SeqCst);
+        let first_hit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            block_on(cache.get(1, || async { unreachable!("a hit runs no init") }))
+        }));
+        assert!(first_hit.is_err(), "the clone's panic reaches the caller");
+        // The cache still works: the value is still there, in its entry.
+        allowed.store(usize::MAX, Ordering::SeqCst);
+        assert!(cache.peek(&1).is_some());
+        done_tx.send(()).unwrap();
+    });
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .is_ok(),
+        "a value was dropped under the shard lock (deadlock) or the thread panicked"
+    );
+}

@@ -593,11 +593,16 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         now: Duration,
         // Last: parameters are dropped in reverse order, so on any way out
         // the lock goes before `key` (user code) is dropped.
-        mut table: MutexGuard<'_, Table<K, V, E>>,
+        table: MutexGuard<'_, Table<K, V, E>>,
     ) -> Result<Result<V, E>, Arc<Cell<V, E>>> {
-        let t = &mut *table;
-        // What the look-up took out of the table, dropped outside the lock.
+        // What the look-up takes out of the table, and the first of the two
+        // clones a first hit makes: declared before the guard is bound again
+        // below, so that they are dropped after it on every way out, also
+        // when the second clone panics.
         let mut old = None;
+        let mut first_clone = None;
+        let mut table = table;
+        let t = &mut *table;
         let out = match t.others.find_entry(hash, |s| s.key == key) {
             Err(_) => Err(self.insert(t, hash, key)),
             Ok(mut found) => {
@@ -625,19 +630,19 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                         // No expiry: copy the result into the table once; the
                         // entry goes.
                         Some(Err(e)) => {
-                            let hit = e.value.clone();
+                            first_clone = Some(Err(e.value.clone()));
                             let stored = SlotState::Error(e.value.clone());
                             old = Some(core::mem::replace(state, stored));
-                            Ok(Err(hit))
+                            Ok(first_clone.take().expect("just set"))
                         }
                         Some(Ok(v)) => {
-                            let hit = v.value.clone();
+                            first_clone = Some(Ok(v.value.clone()));
                             let value = v.value.clone();
                             let (Slot { key, state }, _) = found.remove();
                             old = Some(state);
                             t.values
                                 .insert_unique(hash, (key, value), |(k, _)| self.map.hash(k));
-                            Ok(Ok(hit))
+                            Ok(first_clone.take().expect("just set"))
                         }
                     },
                 }
@@ -645,6 +650,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         };
         drop(table);
         drop(old);
+        drop(first_clone);
         out
     }
 
