@@ -318,6 +318,20 @@ impl std::hash::Hash for Counted {
     }
 }
 
+/// An init closure that owns a `Counted` of its own (counted in `drops`,
+/// dropped when the closure is called or dropped) and returns `fut`.
+fn counted_init<F>(drops: &Arc<AtomicUsize>, fut: F) -> impl FnOnce() -> F {
+    let token = Counted {
+        n: 0,
+        drops: drops.clone(),
+        panics: false,
+    };
+    move || {
+        drop(token);
+        fut
+    }
+}
+
 /// `get`'s future owns the caller's key and init until its first poll: each
 /// is dropped exactly once whether the future is dropped unpolled, answered
 /// by a hit, or runs the miss path to the end or is dropped in the middle of
@@ -331,18 +345,7 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
         drops: keys.clone(),
         panics: false,
     };
-    // The init closure owns a `Counted` of its own, counted in `inits`.
-    let init = |v: u32| {
-        let token = Counted {
-            n: 0,
-            drops: inits.clone(),
-            panics: false,
-        };
-        move || {
-            drop(token);
-            std::future::ready(Ok(v))
-        }
-    };
+    let init = |v: u32| counted_init(&inits, std::future::ready(Ok(v)));
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
 
@@ -368,17 +371,7 @@ fn get_drops_the_key_and_the_init_once_on_every_path() {
     // A miss dropped while its init is pending, with nobody waiting: the
     // init's future goes with it, and so does the entry it leaves (its key
     // with it).
-    let pending_init = {
-        let token = Counted {
-            n: 0,
-            drops: inits.clone(),
-            panics: false,
-        };
-        move || {
-            drop(token);
-            std::future::pending()
-        }
-    };
+    let pending_init = counted_init(&inits, std::future::pending());
     let mut leader = Box::pin(cache.get(key(2), pending_init));
     assert!(leader.as_mut().poll(&mut cx).is_pending());
     drop(leader);
@@ -425,16 +418,9 @@ fn a_panicking_key_comparison_unwinds_cleanly() {
     let before = drops.load(Ordering::SeqCst);
     for n in [1, 2] {
         let init_drops = Arc::new(AtomicUsize::new(0));
-        let token = Counted {
-            n: 0,
-            drops: init_drops.clone(),
-            panics: false,
-        };
+        let init = counted_init(&init_drops, std::future::ready(Ok(0)));
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            block_on(cache.get(key(n, true), move || {
-                drop(token);
-                async { Ok(0) }
-            }))
+            block_on(cache.get(key(n, true), init))
         }));
         assert!(caught.is_err(), "the comparison's panic reaches the caller");
         assert_eq!(
@@ -556,19 +542,33 @@ fn an_abandoned_miss_leaves_no_entry() {
     assert_eq!(cache.peek(&3), Some(Ok(3)));
 }
 
+/// Starts an owned init of key 1 that fails with `Err(7)` once the returned
+/// sender fires, polls its starter once and returns it (to be dropped).
+fn start_failing_owned_init(
+    cache: &Cache<u32, u32, u32>,
+) -> (
+    impl Future<Output = Result<u32, u32>> + '_,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut starter = Box::pin(cache.get_owned(1, move || async move {
+        let _ = rx.await;
+        Err(7)
+    }));
+    let waker = futures::task::noop_waker();
+    assert!(starter
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    (starter, tx)
+}
+
 /// `get_owned`'s error is counted once even if the caller that started the
 /// init is gone when it fails (another caller drives it to its end).
 #[tokio::test]
 async fn an_owned_init_counts_its_error_when_its_starter_is_gone() {
     let cache = Cache::<u32, u32, u32>::builder().stats(true).build();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    let mut starter = Box::pin(cache.get_owned(1, move || async move {
-        let _ = rx.await;
-        Err(7)
-    }));
-    assert!(starter.as_mut().poll(&mut cx).is_pending());
+    let (starter, tx) = start_failing_owned_init(&cache);
     let other = cache.get_owned(1, || async { Ok(0) });
     drop(starter);
     tx.send(()).unwrap();
@@ -584,14 +584,7 @@ async fn a_shared_only_error_of_an_owned_init_leaves_no_entry() {
     let cache = Cache::<u32, u32, u32>::builder()
         .errors(ErrorPolicy::SharedOnly)
         .build();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    let mut starter = Box::pin(cache.get_owned(1, move || async move {
-        let _ = rx.await;
-        Err(7)
-    }));
-    assert!(starter.as_mut().poll(&mut cx).is_pending());
+    let (starter, tx) = start_failing_owned_init(&cache);
     let plain = cache.get(1, || async { Ok(0) });
     drop(starter);
     tx.send(()).unwrap();
