@@ -531,3 +531,77 @@ fn windowed_without_an_executor_skips_the_yield() {
         [0, 1, 2, 3, 4]
     );
 }
+
+/// A timer whose deadline `Instant` cannot hold (`Duration::MAX`) is never
+/// due: the job is neither run nor lost to a panic, and it is dropped
+/// (rejected) when the pool stops.
+#[test]
+fn a_timer_too_far_away_is_kept_until_the_pool_stops() {
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let ex = SimpleExecutor::new(1);
+    let (ran, dropped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (r, flag) = (ran.clone(), Flag(dropped.clone()));
+    ex.schedule_after(
+        Duration::MAX,
+        Box::new(move || {
+            let _flag = flag;
+            r.store(true, SeqCst);
+        }),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!ran.load(SeqCst) && !dropped.load(SeqCst));
+    drop(ex);
+    assert!(!ran.load(SeqCst), "never due");
+    assert!(dropped.load(SeqCst), "dropped when the pool stopped");
+}
+
+/// Dropping the pool joins its timer thread too: the pending timers have
+/// been dropped by the time `drop` returns.
+#[test]
+fn dropping_the_pool_waits_for_its_pending_timers_to_be_dropped() {
+    struct SlowDrop(Arc<AtomicBool>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(50));
+            self.0.store(true, SeqCst);
+        }
+    }
+    let ex = SimpleExecutor::new(1);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let slow = SlowDrop(dropped.clone());
+    ex.schedule_after(Duration::from_secs(3600), Box::new(move || drop(slow)))
+        .unwrap();
+    drop(ex);
+    assert!(dropped.load(SeqCst));
+}
+
+/// A job that panics with a payload whose own `Drop` panics does not kill
+/// its worker: a one-thread pool still runs the next job.
+#[test]
+fn a_panic_payload_that_panics_when_dropped_does_not_kill_the_worker() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("payload dropped");
+            }
+        }
+    }
+    let ex = SimpleExecutor::new(1);
+    ex.schedule(Box::new(|| std::panic::panic_any(Bomb)))
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async { 1 })
+        .via(ex.clone())
+        .start(move |r| tx.send(r.value()).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(1));
+}

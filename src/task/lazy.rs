@@ -927,6 +927,12 @@ struct SyncSlot<T> {
 /// very thread), so this is refused, as async_simple's `syncAwait` throws
 /// `std::logic_error`.
 ///
+/// Only the task's own executor is checked, as in async_simple: a plain
+/// [`Lazy`] that awaits work on the executor of the calling thread (say,
+/// `sync_await` of `Lazy::new(async { x.via(this_executor).await })` from a
+/// job of a one-thread `this_executor`) still blocks the thread that work
+/// needs. Blocking a thread of another executor is allowed (and works).
+///
 /// # Examples
 ///
 /// ```

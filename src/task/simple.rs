@@ -110,7 +110,7 @@ impl Pool {
                 drop(q);
                 // A panicking job must not take the worker down with it. The
                 // task jobs never panic (they catch the task's panic).
-                let _ = catch_unwind(AssertUnwindSafe(job));
+                caught(job);
                 continue;
             }
             if q.shutdown {
@@ -128,8 +128,9 @@ impl Pool {
             if t.shutdown {
                 let pending = core::mem::take(&mut t.heap);
                 drop(t);
-                // Dropped unrun: their tasks complete with `Rejected`.
-                drop(pending);
+                // Dropped unrun: their tasks complete with `Rejected` (user
+                // code, which must not end this thread early).
+                caught(move || drop(pending));
                 return;
             }
             let now = Instant::now();
@@ -138,7 +139,8 @@ impl Pool {
                     let Reverse(due) = t.heap.pop().expect("peeked");
                     drop(t);
                     // Refused (shut down): dropping the job rejects its task.
-                    drop(self.push(due.job));
+                    let refused = self.push(due.job);
+                    caught(move || drop(refused));
                 }
                 Some(Reverse(top)) => {
                     let wait = top.at - now;
@@ -153,6 +155,27 @@ impl Pool {
         }
     }
 }
+
+/// Runs `f`, catching a panic. The panic's payload is dropped under
+/// `catch_unwind` too: its `Drop` is user code and may panic in turn, and
+/// then that panic's payload is dropped the same way (a few times at most;
+/// after that it is leaked rather than let the thread die).
+fn caught(f: impl FnOnce()) {
+    let Err(mut payload) = catch_unwind(AssertUnwindSafe(f)) else {
+        return;
+    };
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    core::mem::forget(payload);
+}
+
+/// How far in the future a timer whose deadline cannot be represented is
+/// kept: in effect never, until the pool stops.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// A fixed-size thread pool with FIFO scheduling and timers: async_simple's
 /// `SimpleExecutor`.
@@ -180,7 +203,10 @@ pub struct SimpleExecutor {
     pool: Arc<Pool>,
     threads: usize,
     workers: Mutex<Vec<thread::JoinHandle<()>>>,
-    timer: thread::JoinHandle<()>,
+    /// The timer thread, unparked when an earlier deadline comes in.
+    timer_thread: thread::Thread,
+    /// Taken (and joined) by `Drop`.
+    timer: Option<thread::JoinHandle<()>>,
 }
 
 impl SimpleExecutor {
@@ -203,31 +229,63 @@ impl SimpleExecutor {
                 shutdown: false,
             }),
         });
-        let workers = (0..threads)
-            .map(|i| {
-                let p = pool.clone();
-                thread::Builder::new()
-                    .name(format!("lazyflight-worker-{i}"))
-                    .spawn(move || p.work())
-                    .expect("failed to start a SimpleExecutor worker")
-            })
-            .collect();
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let p = pool.clone();
+            match thread::Builder::new()
+                .name(format!("lazyflight-worker-{i}"))
+                .spawn(move || p.work())
+            {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    // Stop the workers already started before giving up.
+                    Self::stop(&pool, workers);
+                    panic!("failed to start a SimpleExecutor worker: {e}");
+                }
+            }
+        }
         let p = pool.clone();
-        let timer = thread::Builder::new()
+        let timer = match thread::Builder::new()
             .name("lazyflight-timer".into())
             .spawn(move || p.time())
-            .expect("failed to start the SimpleExecutor timer");
+        {
+            Ok(t) => t,
+            Err(e) => {
+                Self::stop(&pool, workers);
+                panic!("failed to start the SimpleExecutor timer: {e}");
+            }
+        };
         Arc::new(SimpleExecutor {
             pool,
             threads,
             workers: Mutex::new(workers),
-            timer,
+            timer_thread: timer.thread().clone(),
+            timer: Some(timer),
         })
     }
 
     /// The number of worker threads.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Stops accepting jobs, wakes the parked workers and joins them (but the
+    /// calling thread, when it is one of them).
+    fn stop(pool: &Pool, workers: Vec<thread::JoinHandle<()>>) {
+        let parked = {
+            let mut q = pool.queue.lock();
+            q.shutdown = true;
+            core::mem::take(&mut q.parked)
+        };
+        for t in parked {
+            t.unpark();
+        }
+        let me = thread::current().id();
+        for w in workers {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
     }
 }
 
@@ -244,7 +302,9 @@ impl Executor for SimpleExecutor {
         if delay.is_zero() {
             return self.schedule(job);
         }
-        let at = Instant::now() + delay;
+        let now = Instant::now();
+        // A deadline past what `Instant` can hold is never due.
+        let at = now.checked_add(delay).unwrap_or_else(|| now + NEVER);
         let mut t = self.pool.timers.lock();
         if t.shutdown {
             drop(t);
@@ -256,7 +316,7 @@ impl Executor for SimpleExecutor {
         t.heap.push(Reverse(Timed { at, seq, job }));
         drop(t);
         if earliest {
-            self.timer.thread().unpark();
+            self.timer_thread.unpark();
         }
         Ok(())
     }
@@ -269,20 +329,13 @@ impl Executor for SimpleExecutor {
 impl Drop for SimpleExecutor {
     fn drop(&mut self) {
         self.pool.timers.lock().shutdown = true;
-        self.timer.thread().unpark();
-        let parked = {
-            let mut q = self.pool.queue.lock();
-            q.shutdown = true;
-            core::mem::take(&mut q.parked)
-        };
-        for t in parked {
-            t.unpark();
-        }
-        let me = thread::current().id();
-        for w in core::mem::take(&mut *self.workers.lock()) {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
+        self.timer_thread.unpark();
+        let workers = core::mem::take(&mut *self.workers.lock());
+        Self::stop(&self.pool, workers);
+        // The timer thread drops the pending timers, then ends. (It never
+        // runs this `Drop` itself: it holds the pool, not a handle.)
+        if let Some(timer) = self.timer.take() {
+            let _ = timer.join();
         }
     }
 }

@@ -18,6 +18,13 @@ use super::executor::{Executor, Job, ScheduleError};
 /// true on any thread that is inside this runtime's context (its workers,
 /// or a thread that entered it).
 ///
+/// The runtime must run its tasks on its own: a multi-thread runtime does;
+/// a `current_thread` runtime runs them only while some thread is inside its
+/// `block_on`. With a `current_thread` runtime that nothing drives, jobs are
+/// spawned but never run, so `sync_await` of a task bound to this executor
+/// from an outside thread waits until the runtime is dropped (the task then
+/// completes with `Rejected`).
+///
 /// # Examples
 ///
 /// ```

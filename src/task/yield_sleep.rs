@@ -6,7 +6,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
-use super::context::current_executor;
+use super::context::{self, current_executor};
 use super::try_::TaskError;
 use crate::sync::atomic::{AtomicU8, Ordering::*};
 use crate::sync::Arc;
@@ -54,7 +54,7 @@ impl Future for YieldNow {
         if self.yielded {
             return Poll::Ready(Ok(()));
         }
-        if current_executor().is_none() {
+        if !context::has_executor() {
             return Poll::Ready(Err(TaskError::NoExecutor));
         }
         self.yielded = true;
