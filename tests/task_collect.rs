@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -963,4 +963,76 @@ fn dropped_mid_flight_with_outcomes_in_order_and_out_of_order() {
     assert_eq!(dropped.load(SeqCst), 0);
     drop(fut);
     assert_eq!(dropped.load(SeqCst), 6);
+}
+
+/// `collect_any` stops starting children as soon as one has claimed the win,
+/// also while that winner (here a scheduled child) is still running its
+/// callback and has not reported yet.
+#[test]
+fn collect_any_starts_no_child_once_a_winner_has_claimed() {
+    let ex = SimpleExecutor::new(1);
+    let (claimed, third_started) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (c, c1, t) = (claimed.clone(), claimed.clone(), third_started.clone());
+    let index = sync_await(Lazy::new(async move {
+        lazyflight::collect_any_with!(
+            // Scheduled: wins, and its callback holds the report back.
+            (Lazy::new(async { 0u8 }).via(ex), move |_: Try<u8>| {
+                c.store(true, SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+            }),
+            // Inline: returns to the start loop only once the win is
+            // claimed, then waits for ever.
+            (
+                Lazy::new(async move {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    while !c1.load(SeqCst) && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::future::pending::<()>().await;
+                    1u8
+                }),
+                |_: Try<u8>| {}
+            ),
+            // Must not be started.
+            (
+                Lazy::new(async move {
+                    t.store(true, SeqCst);
+                    2u8
+                }),
+                |_: Try<u8>| {}
+            ),
+        )
+        .await
+    }));
+    assert!(claimed.load(SeqCst));
+    assert_eq!(index, 0);
+    assert!(
+        !third_started.load(SeqCst),
+        "a child was started after the win was claimed"
+    );
+}
+
+/// `collect_all_windowed(0, ..)` has no limit: one batch, every child
+/// started before any is waited for (as async_simple's `maxConcurrency ==
+/// 0`).
+#[test]
+fn collect_all_windowed_with_zero_runs_everything_in_one_batch() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let seen: Vec<_> = (0..4)
+        .map(|i| {
+            let started = started.clone();
+            Lazy::new(async move {
+                started.fetch_add(1, SeqCst);
+                // Pending once: all four are started before any finishes.
+                YieldOnce(false).await;
+                (i, started.load(SeqCst))
+            })
+        })
+        .collect();
+    let out = sync_await(collect_all_windowed(0, false, seen));
+    let out: Vec<_> = out.into_iter().map(Try::value).collect();
+    assert_eq!(out, [(0, 4), (1, 4), (2, 4), (3, 4)]);
 }

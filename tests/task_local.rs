@@ -165,3 +165,45 @@ fn a_local_whose_drop_panics_fails_the_task_and_the_callback_still_runs() {
         .start(move |t| tx.send(t.into_result().map_err(|e| e.is_panic())).unwrap());
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Err(true)));
 }
+
+/// A child awaited as a `RescheduleLazy` (scheduled on an executor) joins
+/// the awaiting chain: it sees the chain's local, as an inline child and a
+/// collect child do; with a local of its own in a chain that has one, the
+/// await is an error, as for an inline child.
+#[test]
+fn a_scheduled_child_awaited_inherits_the_chains_local() {
+    let ex = SimpleExecutor::new(1);
+    let (e1, e2) = (ex.clone(), ex.clone());
+    let seen = sync_await(
+        Lazy::new(async move {
+            let inline = Lazy::new(async { with_lazy_local(|l: &MyLocal| l.value) }).await;
+            let via_collect = lazyflight::task::collect_all(vec![Lazy::new(async {
+                with_lazy_local(|l: &MyLocal| l.value)
+            })
+            .via(e1)])
+            .await
+            .pop()
+            .unwrap()
+            .value();
+            let via_await = Lazy::new(async { with_lazy_local(|l: &MyLocal| l.value) })
+                .via(e2)
+                .await;
+            (inline, via_collect, via_await)
+        })
+        .set_local(MyLocal { value: 42 })
+        .unwrap(),
+    );
+    assert_eq!(seen, (Some(42), Some(42), Some(42)));
+    let two = sync_await_try(
+        Lazy::new(async move {
+            Lazy::new(async { 1 })
+                .set_local(MyLocal { value: 2 })
+                .unwrap()
+                .via(ex)
+                .await
+        })
+        .set_local(MyLocal { value: 1 })
+        .unwrap(),
+    );
+    assert!(two.has_error(), "a second local in one chain is an error");
+}

@@ -898,7 +898,13 @@ impl<T: Send + 'static> Core<T> {
                 }
             }
             Mode::Any => {
-                while self.next < self.slots.len() && !self.done() {
+                // Also stop once any child has claimed the win: a scheduled
+                // winner claims it before it records its outcome (and runs
+                // its callback in between), and its report wakes this future.
+                while self.next < self.slots.len()
+                    && !self.done()
+                    && self.shared.claimed.load(Acquire) == UNCLAIMED
+                {
                     let i = self.next;
                     self.next += 1;
                     self.start(i);
@@ -1113,7 +1119,8 @@ impl<T> fmt::Debug for CollectAll<T> {
 /// Runs the tasks in strict batches of `max_concurrency` (the next batch
 /// starts when the whole previous one is done, as in async_simple), with a
 /// [`yield_now`] between batches when `yield_between` is set and the task
-/// has an executor. Results are in input order.
+/// has an executor. Results are in input order. A `max_concurrency` of 0
+/// means no limit (one batch, as [`collect_all`]), as in async_simple.
 ///
 /// # Examples
 ///
@@ -1147,7 +1154,12 @@ fn windowed<L: LazyTask>(
     tasks: Vec<L>,
     para: bool,
 ) -> Lazy<Vec<Try<L::Output>>> {
-    let batch = max_concurrency.max(1);
+    // 0: no limit, as in async_simple.
+    let batch = if max_concurrency == 0 {
+        usize::MAX
+    } else {
+        max_concurrency
+    };
     Lazy::new(async move {
         let mut out = Vec::with_capacity(tasks.len());
         let mut rest = children(tasks).peekable();

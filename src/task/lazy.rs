@@ -246,10 +246,14 @@ impl<T: Send + 'static> Lazy<T> {
     ///
     /// The local is visible (typed, through [`with_lazy_local`](super::with_lazy_local))
     /// to this task and every task it awaits, and is dropped after the task
-    /// completes and before a [`start`](Self::start) callback runs. A chain
-    /// has at most one local: setting it twice fails here, and awaiting a
-    /// `Lazy` that has its own local from a task that already has one panics
-    /// (inside the awaiting task, so it surfaces in its [`Try`]).
+    /// completes and before a [`start`](Self::start) callback runs. One
+    /// exception: a child the chain left running (a loser of
+    /// [`collect_any`](super::collect_any), detached, or a scheduled child
+    /// whose collect was dropped) shares the local, so the local then lives
+    /// until the last such child finishes. A chain has at most one local:
+    /// setting it twice fails here, and awaiting a `Lazy` that has its own
+    /// local from a task that already has one panics (inside the awaiting
+    /// task, so it surfaces in its [`Try`]).
     ///
     /// # Errors
     ///
@@ -783,13 +787,30 @@ impl<T: Send + 'static> Future for Scheduled<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Try<T>> {
         let this = self.get_mut();
         if let Some(task) = this.pending.take() {
+            // The child joins the awaiting task's chain: it inherits the
+            // chain's lazy local, as inline children and collect children
+            // do; a child with a local of its own in a chain that has one is
+            // an error, as for an inline child.
+            let RescheduleLazy { lazy, executor } = task;
+            let (fut, own) = lazy.into_parts();
+            let local = context::with_current(|c| {
+                if own.is_some() {
+                    assert_no_local(c);
+                }
+                own.or_else(|| c.and_then(|c| c.local.clone()))
+            });
             let slot = Arc::new(JoinSlot {
                 done: AtomicBool::new(false),
                 value: Mutex::new(None),
                 waiters: WaitQueue::new(),
             });
             this.join = Some(slot.clone());
-            task.start(move |t| slot.complete(t));
+            RawTask::spawn(
+                fut,
+                Ctx::new(Some(executor), local),
+                Box::new(move |t| slot.complete(t)),
+                FirstRun::Scheduled,
+            );
         }
         let slot = this
             .join
