@@ -166,6 +166,18 @@ impl<K, V, E> Table<K, V, E> {
     fn len(&self) -> usize {
         self.values.len() + self.others.len()
     }
+
+    /// Takes `entry`'s slot out of [`Table::others`], found by identity, if
+    /// it is still there, for the caller to drop outside the lock.
+    fn take_entry(&mut self, hash: u64, entry: &Arc<Cell<V, E>>) -> Option<Slot<K, V, E>> {
+        self.others
+            .find_entry(
+                hash,
+                |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
+            )
+            .ok()
+            .map(|found| found.remove().0)
+    }
 }
 
 /// A key of [`Table::others`] and what it holds.
@@ -420,11 +432,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         // Declared before the `get_or_init` future, so dropped after it: if
         // this caller is cancelled (or its init panics) and leaves the entry
         // with nothing to finish it, the entry goes too.
-        let mut leaving = Abandoned {
+        let leaving = Abandoned {
             cache: self,
             hash,
             entry: &entry,
-            armed: true,
         };
         let mut ran = false;
         let result = entry
@@ -444,30 +455,22 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                         Ok(value) => Ok(Stamped { value, at }),
                         Err(value) => {
                             self.count(|c| &c.errors);
-                            if self.errors == ErrorPolicy::SharedOnly
-                                && !cfg!(lazyflight_break = "cache_store_shared_error")
-                            {
-                                // Out of the table before the error is
-                                // published: only this attempt's callers
-                                // see it.
-                                self.remove_entry(hash, entry);
-                            }
+                            // Out of the table before the error is
+                            // published: only this attempt's callers see it.
+                            self.remove_shared_only_error(hash, entry);
                             Err(Stamped { value, at })
                         }
                     }
                 }
             })
             .await;
-        leaving.armed = false;
-        if result.is_err()
-            && !ran
-            && self.errors == ErrorPolicy::SharedOnly
-            && !cfg!(lazyflight_break = "cache_store_shared_error")
-        {
+        // Finished: nothing to check.
+        core::mem::forget(leaving);
+        if result.is_err() && !ran {
             // The error may come from an owned init (`get_owned`), which
             // cannot reach the table before publishing; its callers remove
             // the entry, and so does this one, in case they are gone.
-            self.remove_entry(hash, &entry);
+            self.remove_shared_only_error(hash, &entry);
         }
         self.finish(ran, result)
     }
@@ -558,15 +561,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 }
             })
             .await;
-        if result.is_err()
-            && self.errors == ErrorPolicy::SharedOnly
-            && !cfg!(lazyflight_break = "cache_store_shared_error")
-        {
+        if result.is_err() {
             // The owned init cannot reach the table, so the error is
             // published first; `lookup` never serves a SharedOnly error
             // from the table, and this removes it (by identity; every
             // caller of the attempt tries, the first one succeeds).
-            self.remove_entry(hash, &entry);
+            self.remove_shared_only_error(hash, &entry);
         }
         self.finish(ran, result)
     }
@@ -696,15 +696,20 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             .then(|| result.cloned().map_err(E::clone))
     }
 
+    /// Under [`ErrorPolicy::SharedOnly`], removes the entry of an attempt
+    /// that failed (see [`remove_entry`](Self::remove_entry)): its error is
+    /// never stored.
+    fn remove_shared_only_error(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
+        if self.errors == ErrorPolicy::SharedOnly
+            && !cfg!(lazyflight_break = "cache_store_shared_error")
+        {
+            self.remove_entry(hash, entry);
+        }
+    }
+
     /// Removes `entry` from the table if it is still the one for its key.
     fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
-        let removed = match self.map.shard(hash).lock().others.find_entry(
-            hash,
-            |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
-        ) {
-            Ok(found) => Some(found.remove().0),
-            Err(_) => None,
-        };
+        let removed = self.map.shard(hash).lock().take_entry(hash, entry);
         drop(removed);
     }
 
@@ -941,32 +946,23 @@ impl<K, V, E> Cache<K, V, E> {
         if !empty {
             return;
         }
-        let removed = match table.others.find_entry(
-            hash,
-            |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
-        ) {
-            Ok(found) => Some(found.remove().0),
-            Err(_) => None,
-        };
+        let removed = table.take_entry(hash, entry);
         drop(table);
         drop(removed);
     }
 }
 
 /// Drops the key's entry if a `get` leaves it abandoned (see
-/// `Cache::remove_if_abandoned`), unless disarmed.
+/// `Cache::remove_if_abandoned`); forgotten by a `get` that finishes.
 struct Abandoned<'c, K, V, E> {
     cache: &'c Cache<K, V, E>,
     hash: u64,
     entry: &'c Arc<Cell<V, E>>,
-    armed: bool,
 }
 
 impl<K, V, E> Drop for Abandoned<'_, K, V, E> {
     fn drop(&mut self) {
-        if self.armed {
-            self.cache.remove_if_abandoned(self.hash, self.entry);
-        }
+        self.cache.remove_if_abandoned(self.hash, self.entry);
     }
 }
 
@@ -978,9 +974,9 @@ impl<K, V, E> Drop for Abandoned<'_, K, V, E> {
 /// [`Get::miss`], out of line and under the same lock; a miss builds the
 /// miss path's future (`get_slow` or `get_owned_slow`, an `async fn`), moves
 /// it into the phase before its first poll, and polls it from then on, out
-/// of line too. (As an `async fn`, `get`
-/// kept its progress, its drop flags and the look-up's three-way result in
-/// its own memory, and a hit wrote and read them all.)
+/// of line too. (As an `async fn`, `get` kept its progress, its drop flags
+/// and the look-up's three-way result in its own memory, and a hit wrote and
+/// read them all.)
 ///
 /// Polling it again after `Ready` (or after a panic in user code) panics, as
 /// an `async fn`'s future does.
