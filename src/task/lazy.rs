@@ -686,11 +686,17 @@ impl<T: Send + 'static> RescheduleLazy<T> {
     /// Schedules the task on its executor; `callback` runs exactly once with
     /// its [`Try`] (with [`TaskError::Rejected`] if the executor refuses).
     pub fn start(self, callback: impl FnOnce(Try<T>) + Send + 'static) {
-        let (fut, local) = self.lazy.into_parts();
+        self.spawn(None, Box::new(callback));
+    }
+
+    /// Schedules the task on its executor with its own lazy local, or else
+    /// `inherited` (the local of the chain that awaits it).
+    fn spawn(self, inherited: Option<LocalRef>, callback: super::raw::Callback<T>) {
+        let (fut, own) = self.lazy.into_parts();
         RawTask::spawn(
             fut,
-            Ctx::new(Some(self.executor), local),
-            Box::new(callback),
+            Ctx::new(Some(self.executor), own.or(inherited)),
+            callback,
             FirstRun::Scheduled,
         );
     }
@@ -791,13 +797,11 @@ impl<T: Send + 'static> Future for Scheduled<T> {
             // chain's lazy local, as inline children and collect children
             // do; a child with a local of its own in a chain that has one is
             // an error, as for an inline child.
-            let RescheduleLazy { lazy, executor } = task;
-            let (fut, own) = lazy.into_parts();
-            let local = context::with_current(|c| {
-                if own.is_some() {
+            let inherited = context::with_current(|c| {
+                if task.lazy.has_local() {
                     assert_no_local(c);
                 }
-                own.or_else(|| c.and_then(|c| c.local.clone()))
+                c.and_then(|c| c.local.clone())
             });
             let slot = Arc::new(JoinSlot {
                 done: AtomicBool::new(false),
@@ -805,12 +809,7 @@ impl<T: Send + 'static> Future for Scheduled<T> {
                 waiters: WaitQueue::new(),
             });
             this.join = Some(slot.clone());
-            RawTask::spawn(
-                fut,
-                Ctx::new(Some(executor), local),
-                Box::new(move |t| slot.complete(t)),
-                FirstRun::Scheduled,
-            );
+            task.spawn(inherited, Box::new(move |t| slot.complete(t)));
         }
         let slot = this
             .join

@@ -147,6 +147,23 @@ impl<T> fmt::Debug for RawTask<T> {
     }
 }
 
+/// Runs `f`, catching a panic. The panic's payload is dropped under
+/// `catch_unwind` too: its `Drop` is user code and may panic in turn, and
+/// then that panic's payload is dropped the same way (a few times at most;
+/// after that it is leaked rather than let the thread die).
+pub(crate) fn caught(f: impl FnOnce()) {
+    let Err(mut payload) = catch_unwind(AssertUnwindSafe(f)) else {
+        return;
+    };
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    core::mem::forget(payload);
+}
+
 /// `RawWakerVTable` of a root task's waker. The data pointer is the task's
 /// own `Arc` (`Arc::as_ptr`), and every owned waker holds one count on it:
 /// a clone is a count, not an allocation, and a run lends its waker without
@@ -390,7 +407,7 @@ impl<T: Send + 'static> RawTask<T> {
         if let Err(panic) = dropped {
             let lost = core::mem::replace(&mut result, Try::from_error(TaskError::Panicked(panic)));
             // Its `Drop` is user code too.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(lost)));
+            caught(move || drop(lost));
         }
         // AcqRel: see the orderings table. Wakes from now on are ignored.
         let prev = self.state.swap(DONE, AcqRel);

@@ -26,10 +26,10 @@ use core::cmp::Reverse;
 use core::fmt;
 use core::time::Duration;
 use std::collections::{BinaryHeap, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use super::executor::{Executor, Job, ScheduleError};
+use super::raw::caught;
 use crate::sync::{thread, Arc, Mutex};
 
 crate::sync::thread_local! {
@@ -156,23 +156,6 @@ impl Pool {
     }
 }
 
-/// Runs `f`, catching a panic. The panic's payload is dropped under
-/// `catch_unwind` too: its `Drop` is user code and may panic in turn, and
-/// then that panic's payload is dropped the same way (a few times at most;
-/// after that it is leaked rather than let the thread die).
-fn caught(f: impl FnOnce()) {
-    let Err(mut payload) = catch_unwind(AssertUnwindSafe(f)) else {
-        return;
-    };
-    for _ in 0..4 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
-        }
-    }
-    core::mem::forget(payload);
-}
-
 /// How far in the future a timer whose deadline cannot be represented is
 /// kept: in effect never, until the pool stops.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -203,9 +186,8 @@ pub struct SimpleExecutor {
     pool: Arc<Pool>,
     threads: usize,
     workers: Mutex<Vec<thread::JoinHandle<()>>>,
-    /// The timer thread, unparked when an earlier deadline comes in.
-    timer_thread: thread::Thread,
-    /// Taken (and joined) by `Drop`.
+    /// The timer thread (unparked when an earlier deadline comes in); taken
+    /// and joined by `Drop` only.
     timer: Option<thread::JoinHandle<()>>,
 }
 
@@ -259,7 +241,6 @@ impl SimpleExecutor {
             pool,
             threads,
             workers: Mutex::new(workers),
-            timer_thread: timer.thread().clone(),
             timer: Some(timer),
         })
     }
@@ -316,7 +297,9 @@ impl Executor for SimpleExecutor {
         t.heap.push(Reverse(Timed { at, seq, job }));
         drop(t);
         if earliest {
-            self.timer_thread.unpark();
+            if let Some(timer) = &self.timer {
+                timer.thread().unpark();
+            }
         }
         Ok(())
     }
@@ -329,12 +312,12 @@ impl Executor for SimpleExecutor {
 impl Drop for SimpleExecutor {
     fn drop(&mut self) {
         self.pool.timers.lock().shutdown = true;
-        self.timer_thread.unpark();
         let workers = core::mem::take(&mut *self.workers.lock());
         Self::stop(&self.pool, workers);
         // The timer thread drops the pending timers, then ends. (It never
         // runs this `Drop` itself: it holds the pool, not a handle.)
         if let Some(timer) = self.timer.take() {
+            timer.thread().unpark();
             let _ = timer.join();
         }
     }
