@@ -8,7 +8,12 @@
 //!   poll it once, for `ALazy`, tokio and async-once-cell, vs the same raw
 //!   baseline (which has no future at all).
 //! * `fast_path_paired`: both again, paired (see [`fast_path_paired`]); the
-//!   ratios in docs/benchmarks.md come from here.
+//!   ratios in docs/benchmarks.md come from here. With a third case,
+//!   `get_chain`: the same `get`s, each call's value the index of the next
+//!   cell to read (see [`time_get_chain`]), so that the loop is bound by the
+//!   latency of one call after another rather than by how many calls the
+//!   front end can issue per cycle, which depends on where the loop lands in
+//!   the binary.
 //!
 //! Every contender of one measurement runs in the same process, back to
 //! back. Each call goes through [`opaque`] (so the load cannot be hoisted out
@@ -134,6 +139,89 @@ fn time_get(cells: &Cells, which: usize, iters: u64) -> Duration {
     }
 }
 
+/// Cells per contender in the `get_chain` case: a cycle through all of
+/// them, well inside the L1 cache for every contender's cell size.
+const CHAIN: usize = 64;
+
+/// Each cell's value in the chain: the byte offset, in its array, of the
+/// next cell (an offset rather than an index, so that going from a value to
+/// the next cell is one addition for every contender, whatever the size of
+/// its cell). A stride coprime with `CHAIN` makes one cycle through every
+/// cell.
+fn next_in_chain<C>(i: usize) -> u64 {
+    (((i + 29) % CHAIN) * std::mem::size_of::<C>()) as u64
+}
+
+/// Every `get` contender's cells of the chain, filled with
+/// [`next_in_chain`].
+struct Chains {
+    std_lock: [OnceLock<u64>; CHAIN],
+    ours: [lazyflight::ALazy<u64, ()>; CHAIN],
+    once_cell: [once_cell::sync::OnceCell<u64>; CHAIN],
+    tokio: [tokio::sync::OnceCell<u64>; CHAIN],
+    aoc: [async_once_cell::OnceCell<u64>; CHAIN],
+    raw: [RawCell<u64>; CHAIN],
+}
+
+fn filled_chains() -> Box<Chains> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let chains = Box::new(Chains {
+        std_lock: std::array::from_fn(|_| OnceLock::new()),
+        ours: std::array::from_fn(|_| lazyflight::ALazy::new()),
+        once_cell: std::array::from_fn(|_| once_cell::sync::OnceCell::new()),
+        tokio: std::array::from_fn(|i| {
+            tokio::sync::OnceCell::new_with(Some(next_in_chain::<tokio::sync::OnceCell<u64>>(i)))
+        }),
+        aoc: std::array::from_fn(|_| async_once_cell::OnceCell::new()),
+        raw: std::array::from_fn(|_| RawCell::new()),
+    });
+    for i in 0..CHAIN {
+        let next = next_in_chain::<OnceLock<u64>>(i);
+        chains.std_lock[i].set(next).unwrap();
+        let next = next_in_chain::<lazyflight::ALazy<u64, ()>>(i);
+        poll_once(
+            &mut cx,
+            chains.ours[i].get_or_init(|| async move { Ok(next) }),
+        )
+        .unwrap();
+        let next = next_in_chain::<once_cell::sync::OnceCell<u64>>(i);
+        chains.once_cell[i].set(next).unwrap();
+        let next = next_in_chain::<async_once_cell::OnceCell<u64>>(i);
+        poll_once(&mut cx, chains.aoc[i].get_or_init(async move { next }));
+        chains.raw[i].set(next_in_chain::<RawCell<u64>>(i));
+    }
+    chains
+}
+
+/// Runs `iters` calls of `get` down the chain of `cells`, each call reading
+/// the cell at the offset the previous call returned; the time it took.
+#[inline(never)]
+fn timed_chain<C, F: Fn(&C) -> u64>(iters: u64, cells: &[C; CHAIN], get: F) -> Duration {
+    let base: *const C = cells.as_ptr();
+    let mut at = base;
+    let start = Instant::now();
+    for _ in 0..iters {
+        // SAFETY: every value in the chain is the offset of a cell of
+        // `cells` (see `filled_chains`), and `at` starts at the first.
+        at = unsafe { base.byte_add(get(&*at) as usize) };
+    }
+    let took = start.elapsed();
+    sink(at as u64);
+    took
+}
+
+/// Times `iters` calls down the chain, `GET` order.
+fn time_get_chain(chains: &Chains, which: usize, iters: u64) -> Duration {
+    match which {
+        0 => timed_chain(iters, &chains.std_lock, |c| *c.get().unwrap()),
+        1 => timed_chain(iters, &chains.ours, |c| *c.get().unwrap()),
+        2 => timed_chain(iters, &chains.once_cell, |c| *c.get().unwrap()),
+        3 => timed_chain(iters, &chains.tokio, |c| *c.get().unwrap()),
+        4 => timed_chain(iters, &chains.aoc, |c| *c.get().unwrap()),
+        _ => timed_chain(iters, &chains.raw, |c| *c.get().unwrap()),
+    }
+}
+
 /// `get_or_init` contenders, in `GET_OR_INIT` order.
 const GET_OR_INIT: [&str; 4] = ["raw_acquire", "lazyflight", "tokio", "async_once_cell"];
 
@@ -203,16 +291,33 @@ static PAIRED: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
 /// ratios are printed after each benchmark.
 fn fast_path_paired(c: &mut Criterion) {
     let cells = filled_cells();
+    let chains = filled_chains();
     let mut g = c.benchmark_group("fast_path_paired");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30)
         .sampling_mode(SamplingMode::Flat);
 
-    type TimeFn = fn(&Cells, usize, u64) -> Duration;
-    let cases: [(&str, &[&str], TimeFn, u64); 2] = [
-        ("get", &GET, time_get, GET_UNROLL),
-        ("get_or_init_filled", &GET_OR_INIT, time_get_or_init, 1),
+    type TimeFn<'a> = Box<dyn Fn(usize, u64) -> Duration + 'a>;
+    let cases: [(&str, &[&str], TimeFn, u64); 3] = [
+        (
+            "get",
+            &GET,
+            Box::new(|w, n| time_get(&cells, w, n)),
+            GET_UNROLL,
+        ),
+        (
+            "get_or_init_filled",
+            &GET_OR_INIT,
+            Box::new(|w, n| time_get_or_init(&cells, w, n)),
+            1,
+        ),
+        (
+            "get_chain",
+            &GET,
+            Box::new(|w, n| time_get_chain(&chains, w, n)),
+            1,
+        ),
     ];
     for (what, names, time, calls_per_iter) in cases {
         *PAIRED.lock().unwrap() = vec![Vec::new(); names.len()];
@@ -223,7 +328,7 @@ fn fast_path_paired(c: &mut Criterion) {
                 for i in 0..iters as usize {
                     for k in 0..names.len() {
                         let which = (i + k) % names.len();
-                        let took = time(&cells, which, BATCH_CALLS / calls_per_iter);
+                        let took = time(which, BATCH_CALLS / calls_per_iter);
                         paired[which].push(took.as_nanos() as f64 / BATCH_CALLS as f64);
                     }
                 }
