@@ -1036,3 +1036,82 @@ fn collect_all_windowed_with_zero_runs_everything_in_one_batch() {
     let out: Vec<_> = out.into_iter().map(Try::value).collect();
     assert_eq!(out, [(0, 4), (1, 4), (2, 4), (3, 4)]);
 }
+
+/// A `Lazy` polled to completion by hand (it is `Unpin`, so `&mut lazy` is a
+/// future) before it is collected.
+fn completed(s: &str) -> Lazy<String> {
+    let s = s.to_owned();
+    let mut l = Lazy::new(async move { s });
+    assert!(!futures::executor::block_on(&mut l).is_empty());
+    l
+}
+
+fn text(s: &str) -> Lazy<String> {
+    let s = s.to_owned();
+    Lazy::new(async move { s })
+}
+
+/// Such a child fails the way awaiting it again would, in every path a
+/// collect starts children by; its siblings are unaffected. (It used to be
+/// skipped as finished: the collect never resolved, and dropping it read the
+/// child's outcome, never written.)
+#[test]
+fn a_child_completed_before_it_is_collected_fails_as_awaiting_it_would() {
+    const MSG: &str = "Lazy polled after completion";
+    let check = |out: Vec<Try<String>>| {
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_value(), Some(&"a".to_owned()));
+        assert_eq!(out[1].error().unwrap().panic_message(), Some(MSG));
+        assert_eq!(out[2].as_value(), Some(&"c".to_owned()));
+    };
+    // Inline, one run.
+    check(sync_await(Lazy::new(async {
+        collect_all(vec![text("a"), completed("b"), text("c")]).await
+    })));
+    // The completed child last of a run that out-of-order outcomes end.
+    check(sync_await(Lazy::new(async {
+        collect_all(vec![
+            Lazy::new(async {
+                yield_now().await.unwrap();
+                "a".to_owned()
+            }),
+            completed("b"),
+            text("c"),
+        ])
+        .await
+    })
+    .via(SimpleExecutor::new(1))));
+    // Scheduled on an executor (`start`).
+    let ex = SimpleExecutor::new(2);
+    check(sync_await(Lazy::new(async {
+        collect_all_para(vec![text("a"), completed("b"), text("c")]).await
+    })
+    .via(ex.clone())));
+    // `collect_any`: the completed child finishes first.
+    let any = sync_await(Lazy::new(async {
+        collect_any(vec![completed("a"), text("b")]).await
+    }));
+    assert_eq!(any.index, 0);
+    assert_eq!(any.value.error().unwrap().panic_message(), Some(MSG));
+    // Dropped before it is polled: nothing to read.
+    drop(collect_all(vec![completed("a"), text("b")]));
+}
+
+/// The same with small outcomes stored over the slots, and an outcome
+/// recorded out of order right behind the completed child.
+#[test]
+fn a_completed_child_first_then_a_panicking_one() {
+    let mut done = Lazy::new(async { 1u8 });
+    assert_eq!(futures::executor::block_on(&mut done), 1);
+    let out = sync_await(Lazy::new(async {
+        collect_all(vec![
+            done,
+            Lazy::ready(2u8),
+            Lazy::new(async { panic!("third") }),
+        ])
+        .await
+    }));
+    assert!(out[0].has_error());
+    assert_eq!(out[1].as_value(), Some(&2));
+    assert_eq!(out[2].error().unwrap().panic_message(), Some("third"));
+}

@@ -121,6 +121,10 @@ use crate::wait_queue::{WaitKey, WaitQueue};
 const TWO_LOCALS: &str = "a collect child with its own lazy local was started from a task chain \
                           that already has one: a chain has at most one lazy local";
 
+/// The outcome of a child that was already polled to completion (by hand)
+/// before it was collected: what awaiting it again would panic with.
+const COMPLETED_CHILD: &str = "Lazy polled after completion";
+
 struct Ready<T> {
     /// Indices of inline children that were woken, each at most once while
     /// its node is `queued`.
@@ -419,7 +423,9 @@ struct Core<T> {
     /// the slots `dense..` are intact. Always 0 otherwise.
     dense: usize,
     /// `collect_all`: the outcomes not stored compactly, by index: `late[i]`
-    /// is initialized exactly when `i >= dense` and slot `i` is done. Empty
+    /// is initialized exactly when `dense <= i < next` and slot `i` is done
+    /// (a child may come in done, polled to completion by hand, before
+    /// `next` reaches it: it has no outcome until it is started). Empty
     /// until a child finishes out of order (or from the start without
     /// compact outcomes); empty for `collect_any`.
     late: Vec<MaybeUninit<Try<T>>>,
@@ -492,9 +498,12 @@ impl<T> Core<T> {
         if !compact::<T>() || self.late.is_empty() {
             return;
         }
-        while self.dense < self.slots.len() && self.slot(self.dense).is_done() {
+        // Only up to `next`: a child not started yet may be done already (it
+        // was polled to completion before it was collected) with no outcome
+        // of ours.
+        while self.dense < self.next && self.slot(self.dense).is_done() {
             let i = self.dense;
-            // SAFETY: slot `i >= dense` is done, so `late[i]` is
+            // SAFETY: slot `dense <= i < next` is done, so `late[i]` is
             // initialized; it is read once (`dense` moves past it). The
             // write is to compact outcome `i`, over dead slots only (those
             // before `i`, and slot `i`, done and owning nothing: its future
@@ -635,6 +644,15 @@ impl<T: Send + 'static> Core<T> {
         }
     }
 
+    /// Records a child that was polled to completion before it was
+    /// collected: it fails as awaiting it would, instead of never reporting
+    /// (and leaving its outcome unwritten).
+    #[cold]
+    fn record_completed_child(&mut self, index: usize) {
+        let e = TaskError::Panicked(Box::new(COMPLETED_CHILD));
+        self.record(index, Try::from_error(e));
+    }
+
     /// Records the winner; resumes its callback's panic here.
     fn set_winner(&mut self, index: usize, report: Report<T>) {
         match report {
@@ -703,8 +721,11 @@ impl<T: Send + 'static> Core<T> {
                     // Advanced before the poll: a panic is the child at
                     // `next - 1`'s.
                     self.next += 1;
-                    if let Some(polled) = self.poll_child(i) {
-                        self.on_polled(i, polled);
+                    match self.poll_child(i) {
+                        Some(polled) => self.on_polled(i, polled),
+                        // Not polled by us before, yet not live: it came in
+                        // completed.
+                        None => self.record_completed_child(i),
                     }
                 }
             }));
@@ -809,6 +830,9 @@ impl<T: Send + 'static> Core<T> {
             Some((i, _)) if *i == index => self.bound.pop().map(|(_, e)| e),
             _ => None,
         };
+        if !self.slot(index).is_live() {
+            return self.record_completed_child(index);
+        }
         let executor = bound.or_else(|| {
             if self.para {
                 let parent = self.parent.as_ref().expect("captured at the first poll");
@@ -976,9 +1000,11 @@ impl<T> Drop for Core<T> {
         }
         for i in dense..len {
             // SAFETY: slot `i >= dense` is intact, dropped once; `late[i]` is
-            // initialized exactly when `i >= dense` and the slot is done.
+            // initialized exactly when `dense <= i < next` and the slot is
+            // done (a child not started yet may be done, with no outcome: it
+            // was polled to completion before it was collected).
             unsafe {
-                if !self.late.is_empty() && (*base.add(i)).is_done() {
+                if !self.late.is_empty() && i < self.next && (*base.add(i)).is_done() {
                     self.late[i].assume_init_drop();
                 }
                 base.add(i).drop_in_place();
