@@ -8,6 +8,7 @@ mod cache;
 mod group;
 pub mod sync;
 pub mod task;
+mod unwind;
 mod wait_queue;
 
 /// The shared waiter queue, exposed only to the loom and shuttle models so

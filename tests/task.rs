@@ -605,3 +605,34 @@ fn a_panic_payload_that_panics_when_dropped_does_not_kill_the_worker() {
         .start(move |r| tx.send(r.value()).unwrap());
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(1));
 }
+
+/// Pending once; the waker it saw is kept where the test can take it.
+struct KeepsWaker(Arc<Mutex<Option<std::task::Waker>>>, bool);
+
+impl std::future::Future for KeepsWaker {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.1 {
+            return std::task::Poll::Ready(());
+        }
+        self.1 = true;
+        *self.0.lock().unwrap() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// A task without an executor runs inside `wake()`; if its callback
+/// panics there, the panic reaches the waker's caller and the waker's
+/// count on the task is still released (Miri's leak check sees the task
+/// freed).
+#[test]
+fn a_wake_whose_run_panics_still_releases_the_wakers_count() {
+    let slot = Arc::new(Mutex::new(None));
+    Lazy::new(KeepsWaker(slot.clone(), false)).start(|_| panic!("callback panics"));
+    let waker = slot.lock().unwrap().take().expect("the task is parked");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || waker.wake()));
+    assert!(r.is_err());
+}

@@ -1069,24 +1069,26 @@ fn a_child_completed_before_it_is_collected_fails_as_awaiting_it_would() {
         collect_all(vec![text("a"), completed("b"), text("c")]).await
     })));
     // The completed child last of a run that out-of-order outcomes end.
-    check(sync_await(Lazy::new(async {
-        collect_all(vec![
-            Lazy::new(async {
-                yield_now().await.unwrap();
-                "a".to_owned()
-            }),
-            completed("b"),
-            text("c"),
-        ])
-        .await
-    })
-    .via(SimpleExecutor::new(1))));
+    check(sync_await(
+        Lazy::new(async {
+            collect_all(vec![
+                Lazy::new(async {
+                    yield_now().await.unwrap();
+                    "a".to_owned()
+                }),
+                completed("b"),
+                text("c"),
+            ])
+            .await
+        })
+        .via(SimpleExecutor::new(1)),
+    ));
     // Scheduled on an executor (`start`).
     let ex = SimpleExecutor::new(2);
-    check(sync_await(Lazy::new(async {
-        collect_all_para(vec![text("a"), completed("b"), text("c")]).await
-    })
-    .via(ex.clone())));
+    check(sync_await(
+        Lazy::new(async { collect_all_para(vec![text("a"), completed("b"), text("c")]).await })
+            .via(ex.clone()),
+    ));
     // `collect_any`: the completed child finishes first.
     let any = sync_await(Lazy::new(async {
         collect_any(vec![completed("a"), text("b")]).await
@@ -1114,4 +1116,111 @@ fn a_completed_child_first_then_a_panicking_one() {
     assert!(out[0].has_error());
     assert_eq!(out[1].as_value(), Some(&2));
     assert_eq!(out[2].error().unwrap().panic_message(), Some("third"));
+}
+
+/// A guard that panics when dropped, unless its thread is unwinding already
+/// (the usual "must complete" guard).
+struct PanicsOnQuietDrop;
+
+impl Drop for PanicsOnQuietDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("guard dropped");
+        }
+    }
+}
+
+/// Panics when polled, holding a [`PanicsOnQuietDrop`]: its poll panics,
+/// and then dropping what is left of it panics again.
+struct FailsTwice(#[allow(dead_code)] PanicsOnQuietDrop);
+
+impl Future for FailsTwice {
+    type Output = u32;
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
+        panic!("child failed")
+    }
+}
+
+/// A child whose poll panics and whose drop then panics too fails, as a
+/// root task does; the collect and its siblings are unaffected. (The drop's
+/// panic used to escape the collect, losing every sibling's outcome.)
+#[test]
+fn a_child_whose_drop_panics_after_its_poll_did_fails_alone() {
+    let out = sync_await(Lazy::new(async {
+        collect_all(vec![
+            Lazy::new(FailsTwice(PanicsOnQuietDrop)),
+            Lazy::ready(7),
+        ])
+        .await
+    }));
+    assert_eq!(
+        out[0].error().unwrap().panic_message(),
+        Some("guard dropped")
+    );
+    assert_eq!(out[1].as_value(), Some(&7));
+
+    let any = sync_await(Lazy::new(async {
+        collect_any(vec![
+            Lazy::new(FailsTwice(PanicsOnQuietDrop)),
+            Lazy::ready(7),
+        ])
+        .await
+    }));
+    assert_eq!(any.index, 0);
+    assert_eq!(
+        any.value.error().unwrap().panic_message(),
+        Some("guard dropped")
+    );
+
+    let t = sync_await(Lazy::new(async {
+        Lazy::new(FailsTwice(PanicsOnQuietDrop)).await_try().await
+    }));
+    assert_eq!(t.error().unwrap().panic_message(), Some("guard dropped"));
+}
+
+/// Never ready; holds `D` so that its drop can be observed.
+struct Holds<D>(#[allow(dead_code)] D);
+
+impl<D> Future for Holds<D> {
+    type Output = u32;
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
+        Poll::Pending
+    }
+}
+
+struct Panics;
+
+impl Drop for Panics {
+    fn drop(&mut self) {
+        panic!("child 0's drop panics");
+    }
+}
+
+struct SetsOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetsOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+/// A collect dropped mid-flight drops every child even if one child's drop
+/// panics, as a `Vec` would, and then resumes that panic.
+#[test]
+fn a_collect_dropped_mid_flight_drops_every_child_when_one_drop_panics() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut c = collect_all(vec![
+        Lazy::new(Holds(Panics)),
+        Lazy::new(Holds(SetsOnDrop(dropped.clone()))),
+    ]);
+    let waker = futures::task::noop_waker();
+    assert!(Pin::new(&mut c)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(c)));
+    assert_eq!(
+        r.unwrap_err().downcast_ref::<&str>(),
+        Some(&"child 0's drop panics")
+    );
+    assert!(dropped.load(SeqCst), "child 1 was never dropped");
 }

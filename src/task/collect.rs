@@ -103,6 +103,7 @@
 use core::any::Any;
 use core::fmt;
 use core::future::Future;
+use core::marker::PhantomData;
 use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -111,11 +112,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::context::{self, Ctx};
 use super::executor::ExecutorRef;
 use super::lazy::{Lazy, LazyTask, Task};
-use super::raw::{FirstRun, RawTask};
+use super::raw::{drop_into, FirstRun, RawTask};
 use super::try_::{TaskError, Try};
 use super::yield_sleep::yield_now;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Mutex, UnsafeCell};
+use crate::unwind::EachStep;
 use crate::wait_queue::{WaitKey, WaitQueue};
 
 const TWO_LOCALS: &str = "a collect child with its own lazy local was started from a task chain \
@@ -343,11 +345,18 @@ unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
 }
 
 unsafe fn node_wake<T: Send + 'static>(p: *const ()) {
-    // SAFETY: as in `node_clone`; `wake` consumes the waker's count.
-    unsafe {
-        node_wake_by_ref::<T>(p);
-        node_drop::<T>(p);
+    // Releases the waker's count after the wake, or while unwinding if the
+    // wake panics.
+    struct Release<T: Send + 'static>(*const (), PhantomData<T>);
+    impl<T: Send + 'static> Drop for Release<T> {
+        fn drop(&mut self) {
+            // SAFETY: as in `node_clone`; `wake` consumes the waker's count.
+            unsafe { node_drop::<T>(self.0) }
+        }
     }
+    let _release = Release::<T>(p, PhantomData);
+    // SAFETY: as in `node_clone`; the count is released after this.
+    unsafe { node_wake_by_ref::<T>(p) };
 }
 
 unsafe fn node_wake_by_ref<T: Send + 'static>(p: *const ()) {
@@ -619,21 +628,19 @@ impl<T: Send + 'static> Core<T> {
     /// Records an inline child's outcome (or a scheduled child's that never
     /// started), and drops what is left of the child where it stands. The
     /// child may be done already: one whose lazy local panicked as it was
-    /// dropped after its future completed.
+    /// dropped after its future completed. A panic from that drop becomes
+    /// the child's outcome, as for a root task.
     #[inline]
-    fn record(&mut self, index: usize, t: Try<T>) {
+    fn record(&mut self, index: usize, mut t: Try<T>) {
         self.remaining -= 1;
+        // `finish` makes the slot done even if a drop panics.
+        drop_into(&mut t, || self.slot(index).finish());
         match self.mode {
             Mode::All => {
-                // The outcome first: once the slot is done, `late[index]`
-                // must be initialized, even if dropping the child panics
-                // (the assignment in `finish` completes on unwind).
                 self.store_late(index, t);
-                self.slot(index).finish();
                 self.advance();
             }
             Mode::Any => {
-                self.slot(index).finish();
                 if self.shared.claim(index) {
                     let report = self.shared.win(index, t);
                     self.set_winner(index, report);
@@ -993,23 +1000,29 @@ impl<T> Drop for Core<T> {
         // its buffer (its length is 0 from now on).
         unsafe { self.slots.set_len(0) };
         let base = self.slots.as_mut_ptr();
+        // Every element is dropped even if one's `Drop` (user code) panics,
+        // as a `Vec` does; the first such panic is resumed at the end.
+        let mut each = EachStep::new();
         for i in 0..dense {
             // SAFETY: compact outcome `i < dense` is initialized (see
             // `dense`), dropped once.
-            unsafe { base.cast::<Try<T>>().add(i).drop_in_place() };
+            each.run(|| unsafe { base.cast::<Try<T>>().add(i).drop_in_place() });
         }
+        let (late, next) = (&mut self.late, self.next);
         for i in dense..len {
-            // SAFETY: slot `i >= dense` is intact, dropped once; `late[i]` is
-            // initialized exactly when `dense <= i < next` and the slot is
-            // done (a child not started yet may be done, with no outcome: it
-            // was polled to completion before it was collected).
-            unsafe {
-                if !self.late.is_empty() && i < self.next && (*base.add(i)).is_done() {
-                    self.late[i].assume_init_drop();
+            // SAFETY: `late[i]` is initialized exactly when
+            // `dense <= i < next` and slot `i` is done (a child not started
+            // yet may be done, with no outcome: it was polled to completion
+            // before it was collected), and dropped once.
+            each.run(|| unsafe {
+                if !late.is_empty() && i < next && (*base.add(i)).is_done() {
+                    late[i].assume_init_drop();
                 }
-                base.add(i).drop_in_place();
-            }
+            });
+            // SAFETY: slot `i >= dense` is intact, dropped once.
+            each.run(|| unsafe { base.add(i).drop_in_place() });
         }
+        each.finish();
     }
 }
 

@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::context::{self, Ctx, LocalRef};
 use super::executor::ExecutorRef;
 use super::inline::{self, InlineFuture};
-use super::raw::{BoxFuture, FirstRun, RawTask};
+use super::raw::{drop_into, BoxFuture, FirstRun, RawTask};
 use super::try_::{TaskError, Try};
 use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::{thread, Arc, Mutex};
@@ -503,8 +503,10 @@ impl<T> Task<T> {
     /// local.
     #[inline]
     pub(crate) fn finish(&mut self) {
+        // The local after the future, even if the future's drop panics (the
+        // assignment completes on unwind, and `_local` is dropped then).
+        let _local = self.lazy.local.take();
         self.lazy.body = Body::Done;
-        self.lazy.local = None;
     }
 
     /// Puts the `Lazy` back together.
@@ -636,18 +638,16 @@ impl<T> Future for AwaitTry<T> {
             .lazy
             .as_mut()
             .expect("AwaitTry polled after completion");
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => {
-                this.lazy = None;
-                Poll::Ready(Try::from_value(v))
-            }
-            Err(payload) => {
-                // The task is poisoned by its panic: drop what is left of it.
-                this.lazy = None;
-                Poll::Ready(Try::from_error(TaskError::Panicked(payload)))
-            }
-        }
+        let mut t = match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *lazy).poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Try::from_value(v),
+            Err(payload) => Try::from_error(TaskError::Panicked(payload)),
+        };
+        // What is left of the task (after a panic, its poisoned future and
+        // its local) is dropped here; a panic from that drop becomes the
+        // outcome, as for a root task.
+        drop_into(&mut t, || this.lazy = None);
+        Poll::Ready(t)
     }
 }
 

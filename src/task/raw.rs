@@ -75,6 +75,7 @@ use super::executor::ExecutorRef;
 use super::try_::{TaskError, Try};
 use crate::sync::atomic::{AtomicUsize, Ordering::*};
 use crate::sync::{Arc, UnsafeCell};
+use crate::unwind::caught;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type Callback<T> = Box<dyn FnOnce(Try<T>) + Send + 'static>;
@@ -147,21 +148,15 @@ impl<T> fmt::Debug for RawTask<T> {
     }
 }
 
-/// Runs `f`, catching a panic. The panic's payload is dropped under
-/// `catch_unwind` too: its `Drop` is user code and may panic in turn, and
-/// then that panic's payload is dropped the same way (a few times at most;
-/// after that it is leaked rather than let the thread die).
-pub(crate) fn caught(f: impl FnOnce()) {
-    let Err(mut payload) = catch_unwind(AssertUnwindSafe(f)) else {
-        return;
-    };
-    for _ in 0..4 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
-        }
+/// Runs `drop_rest`, the drop of what is left of a finished task or child
+/// (its future, its lazy local: user code), catching a panic: that panic
+/// becomes `outcome`, and the outcome it replaces is dropped under
+/// [`caught`]. The task or child still completes, once.
+pub(crate) fn drop_into<T>(outcome: &mut Try<T>, drop_rest: impl FnOnce()) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(drop_rest)) {
+        let lost = core::mem::replace(outcome, Try::from_error(TaskError::Panicked(panic)));
+        caught(move || drop(lost));
     }
-    core::mem::forget(payload);
 }
 
 /// `RawWakerVTable` of a root task's waker. The data pointer is the task's
@@ -189,12 +184,11 @@ unsafe fn task_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
 }
 
 unsafe fn task_wake<T: Send + 'static>(p: *const ()) {
-    // SAFETY: as in `task_clone`; `wake` consumes the waker's count, released
-    // after the wake.
-    unsafe {
-        task_wake_by_ref::<T>(p);
-        task_drop::<T>(p);
-    }
+    // SAFETY: as in `task_clone`; `wake` consumes the waker's count, owned
+    // here by `task` and released after the wake, or while unwinding if the
+    // wake panics (it may run the task inline, and its callback).
+    let task = unsafe { Arc::from_raw(p.cast::<RawTask<T>>()) };
+    RawTask::wake(&task);
 }
 
 unsafe fn task_wake_by_ref<T: Send + 'static>(p: *const ()) {
@@ -398,17 +392,12 @@ impl<T: Send + 'static> RawTask<T> {
         // async_simple documents for its lazy locals. A panic in either's
         // `Drop` fails the task (its result is dropped): the task still
         // completes, once, and its callback still runs.
-        let dropped = catch_unwind(AssertUnwindSafe(move || {
+        drop_into(&mut result, move || {
             // If the future's drop panics, the local is still dropped
             // while unwinding, after it.
             let _local = local;
             drop(fut);
-        }));
-        if let Err(panic) = dropped {
-            let lost = core::mem::replace(&mut result, Try::from_error(TaskError::Panicked(panic)));
-            // Its `Drop` is user code too.
-            caught(move || drop(lost));
-        }
+        });
         // AcqRel: see the orderings table. Wakes from now on are ignored.
         let prev = self.state.swap(DONE, AcqRel);
         debug_assert_ne!(prev, DONE, "a task completed twice");

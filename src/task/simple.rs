@@ -29,8 +29,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use super::executor::{Executor, Job, ScheduleError};
-use super::raw::caught;
 use crate::sync::{thread, Arc, Mutex};
+use crate::unwind::caught;
 
 crate::sync::thread_local! {
     /// The identity (address of its `Pool`) of the pool this thread works
