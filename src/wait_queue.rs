@@ -38,6 +38,7 @@ use core::task::{Context, Poll, Waker};
 use slab::Slab;
 
 use crate::sync::Mutex;
+use crate::unwind::EachStep;
 
 const NIL: usize = usize::MAX;
 
@@ -81,21 +82,16 @@ impl Woken {
             Woken::Nobody | Woken::One(None) => {}
             Woken::One(Some(w)) => w.wake(),
             Woken::Many(wakers) => {
-                // If one waker panics, the rest are still woken (while
-                // unwinding, by `Rest`'s drop): their nodes are already
-                // marked notified, so nothing else would wake them.
-                struct Rest(std::vec::IntoIter<Waker>);
-                impl Drop for Rest {
-                    fn drop(&mut self) {
-                        for w in self.0.by_ref() {
-                            w.wake();
-                        }
-                    }
+                // If a waker panics, the rest are still woken: their nodes
+                // are already marked notified, so nothing else would wake
+                // them. The first panic is resumed after the last wake (a
+                // second one, or any while the thread is unwinding already,
+                // is dropped: resuming it would abort).
+                let mut each = EachStep::new();
+                for w in wakers {
+                    each.run(|| w.wake());
                 }
-                let mut rest = Rest(wakers.into_iter());
-                for w in rest.0.by_ref() {
-                    w.wake();
-                }
+                each.finish();
             }
         }
     }

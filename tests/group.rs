@@ -443,3 +443,37 @@ fn growing_the_table_does_not_hash_keys_again() {
     drop(leaders);
     assert_eq!(group.in_flight(), 0);
 }
+
+/// Panics when woken.
+struct PanickingWaker;
+
+impl Wake for PanickingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("waker panics");
+    }
+}
+
+/// Two subscribers whose wakers both panic: the broadcast still reaches
+/// both, and the completing caller sees the first panic. (The second
+/// panic, raised while the first unwound, used to abort the process.)
+#[test]
+fn two_panicking_subscriber_wakers_do_not_abort() {
+    let g = Group::<u8, u8, ()>::new();
+    let leader = lead(g.entry(1));
+    let (a, b) = (join(g.entry(1)), join(g.entry(1)));
+    let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+    let mut cx = Context::from_waker(&waker);
+    let (mut ra, mut rb) = (pin!(a.recv()), pin!(b.recv()));
+    assert!(ra.as_mut().poll(&mut cx).is_pending());
+    assert!(rb.as_mut().poll(&mut cx).is_pending());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| leader.complete(Ok(1))));
+    assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"waker panics"));
+    let noop = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&noop);
+    for r in [ra, rb] {
+        match r.poll(&mut cx) {
+            Poll::Ready(Ok(o)) => assert_eq!(o.result(), Some(&Ok(1))),
+            _ => panic!("a subscriber missed the outcome"),
+        }
+    }
+}

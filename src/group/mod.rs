@@ -555,8 +555,12 @@ impl<K: Hash + Eq, T, E> Inner<K, T, E> {
                 .get_or_insert_with(|| Arc::new(Flight::new()))
                 .clone();
             drop(guard);
+            // The subscriber exists before the caller's key is dropped: if
+            // that drop panics, a subscriber that joined leaves (the flight
+            // counts it as shared, as for any subscriber that leaves).
+            let sub = Subscriber { flight };
             drop(key);
-            return Role::Join(Subscriber { flight });
+            return Role::Join(sub);
         }
         let id = table.next_id;
         table.next_id = id.wrapping_add(1);
