@@ -1,7 +1,6 @@
 //! Panics from user code that must not escape where they happen.
 
-use std::any::Any;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `f`, catching a panic. The panic's payload is dropped under
 /// `catch_unwind` too: its `Drop` is user code and may panic in turn, and
@@ -20,37 +19,41 @@ pub(crate) fn caught(f: impl FnOnce()) {
     core::mem::forget(payload);
 }
 
-/// Runs every step even if some panic, as a `Vec`'s drop drops every
-/// element; then resumes the first panic, unless the thread is unwinding
-/// already (a second panic would abort it): then, and for every later
-/// panic, the payload is dropped under [`caught`].
-pub(crate) struct EachStep {
-    first_panic: Option<Box<dyn Any + Send>>,
-}
-
-impl EachStep {
-    pub(crate) const fn new() -> Self {
-        Self { first_panic: None }
+/// Calls `f` on every item even if some calls panic, as a `Vec`'s drop
+/// drops every element: the first panic unwinds on once every later item is
+/// done (each of those calls then runs under [`caught`], and their panics
+/// are dropped). Costs nothing over a plain loop unless a call panics. Called
+/// while the thread is unwinding already, every call runs under `caught`
+/// (a panic would abort the process there).
+#[inline(always)]
+pub(crate) fn each<I: IntoIterator>(items: I, mut f: impl FnMut(I::Item)) {
+    let mut items = items.into_iter();
+    if std::thread::panicking() {
+        for item in items {
+            caught(|| f(item));
+        }
+        return;
     }
-
-    /// Runs one step, keeping its panic for [`finish`](Self::finish).
-    pub(crate) fn run(&mut self, step: impl FnOnce()) {
-        if let Err(p) = catch_unwind(AssertUnwindSafe(step)) {
-            match self.first_panic {
-                None => self.first_panic = Some(p),
-                Some(_) => caught(move || drop(p)),
+    /// On unwind from a call, finishes the items left.
+    struct Rest<'a, I: Iterator, F: FnMut(I::Item)> {
+        items: &'a mut I,
+        f: &'a mut F,
+    }
+    impl<I: Iterator, F: FnMut(I::Item)> Drop for Rest<'_, I, F> {
+        fn drop(&mut self) {
+            // Reached only while unwinding: the loop below forgets `Rest`
+            // once every item is done.
+            for item in self.items.by_ref() {
+                caught(|| (self.f)(item));
             }
         }
     }
-
-    /// Resumes the first step's panic, if any (see the type's docs).
-    pub(crate) fn finish(self) {
-        if let Some(p) = self.first_panic {
-            if std::thread::panicking() {
-                caught(move || drop(p));
-            } else {
-                resume_unwind(p);
-            }
-        }
+    let rest = Rest {
+        items: &mut items,
+        f: &mut f,
+    };
+    for item in rest.items.by_ref() {
+        (rest.f)(item);
     }
+    core::mem::forget(rest);
 }

@@ -38,7 +38,7 @@ use core::task::{Context, Poll, Waker};
 use slab::Slab;
 
 use crate::sync::Mutex;
-use crate::unwind::EachStep;
+use crate::unwind::each;
 
 const NIL: usize = usize::MAX;
 
@@ -84,14 +84,10 @@ impl Woken {
             Woken::Many(wakers) => {
                 // If a waker panics, the rest are still woken: their nodes
                 // are already marked notified, so nothing else would wake
-                // them. The first panic is resumed after the last wake (a
+                // them. The first panic unwinds on after the last wake (a
                 // second one, or any while the thread is unwinding already,
-                // is dropped: resuming it would abort).
-                let mut each = EachStep::new();
-                for w in wakers {
-                    each.run(|| w.wake());
-                }
-                each.finish();
+                // is dropped: it would abort the process).
+                each(wakers, Waker::wake);
             }
         }
     }

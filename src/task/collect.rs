@@ -117,7 +117,7 @@ use super::try_::{TaskError, Try};
 use super::yield_sleep::yield_now;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Mutex, UnsafeCell};
-use crate::unwind::EachStep;
+use crate::unwind::each;
 use crate::wait_queue::{WaitKey, WaitQueue};
 
 const TWO_LOCALS: &str = "a collect child with its own lazy local was started from a task chain \
@@ -701,7 +701,7 @@ impl<T: Send + 'static> Core<T> {
     /// its panic.
     #[inline]
     fn poll_inline(&mut self, index: usize) {
-        match catch_unwind(AssertUnwindSafe(|| self.poll_child(index))) {
+        match catch_unwind(AssertUnwindSafe(|| self.poll_child(index, false))) {
             Ok(Some(polled)) => self.on_polled(index, polled),
             Ok(None) => {}
             Err(p) => self.record(index, Try::from_error(TaskError::Panicked(p))),
@@ -728,11 +728,8 @@ impl<T: Send + 'static> Core<T> {
                     // Advanced before the poll: a panic is the child at
                     // `next - 1`'s.
                     self.next += 1;
-                    match self.poll_child(i) {
-                        Some(polled) => self.on_polled(i, polled),
-                        // Not polled by us before, yet not live: it came in
-                        // completed.
-                        None => self.record_completed_child(i),
+                    if let Some(polled) = self.poll_child(i, true) {
+                        self.on_polled(i, polled);
                     }
                 }
             }));
@@ -770,9 +767,10 @@ impl<T: Send + 'static> Core<T> {
     }
 
     /// Polls inline child `index` once, its panic not caught; `None` if it
-    /// is not a live child.
+    /// is not a live child. `first`: the collect has not polled it before,
+    /// so if it is not live it came in completed, and is recorded as such.
     #[inline(always)]
-    fn poll_child(&mut self, index: usize) -> Option<Poll<T>> {
+    fn poll_child(&mut self, index: usize, first: bool) -> Option<Poll<T>> {
         let in_place = self.mode == Mode::All;
         if index < self.dense {
             return None; // finished, its slot gone
@@ -784,6 +782,9 @@ impl<T: Send + 'static> Core<T> {
         // alongside).
         let task = unsafe { &mut *self.slots.as_mut_ptr().add(index) };
         if !task.is_live() {
+            if first {
+                self.record_completed_child(index);
+            }
             return None;
         }
         let lent = Lent {
@@ -1001,28 +1002,27 @@ impl<T> Drop for Core<T> {
         unsafe { self.slots.set_len(0) };
         let base = self.slots.as_mut_ptr();
         // Every element is dropped even if one's `Drop` (user code) panics,
-        // as a `Vec` does; the first such panic is resumed at the end.
-        let mut each = EachStep::new();
-        for i in 0..dense {
-            // SAFETY: compact outcome `i < dense` is initialized (see
-            // `dense`), dropped once.
-            each.run(|| unsafe { base.cast::<Try<T>>().add(i).drop_in_place() });
-        }
-        let (late, next) = (&mut self.late, self.next);
-        for i in dense..len {
+        // as a `Vec` does; the first such panic unwinds on afterwards.
+        // SAFETY: compact outcome `i < dense` is initialized (see `dense`),
+        // dropped once.
+        each(0..dense, |i| unsafe {
+            base.cast::<Try<T>>().add(i).drop_in_place();
+        });
+        if !self.late.is_empty() {
+            let (late, next) = (&mut self.late, self.next);
             // SAFETY: `late[i]` is initialized exactly when
             // `dense <= i < next` and slot `i` is done (a child not started
             // yet may be done, with no outcome: it was polled to completion
-            // before it was collected), and dropped once.
-            each.run(|| unsafe {
-                if !late.is_empty() && i < next && (*base.add(i)).is_done() {
+            // before it was collected), and dropped once; the slots are still
+            // intact.
+            each(dense..next, |i| unsafe {
+                if (*base.add(i)).is_done() {
                     late[i].assume_init_drop();
                 }
             });
-            // SAFETY: slot `i >= dense` is intact, dropped once.
-            each.run(|| unsafe { base.add(i).drop_in_place() });
         }
-        each.finish();
+        // SAFETY: slot `i >= dense` is intact, dropped once.
+        each(dense..len, |i| unsafe { base.add(i).drop_in_place() });
     }
 }
 
