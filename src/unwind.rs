@@ -28,7 +28,7 @@ pub(crate) fn caught(f: impl FnOnce()) {
 #[inline(always)]
 pub(crate) fn each<I: IntoIterator>(items: I, mut f: impl FnMut(I::Item)) {
     let mut items = items.into_iter();
-    if std::thread::panicking() {
+    if crate::sync::thread::panicking() {
         for item in items {
             caught(|| f(item));
         }

@@ -58,6 +58,10 @@ pub mod thread {
     pub use loom::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
     #[cfg(shuttle)]
     pub use shuttle::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
+    /// Whether the current thread is unwinding from a panic: std's in every
+    /// mode (it synchronizes nothing; the models' threads unwind as the
+    /// real thread that runs them does).
+    pub use std::thread::panicking;
     #[cfg(not(any(loom, shuttle)))]
     pub use std::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
     /// Timed parking exists only on real threads: the models have no clock.
