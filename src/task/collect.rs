@@ -103,7 +103,6 @@
 use core::any::Any;
 use core::fmt;
 use core::future::Future;
-use core::marker::PhantomData;
 use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -345,17 +344,11 @@ unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
 }
 
 unsafe fn node_wake<T: Send + 'static>(p: *const ()) {
-    // Releases the waker's count after the wake, or while unwinding if the
-    // wake panics.
-    struct Release<T: Send + 'static>(*const (), PhantomData<T>);
-    impl<T: Send + 'static> Drop for Release<T> {
-        fn drop(&mut self) {
-            // SAFETY: as in `node_clone`; `wake` consumes the waker's count.
-            unsafe { node_drop::<T>(self.0) }
-        }
-    }
-    let _release = Release::<T>(p, PhantomData);
-    // SAFETY: as in `node_clone`; the count is released after this.
+    // SAFETY: as in `node_clone`; `wake` consumes the waker's count, owned
+    // here by `_count` and released after the wake, or while unwinding if
+    // the wake panics (as `task_wake` does for a root task's).
+    let _count = unsafe { Arc::from_raw((*p.cast::<Node<T>>()).shared) };
+    // SAFETY: as in `node_clone`: `_count` keeps the node alive.
     unsafe { node_wake_by_ref::<T>(p) };
 }
 
