@@ -80,7 +80,11 @@ impl Woken {
     fn wake(self) {
         match self {
             Woken::Nobody | Woken::One(None) => {}
-            Woken::One(Some(w)) => w.wake(),
+            // Through `each` too: a waker that panics while the thread is
+            // unwinding already (a hand-off from a guard's `Drop`) would
+            // abort the process; `each` catches it there, and costs nothing
+            // otherwise.
+            Woken::One(Some(w)) => each(Some(w), Waker::wake),
             Woken::Many(wakers) => {
                 // If a waker panics, the rest are still woken: their nodes
                 // are already marked notified, so nothing else would wake

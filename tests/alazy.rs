@@ -722,3 +722,53 @@ fn a_panicking_waker_does_not_cost_the_other_waiters_their_wake_up() {
     assert_eq!(count.0.load(SeqCst), 1, "the second waiter was woken");
     assert_eq!(poll_once(&mut second, &waker), Poll::Ready(Ok(&1)));
 }
+
+/// Pending at its first poll, panics at its second.
+struct PendingThenPanics(bool);
+
+impl Future for PendingThenPanics {
+    type Output = Result<u32, ()>;
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        if std::mem::replace(&mut self.0, true) {
+            panic!("init panics");
+        }
+        Poll::Pending
+    }
+}
+
+/// The init is handed to a waiter whose waker panics, while the thread
+/// unwinds already: from a leader whose init panicked, and from a waiter
+/// handed the init and dropped during an unwind. Neither aborts the process
+/// (a panic while unwinding would), and the next waiter still takes over.
+#[test]
+fn a_panicking_waker_handed_the_init_during_unwind_does_not_abort() {
+    let (_, noop) = counting_waker();
+    let bad = Waker::from(Arc::new(PanicsOnWake));
+    // A leader whose init panics.
+    let cell = ALazy::<u32, ()>::new();
+    let mut leader = Box::pin(cell.get_or_init(|| PendingThenPanics(false)));
+    assert!(poll_once(&mut leader, &noop).is_pending());
+    let mut waiter = Box::pin(cell.get_or_init(|| async { Ok(7) }));
+    assert!(poll_once(&mut waiter, &bad).is_pending());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_once(&mut leader, &noop)
+    }));
+    assert!(r.is_err(), "the init's panic reaches its caller");
+    drop(leader);
+    assert_eq!(poll_once(&mut waiter, &noop), Poll::Ready(Ok(&7)));
+    // A waiter handed the init, dropped while its task unwinds.
+    let cell = ALazy::<u32, ()>::new();
+    let mut leader = Box::pin(cell.get_or_init(std::future::pending));
+    assert!(poll_once(&mut leader, &noop).is_pending());
+    let mut first = Box::pin(cell.get_or_init(|| async { Ok(1) }));
+    assert!(poll_once(&mut first, &noop).is_pending());
+    let mut second = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    assert!(poll_once(&mut second, &bad).is_pending());
+    drop(leader); // `first` is handed the init
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _first = first;
+        panic!("the first waiter's task panics");
+    }));
+    assert!(r.is_err());
+    assert_eq!(poll_once(&mut second, &noop), Poll::Ready(Ok(&2)));
+}
