@@ -296,3 +296,27 @@ fn cache_abandoned_entry_removal_racing_a_new_caller() {
         assert_eq!(cache.len(), 1);
     });
 }
+
+// Property: two callers of one key (a leader and its waiter, both pending)
+// cancelled at the same moment on two threads: whichever leaves last takes
+// the empty entry out of the table, so `len` counts no key with no value, no
+// error and no init.
+#[test]
+fn cache_callers_cancelled_at_once_leave_no_entry() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, ()>::new());
+        let (waker, _) = lazyflight_loom_tests::counting_waker();
+        let mut callers = Vec::new();
+        for _ in 0..2 {
+            let c = cache.clone();
+            let mut f = Box::pin(async move { c.get(1, || std::future::pending()).await });
+            assert!(lazyflight_loom_tests::poll_once(f.as_mut(), &waker).is_pending());
+            callers.push(f);
+        }
+        let waiter = callers.pop().unwrap();
+        let t = thread::spawn(move || drop(waiter));
+        drop(callers);
+        t.join().unwrap();
+        assert!(cache.is_empty(), "an empty entry was left in the table");
+    });
+}

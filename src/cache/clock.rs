@@ -90,12 +90,17 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward by `by`.
+    /// Moves the clock forward by `by`. The clock stops at `u64::MAX`
+    /// nanoseconds (about 584 years) rather than wrap: it never goes back.
     pub fn advance(&self, by: Duration) {
         let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         // Release: pairs with the Acquire load in `now`, so a reader that sees
         // the new time also sees what the advancing thread did before.
-        self.nanos.fetch_add(by, Release);
+        // Relaxed on a failed exchange: nothing is published then, and the
+        // loop tries again with the value it read.
+        let _ = self
+            .nanos
+            .fetch_update(Release, Relaxed, |n| Some(n.saturating_add(by)));
     }
 }
 

@@ -99,6 +99,7 @@ use crate::group::ShardsOf;
 use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
+use crate::unwind::each;
 use crate::{ALazy, State};
 
 /// What the cache does with an initializer's error.
@@ -177,6 +178,16 @@ impl<K, V, E> Table<K, V, E> {
             )
             .ok()
             .map(|found| found.remove().0)
+    }
+
+    /// Whether `entry` is the one the table holds for its key.
+    fn holds_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) -> bool {
+        self.others
+            .find(
+                hash,
+                |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
+            )
+            .is_some()
     }
 }
 
@@ -314,12 +325,21 @@ impl<K, V, E> Cache<K, V, E> {
 
     /// Removes every entry. Inits in flight finish for their current callers
     /// only, as with [`invalidate`](Self::invalidate).
+    ///
+    /// # Panics
+    ///
+    /// If a key's, value's or error's `Drop` panics, every shard is still
+    /// emptied, and the first panic unwinds on afterwards (what is left of
+    /// the panicking shard's old contents is leaked, as a `HashMap` leaks
+    /// the rest of its elements then).
     pub fn clear(&self) {
-        for shard in self.map.iter() {
+        // `each`: a panicking `Drop` in one shard does not leave the later
+        // shards full.
+        each(self.map.iter(), |shard| {
             let old = core::mem::take(&mut *shard.lock());
             // Values are dropped outside the lock.
             drop(old);
-        }
+        });
     }
 
     /// The counters, if enabled with [`CacheBuilder::stats`].
@@ -432,11 +452,8 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         // Declared before the `get_or_init` future, so dropped after it: if
         // this caller is cancelled (or its init panics) and leaves the entry
         // with nothing to finish it, the entry goes too.
-        let leaving = Abandoned {
-            cache: self,
-            hash,
-            entry: &entry,
-        };
+        let leaving = Abandoned::new(self, hash, entry);
+        let entry = leaving.entry();
         let mut ran = false;
         let result = entry
             .get_or_init(|| {
@@ -445,7 +462,6 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 #[cfg(lazyflight_break = "cache_global_lock")]
                 let held = self.global.lock();
                 let attempt = init();
-                let entry = &entry;
                 async move {
                     #[cfg(lazyflight_break = "cache_global_lock")]
                     let _held = held;
@@ -464,15 +480,15 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 }
             })
             .await;
-        // Finished: nothing to check.
-        core::mem::forget(leaving);
         if result.is_err() && !ran {
             // The error may come from an owned init (`get_owned`), which
             // cannot reach the table before publishing; its callers remove
             // the entry, and so does this one, in case they are gone.
-            self.remove_shared_only_error(hash, &entry);
+            self.remove_shared_only_error(hash, entry);
         }
-        self.finish(ran, result)
+        let out = self.finish(ran, result);
+        leaving.finished();
+        out
     }
 
     /// Like [`get`](Self::get), but the initializer is moved into the key's
@@ -535,6 +551,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         E: Send + 'static,
     {
         self.count(|c| &c.misses);
+        // As in `get_slow`: a caller that leaves the entry empty (its init
+        // or init closure panicked, or it waited behind a `get` leader that
+        // was cancelled) takes it out of the table.
+        let leaving = Abandoned::new(self, hash, entry);
+        let entry = leaving.entry();
         let mut ran = false;
         let result = entry
             .get_or_init_owned(|| {
@@ -566,9 +587,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             // published first; `lookup` never serves a SharedOnly error
             // from the table, and this removes it (by identity; every
             // caller of the attempt tries, the first one succeeds).
-            self.remove_shared_only_error(hash, &entry);
+            self.remove_shared_only_error(hash, entry);
         }
-        self.finish(ran, result)
+        let out = self.finish(ran, result);
+        leaving.finished();
+        out
     }
 
     #[inline]
@@ -920,49 +943,91 @@ impl<K, V, E> fmt::Debug for CacheBuilder<K, V, E> {
 impl<K, V, E> Cache<K, V, E> {
     /// Removes `entry` (by identity) if nobody will finish it: nobody but the
     /// table and the caller holds it, and it is empty (no result, no init
-    /// running).
+    /// running). Takes the caller's reference: if the entry stays, that
+    /// reference is let go of under the shard lock.
     ///
     /// The count is read first. References to an entry are only handed out
     /// under its shard lock, so under that lock a count of two cannot grow:
     /// nobody else can reach the entry, so its state cannot change any more.
     /// Read the other way round, a holder could fill the entry and let go of
     /// it between the two reads, and a filled entry would be removed.
-    fn remove_if_abandoned(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
+    ///
+    /// Callers that abandon the same entry at once let go of their references
+    /// in the order they take the lock, each before unlocking: the last of
+    /// them sees a count of two. (Let go of after unlocking, two callers
+    /// cancelled at once could each see the other's reference and both
+    /// leave the empty entry in the table.)
+    fn remove_if_abandoned(&self, hash: u64, entry: Arc<Cell<V, E>>) {
         let mut table = self.map.shard(hash).lock();
         // Negative control: the state is read before the count.
         #[cfg(lazyflight_break = "cache_abandon_state_first")]
-        let empty = entry.state() == State::Empty;
-        if Arc::strong_count(entry) != 2 {
-            return;
+        let empty_first = entry.state() == State::Empty;
+        if Arc::strong_count(&entry) == 2 {
+            // Acquire: the count was read `Relaxed` (`Arc::strong_count`),
+            // and the last other holder let go with a `Release` decrement (or
+            // under this lock); what it did to the entry before (filling it)
+            // is seen below. (loom does not model the count as an atomic: the
+            // models check the order of the two reads, not this fence.)
+            fence(Acquire);
+            #[cfg(not(lazyflight_break = "cache_abandon_state_first"))]
+            let empty = entry.state() == State::Empty;
+            #[cfg(lazyflight_break = "cache_abandon_state_first")]
+            let empty = empty_first;
+            if empty {
+                let removed = table.take_entry(hash, &entry);
+                drop(table);
+                drop(removed);
+                return;
+            }
         }
-        // Acquire: the count was read `Relaxed` (`Arc::strong_count`), and
-        // the last other holder let go with a `Release` decrement; what it
-        // did to the entry before (filling it) is seen below. (loom does not
-        // model the count as an atomic: the models check the order of the
-        // two reads, not this fence.)
-        fence(Acquire);
-        #[cfg(not(lazyflight_break = "cache_abandon_state_first"))]
-        let empty = entry.state() == State::Empty;
-        if !empty {
-            return;
+        // Negative control `cache_abandon_release_after_unlock`: every
+        // caller lets go after unlocking.
+        if !cfg!(lazyflight_break = "cache_abandon_release_after_unlock")
+            && table.holds_entry(hash, &entry)
+        {
+            // The table's reference outlives this one: not the last, so no
+            // `Drop` of a value or error runs under the lock.
+            drop(entry);
         }
-        let removed = table.take_entry(hash, entry);
         drop(table);
-        drop(removed);
     }
 }
 
 /// Drops the key's entry if a `get` leaves it abandoned (see
-/// `Cache::remove_if_abandoned`); forgotten by a `get` that finishes.
+/// `Cache::remove_if_abandoned`), and with it the caller's reference to the
+/// entry; disarmed by [`Abandoned::finished`].
 struct Abandoned<'c, K, V, E> {
     cache: &'c Cache<K, V, E>,
     hash: u64,
-    entry: &'c Arc<Cell<V, E>>,
+    /// `None` once finished.
+    entry: Option<Arc<Cell<V, E>>>,
+}
+
+impl<'c, K, V, E> Abandoned<'c, K, V, E> {
+    fn new(cache: &'c Cache<K, V, E>, hash: u64, entry: Arc<Cell<V, E>>) -> Self {
+        Abandoned {
+            cache,
+            hash,
+            entry: Some(entry),
+        }
+    }
+
+    fn entry(&self) -> &Arc<Cell<V, E>> {
+        self.entry.as_ref().expect("armed until finished")
+    }
+
+    /// The caller finished: the entry holds a result (or was taken out of
+    /// the table on purpose), nothing to check.
+    fn finished(mut self) {
+        drop(self.entry.take());
+    }
 }
 
 impl<K, V, E> Drop for Abandoned<'_, K, V, E> {
     fn drop(&mut self) {
-        self.cache.remove_if_abandoned(self.hash, self.entry);
+        if let Some(entry) = self.entry.take() {
+            self.cache.remove_if_abandoned(self.hash, entry);
+        }
     }
 }
 
