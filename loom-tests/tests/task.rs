@@ -130,15 +130,15 @@ fn task_wake_during_poll_repolls_once_and_never_overlaps() {
     });
 }
 
-/// Ready once both flags read 1 (`Relaxed` loads: only the wake-to-poll
+/// Ready once all `N` flags read 1 (`Relaxed` loads: only the wake-to-poll
 /// edge can make a waker's store visible); keeps its waker where the test
 /// can take it (a std mutex, invisible to loom, so it orders nothing).
-struct BothSet {
-    flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; 2],
+struct AllSet<const N: usize> {
+    flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; N],
     waker: std::sync::Arc<std::sync::Mutex<Option<Waker>>>,
 }
 
-impl Future for BothSet {
+impl<const N: usize> Future for AllSet<N> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         *self.waker.lock().unwrap() = Some(cx.waker().clone());
@@ -150,6 +150,46 @@ impl Future for BothSet {
     }
 }
 
+/// `N` threads each store a flag (`Relaxed`) and wake the task, which runs
+/// inline on whichever thread wakes it first; the task must be polled after
+/// the last wake with every flag visible.
+fn every_wake_publishes<const N: usize>() {
+    let flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; N] =
+        core::array::from_fn(|_| Arc::new(Default::default()));
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    Lazy::new(AllSet {
+        flags: flags.clone(),
+        waker: slot.clone(),
+    })
+    .start(move |t| {
+        assert!(!t.has_error());
+        d.store(true, Ordering::Release);
+    });
+    let waker = slot.lock().unwrap().clone().expect("polled once, pending");
+    let wakers: Vec<_> = flags
+        .into_iter()
+        .map(|flag| {
+            let waker = waker.clone();
+            thread::spawn(move || {
+                flag.store(1, Ordering::Relaxed);
+                waker.wake();
+            })
+        })
+        .collect();
+    for w in wakers {
+        w.join().unwrap();
+    }
+    drop(waker);
+    // Break the cycle task -> slot -> waker -> task.
+    slot.lock().unwrap().take();
+    assert!(
+        done.load(Ordering::Acquire),
+        "the task was not polled after every wake"
+    );
+}
+
 // Property: every wake publishes what the waker wrote before it to the poll
 // it causes, also a wake that is absorbed because the task is already due
 // for a poll (SCHEDULED, or NOTIFIED during a poll): two threads each store
@@ -158,41 +198,16 @@ impl Future for BothSet {
 // could still read its flag as 0, return `Pending` and never be woken again.
 #[test]
 fn task_absorbed_wake_still_publishes_to_the_next_poll() {
-    loom::model(|| {
-        let flags = [Arc::new(Default::default()), Arc::new(Default::default())];
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let done = Arc::new(AtomicBool::new(false));
-        let d = done.clone();
-        Lazy::new(BothSet {
-            flags: flags.clone(),
-            waker: slot.clone(),
-        })
-        .start(move |t| {
-            assert!(!t.has_error());
-            d.store(true, Ordering::Release);
-        });
-        let waker = slot.lock().unwrap().clone().expect("polled once, pending");
-        let wakers: Vec<_> = flags
-            .into_iter()
-            .map(|flag| {
-                let waker = waker.clone();
-                thread::spawn(move || {
-                    flag.store(1, Ordering::Relaxed);
-                    waker.wake();
-                })
-            })
-            .collect();
-        for w in wakers {
-            w.join().unwrap();
-        }
-        drop(waker);
-        // Break the cycle task -> slot -> waker -> task.
-        slot.lock().unwrap().take();
-        assert!(
-            done.load(Ordering::Acquire),
-            "the task was not polled after both wakes"
-        );
-    });
+    loom::model(every_wake_publishes::<2>);
+}
+
+// Property: as above with three wakers, so that one wake can be absorbed
+// after another set NOTIFIED and the runner's CAS already failed on it: the
+// runner's way out of NOTIFIED must read that absorbed wake too (a plain
+// store would not, and the re-poll could miss the third flag).
+#[test]
+fn task_wake_absorbed_after_the_runner_saw_notified_still_publishes() {
+    loom::model(every_wake_publishes::<3>);
 }
 
 // Property: `sync_await` of a task that completes on another thread (here the

@@ -60,7 +60,7 @@
 //! | wake absorbed (`SCHEDULED` / `NOTIFIED`): CAS to the same value | `AcqRel` | Release: the `Acquire` of the run that follows (`SCHEDULED → RUNNING`, or the failed CAS that finds `NOTIFIED`): what the waker published is seen by that poll, as for a wake that changed the state |
 //! | run: CAS `SCHEDULED → RUNNING`         | `Acquire` | the `Release` half of the wake CAS / the spawn store           |
 //! | run: CAS `RUNNING → IDLE`              | `AcqRel`  | Release: the next waker's `Acquire`; Acquire on failure: the waker's `Release` `NOTIFIED` |
-//! | run: store `RUNNING` / `SCHEDULED` after `NOTIFIED` | `Relaxed` | only this thread may change the state from `NOTIFIED`      |
+//! | run: swap `RUNNING` / `SCHEDULED` after `NOTIFIED` | `Acquire` | a wake absorbed after the failed CAS (its same-value `AcqRel` CAS): the swap reads it, so the re-poll sees what that waker published. A plain store would read nothing: the failed CAS acquired only the wake that set `NOTIFIED` |
 //! | finish: swap `DONE`                    | `AcqRel`  | later wakes' loads (they only need to see `DONE` to back off)   |
 
 use core::fmt;
@@ -366,14 +366,29 @@ impl<T: Send + 'static> RawTask<T> {
                 Ok(_) => return,
                 Err(actual) => {
                     debug_assert_eq!(actual, NOTIFIED, "only a wake changes RUNNING");
+                    // Swaps, not stores: a wake absorbed after the failed
+                    // CAS read NOTIFIED (a same-value CAS) is read by the
+                    // swap, which acquires what that waker published (see
+                    // the orderings table). Only the runner moves out of
+                    // NOTIFIED, so the swap finds NOTIFIED.
+                    #[cfg(not(lazyflight_break = "task_notified_exit_store"))]
+                    let out = |to| this.state.swap(to, Acquire);
+                    // Negative control: a plain `Relaxed` store, which reads
+                    // no wake absorbed after the failed CAS.
+                    #[cfg(lazyflight_break = "task_notified_exit_store")]
+                    let out = |to| {
+                        this.state.store(to, Relaxed);
+                        NOTIFIED
+                    };
                     if this.executor.is_some() {
                         // Re-queue at the tail: this is where `yield_now`
                         // gives way to the jobs queued before it.
-                        // Relaxed: only the runner moves out of NOTIFIED.
-                        this.state.store(SCHEDULED, Relaxed);
+                        let was = out(SCHEDULED);
+                        debug_assert_eq!(was, NOTIFIED);
                         return Self::dispatch(this);
                     }
-                    this.state.store(RUNNING, Relaxed);
+                    let was = out(RUNNING);
+                    debug_assert_eq!(was, NOTIFIED);
                 }
             }
         }
