@@ -77,6 +77,7 @@ use core::task::{Context, Poll, Waker};
 
 use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 use crate::sync::{Arc, Mutex, MutexGuard, UnsafeCell};
+use crate::unwind::each;
 use crate::wait_queue::{Notify, WaitKey, WaitQueue};
 
 /// Encoding of `ALazy::state`: the two low bits are the [`State`]; bit 2 is
@@ -370,10 +371,12 @@ impl<T, E> ALazy<T, E> {
                     panic!("ALazy: the owned initializer started by this call panicked")
                 }
                 Acquired::Lead(baton) => {
-                    // Giving the baton up here must not hand it to the
-                    // longest waiter: in this mode that waiter may be a
-                    // parked caller that will never take it. `OwnedLead`
-                    // resets the cell and wakes everyone instead.
+                    // Given up before installing (the closure panicked), the
+                    // baton is handed on as a plain leader's is: to the
+                    // longest-waiting plain caller, or, if only owned-mode
+                    // callers wait (they never take a baton: one may be
+                    // parked), the cell goes back to EMPTY and they are all
+                    // woken.
                     let lead = OwnedLead(Some(baton));
                     let Some(f) = f.take() else {
                         // Our initializer panicked between the check in
@@ -520,6 +523,19 @@ impl<T, E> ALazy<T, E> {
     /// The caller must be the only initializer: it holds the baton, or it
     /// took an owned initializer's output while holding `Driver::fut`.
     unsafe fn publish(&self, result: Result<T, E>) -> Result<&T, &E> {
+        // SAFETY: the caller's contract.
+        let s = unsafe { self.publish_quietly(result) };
+        self.waiters.notify_all();
+        // SAFETY: we just wrote and published the slot.
+        unsafe { self.result_if_done(s) }.expect("just published")
+    }
+
+    /// [`publish`](Self::publish) without waking the waiters (the caller
+    /// does); returns the state published.
+    ///
+    /// # Safety
+    /// As for `publish`.
+    unsafe fn publish_quietly(&self, result: Result<T, E>) -> u8 {
         debug_assert_eq!(self.state.load(Relaxed) & STATE_MASK, INITIALIZING);
         let s = match result {
             Ok(v) => {
@@ -545,9 +561,7 @@ impl<T, E> ALazy<T, E> {
         // Release: pairs with the Acquire loads in `get`, `get_result`,
         // `acquire`; makes the slot write visible to whoever sees `s`.
         self.state.store(s, Release);
-        self.waiters.notify_all();
-        // SAFETY: we just wrote and published the slot.
-        unsafe { self.result_if_done(s) }.expect("just published")
+        s
     }
 
     /// The leader gave up (cancelled or panicked): pass the baton on.
@@ -664,9 +678,11 @@ impl<'a, T, E> Baton<'a, T, E> {
 
 /// The baton of a [`ALazy::get_or_init_owned`] leader until its initializer
 /// is installed. Dropped without installing (the closure panicked, or the
-/// caller's own initializer had already panicked), it resets the cell to
-/// `EMPTY` and wakes every waiter rather than handing off to the longest
-/// waiter, which may be a parked owned-mode caller that would never take it.
+/// caller's own initializer had already panicked), it hands the baton on as
+/// a cancelled plain leader does ([`ALazy::hand_off`]): to the longest
+/// waiter that takes batons, in FIFO order; owned-mode callers never take
+/// one (they register broadcast-only), so if only they wait the cell goes
+/// back to `EMPTY` and every one of them is woken.
 struct OwnedLead<'a, T, E>(Option<Baton<'a, T, E>>);
 
 impl<T, E> OwnedLead<'_, T, E> {
@@ -676,20 +692,6 @@ impl<T, E> OwnedLead<'_, T, E> {
         E: Send + 'static,
     {
         self.0.take().expect("armed until installed").install(fut)
-    }
-}
-
-impl<T, E> Drop for OwnedLead<'_, T, E> {
-    fn drop(&mut self) {
-        let Some(baton) = self.0.take() else { return };
-        let cell = baton.cell;
-        mem::forget(baton);
-        debug_assert_eq!(cell.state.load(Relaxed), INITIALIZING);
-        // Release: pairs with the Acquire CAS of the next leader. Stored
-        // before `notify_all` takes the queue lock, so a caller registering
-        // after it sees EMPTY and one registered before it is woken.
-        cell.state.store(EMPTY, Release);
-        cell.waiters.notify_all();
     }
 }
 
@@ -781,6 +783,14 @@ impl Signals {
         self.done.store(true, Release);
         self.waiters.notify_all();
     }
+
+    /// [`finish`](Self::finish), with the helpers' wake-ups added to
+    /// `wakers` for the caller to deliver.
+    fn finish_into(&self, wakers: &mut Vec<Waker>) {
+        // Release: as in `finish`.
+        self.done.store(true, Release);
+        self.waiters.notify_all_into(wakers);
+    }
 }
 
 impl<T, E> Driver<T, E> {
@@ -871,9 +881,22 @@ impl<T, E> Future for Drive<'_, T, E> {
                     drop(slot);
                     // SAFETY: we took the owned initializer's output under
                     // `Driver::fut`'s lock; nobody else can publish.
-                    let _ = unsafe { this.cell.publish(result) };
+                    let _ = unsafe { this.cell.publish_quietly(result) };
                     *this.cell.driver.lock() = None;
-                    sig.finish();
+                    // Both queues are notified before anyone is woken, so
+                    // that a panicking waker of one (the first panic unwinds
+                    // on after every wake) cannot keep the other's waiters
+                    // from their wake-ups: a helper parked here waits for
+                    // `finish`, and would wait for ever.
+                    let mut wakers = Vec::new();
+                    this.cell.waiters.notify_all_into(&mut wakers);
+                    // Negative control `owned_wake_before_finish`: the
+                    // cell's waiters are woken before the helpers are
+                    // notified, so a panicking waker skips `finish`.
+                    #[cfg(lazyflight_break = "owned_wake_before_finish")]
+                    each(mem::take(&mut wakers), Waker::wake);
+                    sig.finish_into(&mut wakers);
+                    each(wakers, Waker::wake);
                     drop(done);
                     return Poll::Ready(());
                 }

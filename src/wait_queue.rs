@@ -380,6 +380,23 @@ impl WaitQueue {
         woken.wake();
     }
 
+    /// Like [`notify_all`](Self::notify_all), but the wake-ups are added to
+    /// `wakers` for the caller to deliver (with [`each`], so that one
+    /// panicking waker costs no other its wake-up): a caller that notifies
+    /// two queues at once delivers both sets after taking neither lock
+    /// again, even if a waker panics.
+    pub fn notify_all_into(&self, wakers: &mut Vec<Waker>) {
+        let mut list = self.list.lock();
+        let woken = list.notify_every();
+        drop(list);
+        #[cfg(lazyflight_break = "no_wake")]
+        drop(woken);
+        #[cfg(not(lazyflight_break = "no_wake"))]
+        if let Woken::Many(w) = woken {
+            wakers.extend(w);
+        }
+    }
+
     /// Number of tasks currently queued (not yet notified).
     pub fn len(&self) -> usize {
         self.list.lock().linked

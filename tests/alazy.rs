@@ -772,3 +772,34 @@ fn a_panicking_waker_handed_the_init_during_unwind_does_not_abort() {
     assert!(r.is_err());
     assert_eq!(poll_once(&mut second, &noop), Poll::Ready(Ok(&2)));
 }
+
+/// An owned-mode leader whose closure panics before its initializer is
+/// installed hands the init on in FIFO order, as a cancelled plain leader
+/// does: the longest waiter runs its own initializer, and a caller that
+/// comes later queues behind it instead of overtaking it.
+#[test]
+fn an_owned_leader_whose_closure_panics_hands_off_in_fifo_order() {
+    let cell = ALazy::<u32, ()>::new();
+    let (_, waker) = counting_waker();
+    let mut longest = Box::pin(cell.get_or_init(|| async { Ok(1) }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut owned = Box::pin(cell.get_or_init_owned(
+            || -> std::future::Ready<Result<u32, ()>> {
+                // Queues behind this leader.
+                assert!(poll_once(&mut longest, &waker).is_pending());
+                assert_eq!(cell.waiting(), 1);
+                panic!("the owned closure panics");
+            },
+        ));
+        let _ = poll_once(&mut owned, &waker);
+    }));
+    assert!(r.is_err());
+    let mut late = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    assert_eq!(
+        poll_once(&mut late, &waker),
+        Poll::Pending,
+        "the late caller queues behind the one handed the init"
+    );
+    assert_eq!(poll_once(&mut longest, &waker), Poll::Ready(Ok(&1)));
+    assert_eq!(poll_once(&mut late, &waker), Poll::Ready(Ok(&1)));
+}

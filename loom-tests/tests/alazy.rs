@@ -610,3 +610,67 @@ fn owned_initializer_panic_resets_and_others_restart() {
         );
     });
 }
+
+// Property: a helper parked on an owned initializer is released when
+// another caller completes it, even if a plain waiter's waker panics as the
+// value is published. The plain waiter queued while the owned leader held the
+// baton, and is still in the cell's queue once the initializer is installed;
+// a caller that completes the initializer in that window wakes it. Its waker
+// panics; the helpers parked on the initializer must still be woken (every
+// thread returns). Needs three preemptions: the model sets that bound itself.
+#[test]
+fn owned_init_completed_while_a_waiter_waker_panics_releases_every_helper() {
+    struct PanicsOnWake;
+    impl std::task::Wake for PanicsOnWake {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("waker panics");
+        }
+    }
+    /// Ready at its first poll, with a preemption point inside it (while
+    /// the polling caller holds the initializer's lock).
+    struct YieldThenReady;
+    impl core::future::Future for YieldThenReady {
+        type Output = Result<u32, ()>;
+        fn poll(
+            self: core::pin::Pin<&mut Self>,
+            _: &mut core::task::Context<'_>,
+        ) -> Poll<Self::Output> {
+            thread::yield_now();
+            Poll::Ready(Ok(1))
+        }
+    }
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let cell = Arc::new(ALazy::<u32, ()>::new());
+        let c1 = cell.clone();
+        let leader = thread::spawn(move || {
+            let plain = c1.clone();
+            let mut waiter = Box::pin(plain.get_or_init(|| async { Ok(9) }));
+            let bad = Waker::from(std::sync::Arc::new(PanicsOnWake));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                block_on(c1.get_or_init_owned(|| {
+                    // The cell is INITIALIZING, not yet OWNED: the plain
+                    // waiter queues in the cell's queue.
+                    let _ = core::future::Future::poll(
+                        waiter.as_mut(),
+                        &mut core::task::Context::from_waker(&bad),
+                    );
+                    YieldThenReady
+                }))
+                .map(|v| *v)
+            }));
+        });
+        let c2 = cell.clone();
+        let helper = thread::spawn(move || {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                block_on(c2.get_or_init(|| async { Ok(2) })).map(|v| *v)
+            }));
+        });
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            block_on(cell.get_or_init(|| async { Ok(3) })).map(|v| *v)
+        }));
+        leader.join().unwrap();
+        helper.join().unwrap();
+    });
+}
