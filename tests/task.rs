@@ -636,3 +636,54 @@ fn a_wake_whose_run_panics_still_releases_the_wakers_count() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || waker.wake()));
     assert!(r.is_err());
 }
+
+/// A task completed inline inside another task's poll (the other's poll
+/// woke it) is finished in its own context: its future's `Drop` sees its own
+/// executor and local, and its callback, which is not part of any task, sees
+/// none, not those of the task whose poll woke it.
+#[test]
+fn a_task_completed_inside_another_tasks_poll_finishes_in_its_own_context() {
+    use lazyflight::task::{current_executor, with_lazy_local};
+    /// Ready once its receiver fires; records the context its `Drop` sees.
+    struct Recv {
+        rx: futures::channel::oneshot::Receiver<()>,
+        seen: mpsc::Sender<(&'static str, bool, Option<&'static str>)>,
+    }
+    impl std::future::Future for Recv {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::pin::Pin::new(&mut self.rx).poll(cx).map(|_| ())
+        }
+    }
+    impl Drop for Recv {
+        fn drop(&mut self) {
+            let seen = (current_executor().is_some(), with_lazy_local(|v: &&str| *v));
+            let _ = self.seen.send(("drop", seen.0, seen.1));
+        }
+    }
+    let ex = SimpleExecutor::new(1);
+    let (fire, rx) = futures::channel::oneshot::channel::<()>();
+    let (seen, saw) = mpsc::channel();
+    let on_done = seen.clone();
+    // B: no executor; its own local.
+    Lazy::new(Recv { rx, seen })
+        .set_local("B's local")
+        .unwrap()
+        .start(move |_| {
+            let ctx = (current_executor().is_some(), with_lazy_local(|v: &&str| *v));
+            on_done.send(("callback", ctx.0, ctx.1)).unwrap();
+        });
+    // A, on an executor with a local of its own, wakes B from its poll: B
+    // runs and completes inline there.
+    sync_await(
+        Lazy::new(async move { fire.send(()).unwrap() })
+            .set_local("A's local")
+            .unwrap()
+            .via(ex.clone()),
+    );
+    assert_eq!(saw.recv().unwrap(), ("drop", false, Some("B's local")));
+    assert_eq!(saw.recv().unwrap(), ("callback", false, None));
+}

@@ -57,6 +57,16 @@ pub(crate) fn enter(ctx: &Ctx) -> EnterGuard<'_> {
     }
 }
 
+/// Installs no context (as outside any task) until the guard is dropped.
+#[inline]
+pub(crate) fn outside() -> EnterGuard<'static> {
+    let prev = CURRENT.with(|c| c.replace(ptr::null()));
+    EnterGuard {
+        _ctx: core::marker::PhantomData,
+        prev,
+    }
+}
+
 /// Restores the previous context when dropped (including on unwind).
 pub(crate) struct EnterGuard<'a> {
     _ctx: core::marker::PhantomData<&'a Ctx>,

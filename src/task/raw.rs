@@ -397,26 +397,32 @@ impl<T: Send + 'static> RawTask<T> {
     /// Completes the task; the caller owns the run (`RUNNING`, `NOTIFIED`, or
     /// `SCHEDULED` for an abandoned run).
     fn finish(&self, mut result: Try<T>) {
-        let (fut, local, done) = self.body.with_mut(|body| {
+        let (local, done) = self.body.with_mut(|body| {
             // SAFETY: as in `run`: the caller owns the run.
             let body = unsafe { &mut *body };
-            (body.fut.take(), body.ctx.local.take(), body.done.take())
+            let fut = body.fut.take();
+            let ctx = &body.ctx;
+            // The future first, in this task's own context (its `Drop` sees
+            // the executor and local its polls saw, not those of whatever
+            // task's poll woke this one inline), then the local: both before
+            // the callback, as async_simple documents for its lazy locals. A
+            // panic in either's `Drop` fails the task (its result is
+            // dropped): the task still completes, once, and its callback
+            // still runs.
+            drop_into(&mut result, || {
+                let _ctx = context::enter(ctx);
+                drop(fut);
+            });
+            (body.ctx.local.take(), body.done.take())
         });
-        // The future first (it may still reference the local through the
-        // context's users), then the local: both before the callback, as
-        // async_simple documents for its lazy locals. A panic in either's
-        // `Drop` fails the task (its result is dropped): the task still
-        // completes, once, and its callback still runs.
-        drop_into(&mut result, move || {
-            // If the future's drop panics, the local is still dropped
-            // while unwinding, after it.
-            let _local = local;
-            drop(fut);
-        });
+        drop_into(&mut result, move || drop(local));
         // AcqRel: see the orderings table. Wakes from now on are ignored.
         let prev = self.state.swap(DONE, AcqRel);
         debug_assert_ne!(prev, DONE, "a task completed twice");
         if let Some(done) = done {
+            // Outside any task: the callback is not part of the task, and
+            // must not see the context of a task whose poll woke this one.
+            let _outside = context::outside();
             done(result);
         }
     }
