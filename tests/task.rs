@@ -687,3 +687,45 @@ fn a_task_completed_inside_another_tasks_poll_finishes_in_its_own_context() {
     assert_eq!(saw.recv().unwrap(), ("drop", false, Some("B's local")));
     assert_eq!(saw.recv().unwrap(), ("callback", false, None));
 }
+
+/// A task asleep on a `SimpleExecutor` holds a handle to it (its context),
+/// and the pool holds the task (its timer): dropping the caller's handles
+/// cannot stop the pool then, and `shutdown` does: the pending timers are
+/// dropped, the sleeping task completes with `Rejected`, later schedules are
+/// refused, and a second `shutdown` (here the drop of the last handle) does
+/// nothing.
+#[test]
+fn shutdown_stops_a_pool_with_a_sleeping_task() {
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let ex = SimpleExecutor::new(1);
+    let timer_dropped = Arc::new(AtomicBool::new(false));
+    let flag = Flag(timer_dropped.clone());
+    ex.schedule_after(Duration::from_secs(3600), Box::new(move || drop(flag)))
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async { lazyflight::task::sleep(Duration::from_secs(3600)).await })
+        .via(ex.clone())
+        .start(move |t| {
+            let rejected = matches!(t.error(), Some(TaskError::Rejected))
+                || matches!(t.as_value(), Some(Err(TaskError::Rejected)));
+            tx.send(rejected).unwrap();
+        });
+    std::thread::sleep(Duration::from_millis(20)); // asleep by now
+    ex.shutdown();
+    assert!(
+        timer_dropped.load(SeqCst),
+        "the pending timers were dropped"
+    );
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+    assert!(
+        ex.schedule(Box::new(|| {})).is_err(),
+        "refused after shutdown"
+    );
+    ex.shutdown();
+    drop(ex);
+}

@@ -168,7 +168,9 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// [`ExecutorRef`](super::ExecutorRef)). Dropping the last handle stops the
 /// pool: queued jobs still run, pending timers are dropped (their tasks
 /// complete with [`TaskError::Rejected`](super::TaskError::Rejected)), and the
-/// threads are joined.
+/// threads are joined. Tasks on the pool hold handles too, and a task asleep
+/// on it is held by its timer: to stop a pool whose tasks may be sleeping,
+/// call [`shutdown`](Self::shutdown).
 ///
 /// # Examples
 ///
@@ -186,9 +188,10 @@ pub struct SimpleExecutor {
     pool: Arc<Pool>,
     threads: usize,
     workers: Mutex<Vec<thread::JoinHandle<()>>>,
-    /// The timer thread (unparked when an earlier deadline comes in); taken
-    /// and joined by `Drop` only.
-    timer: Option<thread::JoinHandle<()>>,
+    /// The timer thread, unparked when an earlier deadline comes in.
+    timer_thread: thread::Thread,
+    /// The timer thread's handle; taken and joined by `shutdown` (or `Drop`).
+    timer: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 impl SimpleExecutor {
@@ -241,8 +244,53 @@ impl SimpleExecutor {
             pool,
             threads,
             workers: Mutex::new(workers),
-            timer: Some(timer),
+            timer_thread: timer.thread().clone(),
+            timer: Mutex::new(Some(timer)),
         })
+    }
+
+    /// Stops the pool now, as dropping its last handle does: queued jobs
+    /// still run, pending timers are dropped (their tasks complete with
+    /// [`TaskError::Rejected`](super::TaskError::Rejected)), later schedules
+    /// are refused, and the threads are joined (but the calling thread, if
+    /// it is one of them). Calling it again does nothing.
+    ///
+    /// A task asleep on the pool ([`sleep`](super::sleep)) holds a handle to
+    /// it through its context, and the pool holds the task's timer: until
+    /// the timer fires, dropping every handle of your own does not stop the
+    /// pool. `shutdown` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lazyflight::task::{sleep, Executor, Lazy, SimpleExecutor, TaskError};
+    ///
+    /// let ex = SimpleExecutor::new(1);
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// Lazy::new(async { sleep(Duration::from_secs(3600)).await })
+    ///     .via(ex.clone())
+    ///     .start(move |t| tx.send(t.into_result()).unwrap());
+    /// ex.shutdown();
+    /// // The hour-long sleep was cut short: its timer was dropped.
+    /// let r = rx.recv().unwrap();
+    /// assert!(matches!(r, Err(TaskError::Rejected) | Ok(Err(TaskError::Rejected))));
+    /// assert!(ex.schedule(Box::new(|| {})).is_err());
+    /// ```
+    pub fn shutdown(&self) {
+        self.pool.timers.lock().shutdown = true;
+        let workers = core::mem::take(&mut *self.workers.lock());
+        Self::stop(&self.pool, workers);
+        // The timer thread drops the pending timers, then ends. (A timer's
+        // task may complete on it, and its callback may call this: it does
+        // not join itself.)
+        let timer = self.timer.lock().take();
+        if let Some(timer) = timer {
+            timer.thread().unpark();
+            if timer.thread().id() != thread::current().id() {
+                let _ = timer.join();
+            }
+        }
     }
 
     /// The number of worker threads.
@@ -297,9 +345,7 @@ impl Executor for SimpleExecutor {
         t.heap.push(Reverse(Timed { at, seq, job }));
         drop(t);
         if earliest {
-            if let Some(timer) = &self.timer {
-                timer.thread().unpark();
-            }
+            self.timer_thread.unpark();
         }
         Ok(())
     }
@@ -311,15 +357,7 @@ impl Executor for SimpleExecutor {
 
 impl Drop for SimpleExecutor {
     fn drop(&mut self) {
-        self.pool.timers.lock().shutdown = true;
-        let workers = core::mem::take(&mut *self.workers.lock());
-        Self::stop(&self.pool, workers);
-        // The timer thread drops the pending timers, then ends. (It never
-        // runs this `Drop` itself: it holds the pool, not a handle.)
-        if let Some(timer) = self.timer.take() {
-            timer.thread().unpark();
-            let _ = timer.join();
-        }
+        self.shutdown();
     }
 }
 
