@@ -370,14 +370,7 @@ impl WaitQueue {
 
     /// Notifies every queued task with [`Notify::All`].
     pub fn notify_all(&self) {
-        let mut list = self.list.lock();
-        let woken = list.notify_every();
-        drop(list);
-        // The `no_wake` negative control drops the broadcast's wake-ups.
-        #[cfg(lazyflight_break = "no_wake")]
-        drop(woken);
-        #[cfg(not(lazyflight_break = "no_wake"))]
-        woken.wake();
+        self.notify_every().wake();
     }
 
     /// Like [`notify_all`](Self::notify_all), but the wake-ups are added to
@@ -386,15 +379,25 @@ impl WaitQueue {
     /// two queues at once delivers both sets after taking neither lock
     /// again, even if a waker panics.
     pub fn notify_all_into(&self, wakers: &mut Vec<Waker>) {
+        if let Woken::Many(w) = self.notify_every() {
+            wakers.extend(w);
+        }
+    }
+
+    /// Notifies every queued task with [`Notify::All`]; the wake-ups are
+    /// returned, to be delivered after the lock is released.
+    fn notify_every(&self) -> Woken {
         let mut list = self.list.lock();
         let woken = list.notify_every();
         drop(list);
+        // The `no_wake` negative control drops the broadcast's wake-ups.
         #[cfg(lazyflight_break = "no_wake")]
-        drop(woken);
-        #[cfg(not(lazyflight_break = "no_wake"))]
-        if let Woken::Many(w) = woken {
-            wakers.extend(w);
+        {
+            drop(woken);
+            Woken::Nobody
         }
+        #[cfg(not(lazyflight_break = "no_wake"))]
+        woken
     }
 
     /// Number of tasks currently queued (not yet notified).
