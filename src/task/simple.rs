@@ -264,16 +264,19 @@ impl SimpleExecutor {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use lazyflight::sync::{Arc, Mutex};
     /// use lazyflight::task::{sleep, Executor, Lazy, SimpleExecutor, TaskError};
     ///
     /// let ex = SimpleExecutor::new(1);
-    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let got = Arc::new(Mutex::new(None));
+    /// let g = got.clone();
     /// Lazy::new(async { sleep(Duration::from_secs(3600)).await })
     ///     .via(ex.clone())
-    ///     .start(move |t| tx.send(t.into_result()).unwrap());
+    ///     .start(move |t| *g.lock() = Some(t.into_result()));
     /// ex.shutdown();
-    /// // The hour-long sleep was cut short: its timer was dropped.
-    /// let r = rx.recv().unwrap();
+    /// // The hour-long sleep was cut short: its timer was dropped, and the
+    /// // task completed before `shutdown` returned.
+    /// let r = got.lock().take().expect("completed");
     /// assert!(matches!(r, Err(TaskError::Rejected) | Ok(Err(TaskError::Rejected))));
     /// assert!(ex.schedule(Box::new(|| {})).is_err());
     /// ```
