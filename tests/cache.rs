@@ -695,7 +695,11 @@ fn an_abandoned_owned_miss_leaves_no_entry() {
 fn callers_cancelled_at_once_leave_no_entry() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     type Fut = std::pin::Pin<Box<dyn Future<Output = Result<u32, ()>> + Send + 'static>>;
-    let cache: &'static Cache<u32, u32, ()> = Box::leak(Box::new(Cache::new()));
+    let cache = std::sync::Arc::new(Cache::<u32, u32, ()>::new());
+    let pending = |key: u32| -> Fut {
+        let cache = cache.clone();
+        Box::pin(async move { cache.get(key, std::future::pending).await })
+    };
     let rounds: usize = if cfg!(miri) { 20 } else { 20_000 };
     let (tx, rx) = std::sync::mpsc::channel::<Fut>();
     let (ready, go, done) = (
@@ -722,9 +726,9 @@ fn callers_cancelled_at_once_leave_no_entry() {
     for round in 1..=rounds {
         let key = round as u32;
         let mut cx = Context::from_waker(Waker::noop());
-        let mut leader: Fut = Box::pin(cache.get(key, std::future::pending));
+        let mut leader = pending(key);
         assert!(leader.as_mut().poll(&mut cx).is_pending());
-        let mut waiter: Fut = Box::pin(cache.get(key, std::future::pending));
+        let mut waiter = pending(key);
         assert!(waiter.as_mut().poll(&mut cx).is_pending());
         tx.send(waiter).unwrap();
         while ready.load(SeqCst) < round {

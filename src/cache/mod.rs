@@ -329,16 +329,24 @@ impl<K, V, E> Cache<K, V, E> {
     /// # Panics
     ///
     /// If a key's, value's or error's `Drop` panics, every shard is still
-    /// emptied, and the first panic unwinds on afterwards (what is left of
-    /// the panicking shard's old contents is leaked, as a `HashMap` leaks
-    /// the rest of its elements then).
+    /// emptied and every other element still dropped; the first panic
+    /// unwinds on afterwards.
     pub fn clear(&self) {
-        // `each`: a panicking `Drop` in one shard does not leave the later
-        // shards full.
+        /// An element of either of a shard's tables.
+        enum Old<K, V, E> {
+            Value((K, V)),
+            Other(Slot<K, V, E>),
+        }
+        // `each`, twice: a panicking `Drop` costs no other element of its
+        // shard its drop, and leaves no later shard full.
         each(self.map.iter(), |shard| {
-            let old = core::mem::take(&mut *shard.lock());
-            // Values are dropped outside the lock.
-            drop(old);
+            let Table {
+                mut values,
+                mut others,
+            } = core::mem::take(&mut *shard.lock());
+            // Dropped outside the lock.
+            let old = (values.drain().map(Old::Value)).chain(others.drain().map(Old::Other));
+            each(old, drop);
         });
     }
 
