@@ -778,16 +778,16 @@ struct Signals {
 impl Signals {
     /// Marks the initializer gone and wakes every helper.
     fn finish(&self) {
-        // Release: pairs with the Acquire load in `Drive::poll`'s register
-        // predicate; `notify_all` below takes the queue lock after it.
-        self.done.store(true, Release);
-        self.waiters.notify_all();
+        let mut wakers = Vec::new();
+        self.finish_into(&mut wakers);
+        each(wakers, Waker::wake);
     }
 
     /// [`finish`](Self::finish), with the helpers' wake-ups added to
     /// `wakers` for the caller to deliver.
     fn finish_into(&self, wakers: &mut Vec<Waker>) {
-        // Release: as in `finish`.
+        // Release: pairs with the Acquire load in `Drive::poll`'s register
+        // predicate; `notify_all_into` takes the queue lock after it.
         self.done.store(true, Release);
         self.waiters.notify_all_into(wakers);
     }

@@ -380,7 +380,11 @@ impl WaitQueue {
     /// again, even if a waker panics.
     pub fn notify_all_into(&self, wakers: &mut Vec<Waker>) {
         if let Woken::Many(w) = self.notify_every() {
-            wakers.extend(w);
+            if wakers.is_empty() {
+                *wakers = w;
+            } else {
+                wakers.extend(w);
+            }
         }
     }
 

@@ -21,6 +21,15 @@ fn plus_one(x: i32) -> Lazy<i32> {
     Lazy::new(async move { x + 1 })
 }
 
+/// Sets its flag when dropped: tells a test that a job or timer was dropped.
+struct Flag(Arc<AtomicBool>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
 /// An executor that never runs anything: every job is refused.
 #[derive(Debug)]
 struct Refusing;
@@ -333,12 +342,6 @@ fn refused_schedule_is_an_error_not_a_hang() {
     let (tx, rx) = mpsc::channel();
     let (otx, orx) = futures::channel::oneshot::channel::<()>();
     let dropped = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, SeqCst);
-        }
-    }
     let flag = Flag(dropped.clone());
     Lazy::new(async move {
         let _flag = flag;
@@ -537,12 +540,6 @@ fn windowed_without_an_executor_skips_the_yield() {
 /// (rejected) when the pool stops.
 #[test]
 fn a_timer_too_far_away_is_kept_until_the_pool_stops() {
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, SeqCst);
-        }
-    }
     let ex = SimpleExecutor::new(1);
     let (ran, dropped) = (
         Arc::new(AtomicBool::new(false)),
@@ -696,12 +693,6 @@ fn a_task_completed_inside_another_tasks_poll_finishes_in_its_own_context() {
 /// nothing.
 #[test]
 fn shutdown_stops_a_pool_with_a_sleeping_task() {
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, SeqCst);
-        }
-    }
     let ex = SimpleExecutor::new(1);
     let timer_dropped = Arc::new(AtomicBool::new(false));
     let flag = Flag(timer_dropped.clone());

@@ -172,22 +172,14 @@ impl<K, V, E> Table<K, V, E> {
     /// it is still there, for the caller to drop outside the lock.
     fn take_entry(&mut self, hash: u64, entry: &Arc<Cell<V, E>>) -> Option<Slot<K, V, E>> {
         self.others
-            .find_entry(
-                hash,
-                |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
-            )
+            .find_entry(hash, |s| s.is_entry(entry))
             .ok()
             .map(|found| found.remove().0)
     }
 
     /// Whether `entry` is the one the table holds for its key.
     fn holds_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) -> bool {
-        self.others
-            .find(
-                hash,
-                |s| matches!(&s.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry)),
-            )
-            .is_some()
+        self.others.find(hash, |s| s.is_entry(entry)).is_some()
     }
 }
 
@@ -195,6 +187,13 @@ impl<K, V, E> Table<K, V, E> {
 struct Slot<K, V, E> {
     key: K,
     state: SlotState<V, E>,
+}
+
+impl<K, V, E> Slot<K, V, E> {
+    /// Whether this slot holds `entry` itself (by identity).
+    fn is_entry(&self, entry: &Arc<Cell<V, E>>) -> bool {
+        matches!(&self.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry))
+    }
 }
 
 /// What [`Table::others`] holds for a key.

@@ -366,29 +366,28 @@ impl<T: Send + 'static> RawTask<T> {
                 Ok(_) => return,
                 Err(actual) => {
                     debug_assert_eq!(actual, NOTIFIED, "only a wake changes RUNNING");
-                    // Swaps, not stores: a wake absorbed after the failed
+                    // A swap, not a store: a wake absorbed after the failed
                     // CAS read NOTIFIED (a same-value CAS) is read by the
                     // swap, which acquires what that waker published (see
-                    // the orderings table). Only the runner moves out of
-                    // NOTIFIED, so the swap finds NOTIFIED.
-                    #[cfg(not(lazyflight_break = "task_notified_exit_store"))]
-                    let out = |to| this.state.swap(to, Acquire);
-                    // Negative control: a plain `Relaxed` store, which reads
-                    // no wake absorbed after the failed CAS.
-                    #[cfg(lazyflight_break = "task_notified_exit_store")]
-                    let out = |to| {
+                    // the orderings table).
+                    let leave_notified = |to| {
+                        #[cfg(not(lazyflight_break = "task_notified_exit_store"))]
+                        {
+                            let was = this.state.swap(to, Acquire);
+                            debug_assert_eq!(was, NOTIFIED, "only the runner leaves NOTIFIED");
+                        }
+                        // Negative control: a plain `Relaxed` store, which
+                        // reads no wake absorbed after the failed CAS.
+                        #[cfg(lazyflight_break = "task_notified_exit_store")]
                         this.state.store(to, Relaxed);
-                        NOTIFIED
                     };
                     if this.executor.is_some() {
                         // Re-queue at the tail: this is where `yield_now`
                         // gives way to the jobs queued before it.
-                        let was = out(SCHEDULED);
-                        debug_assert_eq!(was, NOTIFIED);
+                        leave_notified(SCHEDULED);
                         return Self::dispatch(this);
                     }
-                    let was = out(RUNNING);
-                    debug_assert_eq!(was, NOTIFIED);
+                    leave_notified(RUNNING);
                 }
             }
         }
