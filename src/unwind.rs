@@ -19,6 +19,19 @@ pub(crate) fn caught(f: impl FnOnce()) {
     core::mem::forget(payload);
 }
 
+/// Drops `value`, whose `Drop` is user code, on a path that may run while
+/// the thread is unwinding (a guard's or a future's `Drop`): there, under
+/// [`caught`], because a panic would abort the process; otherwise a plain
+/// drop, whose panic unwinds as usual.
+#[inline(always)]
+pub(crate) fn dropped<V>(value: V) {
+    if crate::sync::thread::panicking() {
+        caught(move || drop(value));
+    } else {
+        drop(value);
+    }
+}
+
 /// Calls `f` on every item even if some calls panic, as a `Vec`'s drop
 /// drops every element: the first panic unwinds on once every later item is
 /// done (each of those calls then runs under [`caught`], and their panics

@@ -347,7 +347,9 @@ impl WaitQueue {
             }
         };
         drop(list);
-        drop(old);
+        // The node's waker, if it still has one: an executor's code, and a
+        // waiter is dropped during unwinds too.
+        crate::unwind::dropped(old);
         pass.wake();
     }
 

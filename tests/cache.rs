@@ -775,6 +775,44 @@ fn clear_empties_every_shard_when_a_drop_panics() {
     assert_eq!(cache.len(), 0, "clear left keys behind");
 }
 
+/// An init panics, and the key stored for it panics when the abandoned entry
+/// is dropped during that unwind: the key's panic is caught there (it used
+/// to abort the process), the init's panic reaches the caller, and no entry
+/// is left.
+#[test]
+fn a_key_whose_drop_panics_while_an_init_unwinds_does_not_abort() {
+    /// Equal keys need not be alike in whether their `Drop` panics.
+    struct Key(u32, bool);
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl Eq for Key {}
+    impl std::hash::Hash for Key {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            self.0.hash(h);
+        }
+    }
+    impl Drop for Key {
+        fn drop(&mut self) {
+            if self.1 {
+                panic!("key drop panics");
+            }
+        }
+    }
+    let cache = Cache::<Key, u32, ()>::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(cache.get(Key(1, true), || async { panic!("init panics") }))
+    }));
+    assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"init panics"));
+    assert_eq!(cache.len(), 0, "the abandoned entry was left");
+    assert_eq!(
+        block_on(cache.get(Key(1, false), || async { Ok(2) })),
+        Ok(2)
+    );
+}
+
 /// `ManualClock` saturates instead of wrapping: it never goes back, and a
 /// value past its time-to-live is not served again.
 #[test]

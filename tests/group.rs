@@ -477,3 +477,107 @@ fn two_panicking_subscriber_wakers_do_not_abort() {
         }
     }
 }
+
+/// A key whose `Drop` panics if it is armed, even while the thread unwinds
+/// (unlike `Touchy`'s). Equal keys need not be alike in that.
+struct Bomb(u8, bool);
+
+impl PartialEq for Bomb {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Bomb {}
+
+impl std::hash::Hash for Bomb {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.1 {
+            panic!("key dropped");
+        }
+    }
+}
+
+/// The leader's work panics, and the stored key's `Drop` panics as the
+/// flight is cancelled during that unwind: the key's panic is caught there
+/// (it used to abort the process), the work's panic reaches the caller, the
+/// subscriber is told, and the key is free for a new flight.
+#[test]
+fn a_key_whose_drop_panics_while_the_work_unwinds_does_not_abort() {
+    let group = Group::<Bomb, u8, ()>::new();
+    let leader = lead(group.entry(Bomb(1, true)));
+    let sub = join(group.entry(Bomb(1, false)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _leader = leader;
+        panic!("work failed");
+    }));
+    assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"work failed"));
+    assert!(block_on(sub.recv()).unwrap().is_canceled());
+    assert_eq!(group.in_flight(), 0);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(group.run(Bomb(1, true), || async { panic!("work failed") }))
+    }));
+    assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"work failed"));
+    assert!(group.is_empty());
+}
+
+/// A waker whose `drop` panics (here, every time).
+fn waker_that_panics_on_drop() -> core::mem::ManuallyDrop<Waker> {
+    use core::task::{RawWaker, RawWakerVTable};
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(
+        |_| RawWaker::new(core::ptr::null(), &VTABLE),
+        |_| {},
+        |_| {},
+        |_| panic!("waker dropped"),
+    );
+    // SAFETY: the vtable's functions ignore the (null) data pointer.
+    core::mem::ManuallyDrop::new(unsafe {
+        Waker::from_raw(RawWaker::new(core::ptr::null(), &VTABLE))
+    })
+}
+
+/// A waiting subscriber is dropped while its task unwinds, and the waker
+/// it left in the queue panics when dropped: that panic is caught (it used
+/// to abort the process), the task's own panic goes on, and the flight is
+/// intact.
+#[test]
+fn a_waker_that_panics_on_drop_in_an_unwind_does_not_abort() {
+    let group = Group::<u8, u8, ()>::new();
+    let leader = lead(group.entry(1));
+    let sub = join(group.entry(1));
+    let waker = waker_that_panics_on_drop();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut recv = Box::pin(sub.recv());
+        assert!(recv
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        panic!("task failed");
+    }));
+    assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"task failed"));
+    drop(leader.complete(Ok(3)));
+    assert!(group.is_empty());
+}
+
+/// The flight is in the map from the call on, so even work that is ready at
+/// its first poll can be joined, here by `f` itself, and its outcome is
+/// then shared.
+#[test]
+fn work_ready_at_its_first_poll_can_be_joined_while_it_is_set_up() {
+    let group = Group::<u8, u8, ()>::new();
+    let mut joined = None;
+    let out = block_on(group.run(1, || {
+        joined = Some(join(group.entry(1)));
+        async { Ok(7) }
+    }));
+    assert!(out.is_shared());
+    let theirs = block_on(joined.expect("f ran").recv()).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&out, &theirs));
+    assert!(group.is_empty());
+}

@@ -983,20 +983,26 @@ impl<K, V, E> Cache<K, V, E> {
             if empty {
                 let removed = table.take_entry(hash, &entry);
                 drop(table);
-                drop(removed);
+                // The stored key (user code), on a path that an init's
+                // panic takes.
+                crate::unwind::dropped(removed);
                 return;
             }
         }
         // Negative control `cache_abandon_release_after_unlock`: every
         // caller lets go after unlocking.
-        if !cfg!(lazyflight_break = "cache_abandon_release_after_unlock")
+        let entry = if !cfg!(lazyflight_break = "cache_abandon_release_after_unlock")
             && table.holds_entry(hash, &entry)
         {
             // The table's reference outlives this one: not the last, so no
             // `Drop` of a value or error runs under the lock.
             drop(entry);
-        }
+            None
+        } else {
+            Some(entry)
+        };
         drop(table);
+        crate::unwind::dropped(entry);
     }
 }
 

@@ -51,7 +51,8 @@
 //!   store of DONE, and read only after an `Acquire` load has seen DONE.
 //! * The leader never holds a lock while the work runs: the shard lock is
 //!   taken twice per flight (insert, remove), each time for one table
-//!   operation. User code run under it: `K`'s `Hash` and `Eq` only (keys and
+//!   operation. User code run under it: `K`'s `Eq` only (a key is hashed
+//!   before the lock, the table rehashes by the stored hash, and keys and
 //!   `Arc`s are dropped after unlocking).
 //!
 //! # Invariants
@@ -390,10 +391,12 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     ///
     /// All callers of one flight get the same `Arc`. `f` is called only by
     /// the leader, and its result is published as soon as it is ready: a
-    /// caller joins if it arrives while the work runs. When the work finishes
-    /// at its first poll, no caller can have joined in between (the flight
-    /// is never visible across an await), so the outcome is not shared; like
-    /// every single-flight, `Group` coalesces calls that overlap in time.
+    /// caller joins if it arrives while the work runs. The flight is in the
+    /// map from the call to the publication, so a caller on another thread,
+    /// or `f` itself through [`entry`](Self::entry), can join even work that
+    /// finishes at its first poll; a caller that only comes after the
+    /// outcome is published leads a new flight. Like every single-flight,
+    /// `Group` coalesces calls that overlap in time.
     ///
     /// # Cancel safety
     ///
@@ -664,8 +667,10 @@ impl<K, T, E> Inner<K, T, E> {
         if let Some(flight) = flight {
             announce(&flight, &Arc::new(Outcome::Canceled));
         }
-        // Last: user code (see `detach`).
-        drop(key);
+        // Last: user code (see `detach`). A leader's work that panicked
+        // brings us here while unwinding, where a panic in `K::drop` would
+        // abort.
+        crate::unwind::dropped(key);
     }
 
     /// Calls `f` with the `joins` count and the shared state of the flight of
@@ -737,8 +742,9 @@ impl<K, T, E> fmt::Debug for Entry<K, T, E> {
     }
 }
 
-/// The caller that does a flight's work. `Send + 'static` (when `K`, `T`, `E`
-/// are): it can be moved into a spawned task.
+/// The caller that does a flight's work. `Send` when `K` is `Send` and `T`
+/// and `E` are `Send + Sync` (the outcome is shared as an `Arc`), and
+/// `'static` when they are: it can be moved into a spawned task.
 ///
 /// [`complete`](Self::complete) publishes the result. Dropping the leader
 /// without completing (cancellation, panic) publishes [`Outcome::Canceled`].
@@ -831,8 +837,8 @@ impl<K, T, E> Drop for RunLead<'_, K, T, E> {
     }
 }
 
-/// A caller waiting for a flight led by someone else. `Send + 'static` (when
-/// `T`, `E` are).
+/// A caller waiting for a flight led by someone else. `Send` when `T` and
+/// `E` are `Send + Sync`, and `'static` when they are.
 ///
 /// Dropping it only removes it from the flight.
 #[must_use = "a Subscriber does nothing unless `recv` is awaited"]
