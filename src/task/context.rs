@@ -11,7 +11,7 @@
 //! a derived context (same executor, its local) around its own polls.
 //!
 //! The thread-local holds a plain pointer and no synchronization; it comes
-//! from the shim's `thread_local!` so that each modelled thread under loom or
+//! from the shim (`crate::sync::thread_local!`) so that each modelled thread under loom or
 //! shuttle has its own.
 
 use core::any::Any;
