@@ -92,9 +92,9 @@ const OWNED: u8 = 0b100;
 /// Ordering of the fast-path load. The `relaxed_get` negative control
 /// weakens it to show that the loom suite notices.
 #[cfg(not(lazyflight_break = "relaxed_get"))]
-const FAST_LOAD: core::sync::atomic::Ordering = Acquire;
+const FAST_LOAD: crate::sync::atomic::Ordering = Acquire;
 #[cfg(lazyflight_break = "relaxed_get")]
-const FAST_LOAD: core::sync::atomic::Ordering = Relaxed;
+const FAST_LOAD: crate::sync::atomic::Ordering = Relaxed;
 
 /// The observable state of an [`ALazy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -272,6 +272,12 @@ impl<T, E> ALazy<T, E> {
     /// If `f` or its future panics, the panic propagates to this caller, and
     /// the cell hands off as if the leader were cancelled.
     ///
+    /// # Deadlocks
+    ///
+    /// An initializer that awaits its own cell, directly or through another
+    /// task, waits for itself and never completes, as a re-entrant
+    /// `OnceLock::get_or_init` does. lazyflight does not detect it.
+    ///
     /// # Examples
     ///
     /// ```
@@ -341,6 +347,16 @@ impl<T, E> ALazy<T, E> {
     /// Cancel-safe: dropping any caller, the one that started the initializer
     /// included, leaves the initializer in the cell, and later callers resume
     /// it.
+    ///
+    /// # Panics
+    ///
+    /// As described above: the caller polling the owned initializer when it
+    /// panics, and the caller whose `f` built it, panic with it.
+    ///
+    /// # Deadlocks
+    ///
+    /// As for [`get_or_init`](Self::get_or_init): an initializer
+    /// that awaits its own cell never completes.
     ///
     /// # Examples
     ///

@@ -253,8 +253,10 @@ pub struct CacheStats {
 /// * [`get_owned`](Self::get_owned) moves the init into the entry, so a
 ///   caller that is parked mid-init cannot stall the others.
 ///
-/// Entries are removed only by `invalidate`, `clear`, or replaced when found
-/// expired; there is no size bound.
+/// Entries are removed by `invalidate` and `clear`, replaced when found
+/// expired, and dropped when an init fails under
+/// [`ErrorPolicy::SharedOnly`] or is abandoned (its caller cancelled, or it
+/// panicked) with nobody waiting; there is no size bound.
 ///
 /// # Examples
 ///
@@ -419,6 +421,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// A panic in `init` propagates to its caller and hands over as above.
     ///
+    /// # Deadlocks
+    ///
+    /// An `init` that awaits the same key of the same cache, directly or
+    /// through another task, waits for itself and never completes (as
+    /// [`ALazy::get_or_init`](crate::ALazy::get_or_init)).
+    ///
     /// # Examples
     ///
     /// ```
@@ -513,6 +521,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// If the init panics, the panic surfaces in the caller polling it at
     /// that moment and in the caller that started it; the others start over.
+    ///
+    /// # Deadlocks
+    ///
+    /// As for [`get`](Self::get): an init that awaits its own key
+    /// never completes.
     ///
     /// # Examples
     ///

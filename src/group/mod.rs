@@ -410,6 +410,12 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     /// A panic in `f` propagates to the leader's caller; its subscribers get
     /// [`Outcome::Canceled`].
     ///
+    /// # Deadlocks
+    ///
+    /// Work that calls `run` for its own key, directly or through another
+    /// task, joins its own flight and waits for itself for ever (so does any
+    /// single-flight). lazyflight does not detect it.
+    ///
     /// # Examples
     ///
     /// ```

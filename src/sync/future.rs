@@ -8,7 +8,7 @@
 #[cfg(loom)]
 pub use loom::future::block_on;
 
-#[cfg(shuttle)]
+#[cfg(all(shuttle, not(loom)))]
 pub use shuttle::future::{block_on, spawn, JoinHandle};
 
 /// Blocks the current thread until `fut` completes.

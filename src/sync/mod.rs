@@ -18,8 +18,17 @@
 //!
 //! The API mirrors loom's: [`UnsafeCell::with`] / [`UnsafeCell::with_mut`]
 //! instead of raw `get()`, and a [`Mutex`] whose `lock()` never reports
-//! poisoning (a panic while holding one of lazyflight's locks cannot leave the
-//! protected data half-updated; every critical section is panic-free).
+//! poisoning (see its docs for why that is safe, and for loom's exception).
+//!
+//! Where the models differ from real threads (limits of loom and shuttle,
+//! which run every modelled thread on one OS thread):
+//!
+//! * [`thread::panicking`] is the OS thread's, so under a model it is true in
+//!   every modelled thread while any one of them unwinds.
+//! * A modelled thread that panics fails the whole model; its
+//!   `JoinHandle::join` does not return the panic as `Err` as std's does.
+//! * loom's own `Mutex` panics when it is locked after a panic poisoned it
+//!   (see [`Mutex`]).
 //!
 //! [loom]: https://docs.rs/loom
 //! [shuttle]: https://docs.rs/shuttle
@@ -42,7 +51,7 @@ pub mod atomic {
     pub use loom::sync::atomic::{
         fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
     };
-    #[cfg(shuttle)]
+    #[cfg(all(shuttle, not(loom)))]
     pub use shuttle::sync::atomic::{
         fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
     };
@@ -56,11 +65,12 @@ pub mod atomic {
 pub mod thread {
     #[cfg(loom)]
     pub use loom::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
-    #[cfg(shuttle)]
+    #[cfg(all(shuttle, not(loom)))]
     pub use shuttle::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
     /// Whether the current thread is unwinding from a panic: std's in every
-    /// mode (it synchronizes nothing; the models' threads unwind as the
-    /// real thread that runs them does).
+    /// mode (it synchronizes nothing). Under loom and shuttle that is the one
+    /// OS thread that runs every modelled thread, so it is true in all of
+    /// them while any one unwinds.
     pub use std::thread::panicking;
     #[cfg(not(any(loom, shuttle)))]
     pub use std::thread::{current, park, spawn, yield_now, JoinHandle, Thread};
@@ -73,14 +83,14 @@ pub mod thread {
 /// run every modelled thread on one OS thread, so std's would be shared).
 #[cfg(loom)]
 pub use loom::thread_local;
-#[cfg(shuttle)]
+#[cfg(all(shuttle, not(loom)))]
 pub use shuttle::thread_local;
 #[cfg(not(any(loom, shuttle)))]
 pub use std::thread_local;
 
 #[cfg(loom)]
 pub use loom::sync::Arc;
-#[cfg(shuttle)]
+#[cfg(all(shuttle, not(loom)))]
 pub use shuttle::sync::Arc;
 #[cfg(not(any(loom, shuttle)))]
 pub use std::sync::Arc;
@@ -127,7 +137,10 @@ where
 ///   (`LOOM_MAX_PREEMPTIONS`, `LOOM_MAX_BRANCHES`, ...).
 /// * `--cfg shuttle`: shuttle's PCT scheduler (depth 3) or, with
 ///   `LAZYFLIGHT_SHUTTLE_SCHEDULER=random`, its random scheduler, for
-///   `LAZYFLIGHT_SHUTTLE_ITERATIONS` runs (default 1000).
+///   `LAZYFLIGHT_SHUTTLE_ITERATIONS` runs (default 1000). PCT needs a model
+///   whose first run makes at least one scheduling decision; one that makes
+///   none fails with shuttle's "test closure did not exercise any
+///   concurrency" (the random scheduler accepts it).
 /// * otherwise: `f` runs once, on the calling thread (spawned threads are real).
 ///
 /// # Examples
@@ -153,7 +166,7 @@ where
     #[cfg(loom)]
     loom::model(f);
 
-    #[cfg(shuttle)]
+    #[cfg(all(shuttle, not(loom)))]
     {
         let iterations = std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS")
             .ok()

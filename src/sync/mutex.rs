@@ -2,7 +2,7 @@
 
 #[cfg(loom)]
 use loom::sync as imp;
-#[cfg(shuttle)]
+#[cfg(all(shuttle, not(loom)))]
 use shuttle::sync as imp;
 #[cfg(not(any(loom, shuttle)))]
 use std::sync as imp;
@@ -12,9 +12,15 @@ pub type MutexGuard<'a, T> = imp::MutexGuard<'a, T>;
 
 /// A mutual-exclusion lock whose [`lock`](Mutex::lock) ignores poisoning.
 ///
-/// lazyflight never panics while holding one of its locks, so a poisoned lock
-/// can only come from user code holding a guard of a `Mutex` it created
-/// itself; like `parking_lot`, we hand the data back rather than propagate.
+/// lazyflight's own critical sections do not panic. The one piece of user
+/// code it runs under a lock is a key's `Eq`, in the shard tables of `Cache`
+/// and `Group`, and a panic there only fails that look-up and leaves the
+/// table as it was. So a poisoned lock holds consistent data, and, like
+/// `parking_lot`, we hand the data back rather than propagate.
+///
+/// Under loom this does not hold: loom's `Mutex` itself panics when it is
+/// locked after a panic poisoned it, so a model in which a key's `Eq`
+/// panics under a lock fails there.
 #[derive(Debug, Default)]
 pub struct Mutex<T: ?Sized>(imp::Mutex<T>);
 

@@ -1154,6 +1154,12 @@ impl<T> fmt::Debug for CollectAll<T> {
 /// has an executor. Results are in input order. A `max_concurrency` of 0
 /// means no limit (one batch, as [`collect_all`]), as in async_simple.
 ///
+/// # Cancel safety
+///
+/// Dropping the returned task (or the task awaiting it) mid-flight drops the
+/// batch in progress as dropping a [`CollectAll`] does, and the children of
+/// later batches unstarted.
+///
 /// # Examples
 ///
 /// ```

@@ -275,6 +275,14 @@ impl<T: Send + 'static> Lazy<T> {
     /// [`Try`], on the thread that completes the task (possibly before
     /// `start` returns).
     ///
+    /// # Panics
+    ///
+    /// A panic in the task is not one: it is captured in the [`Try`]. A
+    /// panic in `callback` unwinds from where the callback runs: out of
+    /// `start` if the task completes before it returns, and otherwise out of
+    /// the `wake` that resumed the task, into the code that called it (a
+    /// task without an executor runs in its waker's caller).
+    ///
     /// # Examples
     ///
     /// ```
@@ -298,6 +306,13 @@ impl<T: Send + 'static> Lazy<T> {
     /// Starts the task inline (like [`start`](Self::start)) with `executor`
     /// bound: it flows down the await chain, and every resumption after the
     /// first suspension is scheduled on it.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `callback` unwinds out of `directly_start` if the task
+    /// completes before it returns, and otherwise on the executor's thread,
+    /// which handles it as it handles any job's panic ([`SimpleExecutor`](super::SimpleExecutor)'s
+    /// workers catch it and go on).
     ///
     /// # Examples
     ///

@@ -120,6 +120,11 @@ impl<T> Try<T> {
     }
 
     /// The value; re-raises the error (a panic resumes with its payload).
+    ///
+    /// # Panics
+    ///
+    /// If the task failed: a task that panicked resumes that panic, with its
+    /// payload; any other [`TaskError`] panics with its message.
     #[track_caller]
     pub fn value(self) -> T {
         match self.0 {

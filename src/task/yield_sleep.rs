@@ -14,9 +14,12 @@ use crate::wait_queue::{WaitKey, WaitQueue};
 
 /// Suspends the current task and re-queues it at the tail of its executor.
 ///
-/// Resolves to `Err(TaskError::NoExecutor)` at once in a task without an
-/// executor (there is nowhere to yield to), as async_simple's `Yield`
-/// refuses. This is async_simple's `co_await Yield{}`.
+/// This is async_simple's `co_await Yield{}`.
+///
+/// # Errors
+///
+/// [`TaskError::NoExecutor`] at once in a task without an executor (there is
+/// nowhere to yield to), as async_simple's `Yield` refuses.
 ///
 /// # Cancel safety
 ///
@@ -109,9 +112,11 @@ impl Drop for AlarmJob {
 /// [`schedule_after`](super::Executor::schedule_after); the task resumes on
 /// its executor.
 ///
-/// Resolves to `Err(TaskError::NoExecutor)` in a task without an executor,
-/// and to `Err(TaskError::Rejected)` if the executor refuses the timer (or
-/// drops it unrun).
+/// # Errors
+///
+/// [`TaskError::NoExecutor`] in a task without an executor, and
+/// [`TaskError::Rejected`] if the executor refuses the timer (or drops it
+/// unrun).
 ///
 /// # Cancel safety
 ///
