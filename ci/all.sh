@@ -4,6 +4,13 @@
 # for the whole gate on a fresh clone.
 source "$(dirname "$0")/lib.sh"
 steps=(fmt shim-discipline clippy test doc loom negative-controls shuttle miri bench-build)
+# Each step's budget in seconds (the one written in its script), enforced:
+# a step that runs over it is stopped and fails the gate. The whole gate is
+# held to 25 minutes the same way: a step never gets more than what is left
+# of that, so a gate that grew past it fails instead of passing slowly.
+declare -A budget=([fmt]=60 [shim-discipline]=10 [clippy]=480 [test]=480 [doc]=180
+    [loom]=600 [negative-controls]=600 [shuttle]=360 [miri]=360 [bench-build]=360)
+gate_budget=1500
 declare -A took
 skipped=0
 start=$SECONDS
@@ -13,9 +20,21 @@ for s in "${steps[@]}"; do
         echo "ci/$s.sh is missing" >&2
         exit 1
     fi
+    limit=${budget[$s]}
+    left=$((gate_budget - (SECONDS - start)))
+    ((left < limit)) && limit=$left
+    if ((limit <= 0)); then
+        echo "gate: FAILED: the ${gate_budget} s budget of the whole gate ran out before ci/$s.sh" >&2
+        exit 1
+    fi
     status=0
-    bash "ci/$s.sh" || status=$?
+    # timeout signals the step's whole process group (cargo and the tests too).
+    timeout -k 10 "$limit" bash "ci/$s.sh" || status=$?
     case $status in
+        124 | 137)
+            echo "gate: FAILED: ci/$s.sh ran over its budget of ${limit} s, or was killed (status $status)" >&2
+            exit 1
+            ;;
         0) took[$s]="$((SECONDS - t0))s" ;;
         3) took[$s]="SKIPPED (see its output above for why)"; skipped=$((skipped + 1)) ;;
         *) echo "ci/$s.sh failed with status $status" >&2; exit "$status" ;;

@@ -37,5 +37,6 @@ MIRI_SKIP=(many_ready ready_chains sleep_orders sleeping_tasks variadic_collect_
 echo "miri: skipping ${MIRI_SKIP[*]} (large or wall-clock tests; run natively by ci/test.sh)"
 skips=()
 for t in "${MIRI_SKIP[@]}"; do skips+=(--skip "$t"); done
-MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
+# Flags from the environment are added to the project's, never replace them.
+MIRIFLAGS="-Zmiri-strict-provenance ${MIRIFLAGS:-}" \
     cargo +nightly miri test -p lazyflight "${args[@]}" -- "${skips[@]}"

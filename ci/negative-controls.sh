@@ -75,6 +75,7 @@ target_dir=$root/target/loom-neg
 timeout_s=${LAZYFLIGHT_MODEL_TIMEOUT:-300}
 export LOOM_MAX_PREEMPTIONS=2
 export LOOM_MAX_BRANCHES=1000
+unset LOOM_MAX_PERMUTATIONS LOOM_MAX_DURATION LOOM_CHECKPOINT_FILE LOOM_CHECKPOINT_INTERVAL
 export RUSTFLAGS="--cfg loom"
 # Same build as ci/loom.sh: release with debug assertions.
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true
@@ -91,7 +92,7 @@ while read -r control models; do
         echo "error: $list: control '$control' lists no model" >&2
         exit 1
     fi
-    if ! grep -q "\"$control\"" Cargo.toml; then
+    if ! grep -E "^\s*'cfg\(lazyflight_break, values\(" Cargo.toml | grep -q "\"$control\""; then
         echo "error: $list: control '$control' is not declared in Cargo.toml's lazyflight_break values" >&2
         exit 1
     fi
