@@ -272,11 +272,15 @@ impl<T, E> ALazy<T, E> {
     /// If `f` or its future panics, the panic propagates to this caller, and
     /// the cell hands off as if the leader were cancelled.
     ///
+    /// An initializer future that awaits its own cell (re-entrant
+    /// initialization) would wait for itself: the inner call panics instead,
+    /// which fails the initializer as above.
+    ///
     /// # Deadlocks
     ///
-    /// An initializer that awaits its own cell, directly or through another
-    /// task, waits for itself and never completes, as a re-entrant
-    /// `OnceLock::get_or_init` does. lazyflight does not detect it.
+    /// An initializer that waits for its own cell in a way this thread cannot
+    /// see (through another task, or by blocking on it inside `f`) never
+    /// completes, as a re-entrant `OnceLock::get_or_init` does.
     ///
     /// # Examples
     ///
@@ -321,7 +325,7 @@ impl<T, E> ALazy<T, E> {
             Acquired::Lead(baton) => {
                 // If `f` or the future panics, or this future is dropped
                 // here, `baton` is dropped and hands off.
-                let result = f().await;
+                let result = self.initializing(f).await;
                 baton.complete(result)
             }
         }
@@ -351,12 +355,14 @@ impl<T, E> ALazy<T, E> {
     /// # Panics
     ///
     /// As described above: the caller polling the owned initializer when it
-    /// panics, and the caller whose `f` built it, panic with it.
+    /// panics, and the caller whose `f` built it, panic with it. An owned
+    /// initializer that awaits its own cell panics, as in
+    /// [`get_or_init`](Self::get_or_init).
     ///
     /// # Deadlocks
     ///
-    /// As for [`get_or_init`](Self::get_or_init): an initializer
-    /// that awaits its own cell never completes.
+    /// As for [`get_or_init`](Self::get_or_init): an initializer that waits
+    /// for its own cell through another task never completes.
     ///
     /// # Examples
     ///
@@ -500,6 +506,7 @@ impl<T, E> ALazy<T, E> {
                     }
                 }
                 INITIALIZING if s & OWNED != 0 => {
+                    Initializing::refuse_reentry(self);
                     let driver = self.driver.lock().clone();
                     if let Some(driver) = driver {
                         Drive {
@@ -511,6 +518,7 @@ impl<T, E> ALazy<T, E> {
                     }
                 }
                 INITIALIZING => {
+                    Initializing::refuse_reentry(self);
                     if (Wait {
                         cell: self,
                         key: WaitKey::new(),
@@ -531,6 +539,22 @@ impl<T, E> ALazy<T, E> {
                 }
             }
         }
+    }
+
+    /// Calls `f` and awaits its future as this cell's initializer: while the
+    /// future is polled, the cell is marked as initializing on this thread
+    /// (see [`Initializing`]).
+    async fn initializing<F, Fut>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut fut = core::pin::pin!(f());
+        core::future::poll_fn(|cx| {
+            let _here = Initializing::enter(self);
+            fut.as_mut().poll(cx)
+        })
+        .await
     }
 
     /// Writes the result, publishes it and wakes every waiter.
@@ -889,7 +913,10 @@ impl<T, E> Future for Drive<'_, T, E> {
             // a wake-up either precedes this store (and the poll sees its
             // event) or is seen by the load after we unlock.
             sig.repoll.store(false, SeqCst);
-            let polled = fut.as_mut().poll(&mut Context::from_waker(&driver.waker));
+            let polled = {
+                let _here = Initializing::enter(this.cell);
+                fut.as_mut().poll(&mut Context::from_waker(&driver.waker))
+            };
             let mut slot = guard.disarm();
             match polled {
                 Poll::Ready(result) => {
@@ -1097,4 +1124,51 @@ pub(crate) fn drop_slow<P>(phase: &mut ManuallyDrop<P>) {
     // SAFETY: called once, from `GetOrInit::drop`; `phase` is not used again,
     // and it is dropped in place, as its pinning requires.
     unsafe { ManuallyDrop::drop(phase) }
+}
+
+crate::sync::thread_local! {
+    /// The cells whose initializer future this thread is polling right now,
+    /// innermost last.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro has no `const` form
+    static INITIALIZING_HERE: core::cell::RefCell<Vec<usize>> =
+        core::cell::RefCell::new(Vec::new());
+}
+
+/// Marks a cell as initializing on this thread for as long as it lives.
+///
+/// A call that would wait for a cell marked on its own thread is made by
+/// that cell's initializer future (the mark is set while it is polled), so
+/// it would wait for itself for ever: it panics instead, and the panic fails
+/// the initializer as any other would. The closure `f` is not marked: code
+/// there may poll another caller's future of the same cell once (the tests
+/// do, to queue a waiter behind the leader), and one that blocks on the
+/// cell instead stays the documented deadlock.
+struct Initializing(usize);
+
+impl Initializing {
+    fn enter<T, E>(cell: &ALazy<T, E>) -> Self {
+        let addr = cell as *const ALazy<T, E> as usize;
+        INITIALIZING_HERE.with(|h| h.borrow_mut().push(addr));
+        Initializing(addr)
+    }
+
+    /// Panics if `cell`'s initializer is running on this thread.
+    fn refuse_reentry<T, E>(cell: &ALazy<T, E>) {
+        let addr = cell as *const ALazy<T, E> as usize;
+        if INITIALIZING_HERE.with(|h| h.borrow().contains(&addr)) {
+            panic!(
+                "ALazy: the initializer awaits its own cell, which would wait for itself for ever \
+                 (re-entrant initialization)"
+            );
+        }
+    }
+}
+
+impl Drop for Initializing {
+    fn drop(&mut self) {
+        INITIALIZING_HERE.with(|h| {
+            let popped = h.borrow_mut().pop();
+            debug_assert_eq!(popped, Some(self.0), "initializer marks nest");
+        });
+    }
 }

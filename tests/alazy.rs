@@ -803,3 +803,68 @@ fn an_owned_leader_whose_closure_panics_hands_off_in_fifo_order() {
     assert_eq!(poll_once(&mut longest, &waker), Poll::Ready(Ok(&1)));
     assert_eq!(poll_once(&mut late, &waker), Poll::Ready(Ok(&1)));
 }
+
+/// The message of a caught panic.
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// An initializer that awaits its own cell would wait for itself for ever:
+/// it panics instead (from the inner call, so the initializer fails and the
+/// cell hands off as after any panic), and the cell still works afterwards.
+#[test]
+fn an_initializer_awaiting_its_own_cell_panics_instead_of_hanging() {
+    let cell = ALazy::<u32, ()>::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(cell.get_or_init(|| async {
+            cell.get_or_init(|| async { Ok(1) })
+                .await
+                .copied()
+                .map_err(|_| ())
+        }))
+        .copied()
+    }));
+    assert!(panic_text(r.unwrap_err()).contains("re-entrant"));
+    assert_eq!(cell.state(), State::Empty);
+    assert_eq!(block_on(cell.get_or_init(|| async { Ok(3) })), Ok(&3));
+}
+
+/// The same for an owned initializer: the caller driving it and the caller
+/// that started it panic, and the cell starts over.
+#[test]
+fn an_owned_initializer_awaiting_its_own_cell_panics_instead_of_hanging() {
+    let cell = Arc::new(ALazy::<u32, ()>::new());
+    let inner = cell.clone();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(cell.get_or_init_owned(move || async move {
+            inner
+                .get_or_init(|| async { Ok(1) })
+                .await
+                .copied()
+                .map_err(|_| ())
+        }))
+        .copied()
+    }));
+    assert!(
+        r.is_err(),
+        "the owned initializer's panic reaches its starter"
+    );
+    assert_eq!(cell.state(), State::Empty);
+    assert_eq!(block_on(cell.get_or_init_owned(|| async { Ok(4) })), Ok(&4));
+}
+
+/// Cells nested the right way round are not re-entrant: an initializer
+/// that initializes another cell, which reads the first one's neighbour.
+#[test]
+fn initializers_of_different_cells_nest() {
+    let (a, b) = (ALazy::<u32, ()>::new(), ALazy::<u32, ()>::new());
+    let got = block_on(a.get_or_init(|| async {
+        let inner = *b.get_or_init(|| async { Ok(2) }).await.unwrap();
+        Ok(inner + 1)
+    }));
+    assert_eq!(got, Ok(&3));
+    assert_eq!(b.get(), Some(&2));
+}

@@ -880,3 +880,27 @@ fn a_panicking_waker_in_a_hand_off_during_unwind_does_not_abort() {
         Poll::Ready(Ok(2))
     );
 }
+
+/// An init that awaits its own key would wait for itself for ever: it
+/// panics instead, and the key is free afterwards.
+#[test]
+fn an_init_awaiting_its_own_key_panics_instead_of_hanging() {
+    let cache = Cache::<u8, u32, ()>::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(cache.get(1, || async { cache.get(1, || async { Ok(1) }).await }))
+    }));
+    let p = r.unwrap_err();
+    let text = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(text.contains("re-entrant"), "{text}");
+    assert_eq!(cache.len(), 0);
+    assert_eq!(block_on(cache.get(1, || async { Ok(5) })), Ok(5));
+    // Another key from inside an init is fine.
+    assert_eq!(
+        block_on(cache.get(2, || async { cache.get(3, || async { Ok(6) }).await })),
+        Ok(6)
+    );
+}

@@ -420,12 +420,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// # Panics
     ///
     /// A panic in `init` propagates to its caller and hands over as above.
+    /// An `init` whose future awaits its own key (re-entrant) would wait for
+    /// itself: the inner call panics instead.
     ///
     /// # Deadlocks
     ///
-    /// An `init` that awaits the same key of the same cache, directly or
-    /// through another task, waits for itself and never completes (as
-    /// [`ALazy::get_or_init`](crate::ALazy::get_or_init)).
+    /// An `init` that waits for its own key in a way this thread cannot see
+    /// (through another task, or by blocking inside the closure) never
+    /// completes (as [`ALazy::get_or_init`](crate::ALazy::get_or_init)).
     ///
     /// # Examples
     ///
@@ -524,8 +526,8 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// # Deadlocks
     ///
-    /// As for [`get`](Self::get): an init that awaits its own key
-    /// never completes.
+    /// As for [`get`](Self::get): an init that awaits its own key panics,
+    /// and one that waits for it through another task never completes.
     ///
     /// # Examples
     ///
