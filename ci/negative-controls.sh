@@ -162,7 +162,10 @@ build() { # build <control or empty> <model>...
     done
 }
 
-# run <label> <model>: 0 passed, 1 failed, 2 timed out. Log in $logs/<label>.<model>.log
+# run <label> <model>: 0 passed, 1 failed (the model reported a failure: a
+# loom verdict or a failed assertion, as a panic in its log), 2 timed out,
+# 3 died without reporting a failure (a signal, an OOM kill, a crash: not a
+# catch). Log in $logs/<label>.<model>.log
 run() {
     local label=$1 model=$2 bin rc
     bin=${binary_of[$model]:-}
@@ -177,14 +180,31 @@ run() {
     case $rc in
         0) return 0 ;;
         124) return 2 ;;
-        *) return 1 ;;
     esac
+    # A failure the model reported: the test harness's panic message (loom
+    # reports deadlocks and causality violations as panics too). loom may
+    # abort afterwards (a panic in a destructor while unwinding); the failure
+    # was reported first.
+    if grep -q "panicked at" "$logs/$label.$model.log"; then
+        return 1
+    fi
+    LAST_RC=$rc
+    return 3
 }
+LAST_RC=0
 
-# The first line of the panic that failed a model: what it caught.
+# What failed a model: loom's own verdict (a deadlock, a causality
+# violation) if it gave one, else the first panic's message. (A model may
+# panic on purpose on its way, e.g. a waker that panics; loom's verdict is
+# what decided the run.)
 reason() {
-    local log=$logs/$1.$2.log
-    grep -m1 -A1 "panicked at" "$log" | tail -n1 | cut -c1-110 || true
+    local log=$logs/$1.$2.log verdict
+    verdict=$(grep -m1 -E "^(deadlock; threads|Causality violation)" "$log" | cut -c1-110 || true)
+    if [[ -n $verdict ]]; then
+        echo "$verdict"
+    else
+        grep -m1 -A1 "panicked at" "$log" | tail -n1 | cut -c1-110 || true
+    fi
 }
 
 ms() { date +%s%3N; }
@@ -269,6 +289,10 @@ for control in "${controls[@]}"; do
             2)
                 printf '  %-60s TIMED OUT after %s s (not a catch)\n' "$model" "$timeout_s"
                 [[ $listed == 1 ]] && survived+=("$control/$model (timed out)")
+                ;;
+            3)
+                printf '  %-60s DIED with status %s and reported no failure (not a catch)\n' "$model" "$LAST_RC"
+                [[ $listed == 1 ]] && survived+=("$control/$model (died with status $LAST_RC, no failure reported)")
                 ;;
         esac
     done
