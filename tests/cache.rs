@@ -11,6 +11,9 @@ use lazyflight::sync::future::block_on;
 use lazyflight::sync::Arc;
 use lazyflight::{Cache, CacheStats, ErrorPolicy, ManualClock};
 
+#[path = "common/armed_key.rs"]
+mod armed_key;
+
 /// The seed's Cache example, with `.await` driven by `block_on`.
 #[test]
 fn seed_cache_example() {
@@ -781,26 +784,7 @@ fn clear_empties_every_shard_when_a_drop_panics() {
 /// is left.
 #[test]
 fn a_key_whose_drop_panics_while_an_init_unwinds_does_not_abort() {
-    /// Equal keys need not be alike in whether their `Drop` panics.
-    struct Key(u32, bool);
-    impl PartialEq for Key {
-        fn eq(&self, other: &Self) -> bool {
-            self.0 == other.0
-        }
-    }
-    impl Eq for Key {}
-    impl std::hash::Hash for Key {
-        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-            self.0.hash(h);
-        }
-    }
-    impl Drop for Key {
-        fn drop(&mut self) {
-            if self.1 {
-                panic!("key drop panics");
-            }
-        }
-    }
+    use armed_key::ArmedKey as Key;
     let cache = Cache::<Key, u32, ()>::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         block_on(cache.get(Key(1, true), || async { panic!("init panics") }))

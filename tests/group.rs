@@ -13,6 +13,9 @@ use lazyflight::{Group, Leader, Outcome, Recv, Subscriber};
 
 mod common;
 use common::{join, lead};
+#[path = "common/armed_key.rs"]
+mod armed_key;
+use armed_key::ArmedKey;
 
 /// A waker that counts its wake-ups.
 #[derive(Default)]
@@ -478,41 +481,15 @@ fn two_panicking_subscriber_wakers_do_not_abort() {
     }
 }
 
-/// A key whose `Drop` panics if it is armed, even while the thread unwinds
-/// (unlike `Touchy`'s). Equal keys need not be alike in that.
-struct Bomb(u8, bool);
-
-impl PartialEq for Bomb {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl Eq for Bomb {}
-
-impl std::hash::Hash for Bomb {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.0.hash(h);
-    }
-}
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        if self.1 {
-            panic!("key dropped");
-        }
-    }
-}
-
 /// The leader's work panics, and the stored key's `Drop` panics as the
 /// flight is cancelled during that unwind: the key's panic is caught there
 /// (it used to abort the process), the work's panic reaches the caller, the
 /// subscriber is told, and the key is free for a new flight.
 #[test]
 fn a_key_whose_drop_panics_while_the_work_unwinds_does_not_abort() {
-    let group = Group::<Bomb, u8, ()>::new();
-    let leader = lead(group.entry(Bomb(1, true)));
-    let sub = join(group.entry(Bomb(1, false)));
+    let group = Group::<ArmedKey, u8, ()>::new();
+    let leader = lead(group.entry(ArmedKey(1, true)));
+    let sub = join(group.entry(ArmedKey(1, false)));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let _leader = leader;
         panic!("work failed");
@@ -521,7 +498,7 @@ fn a_key_whose_drop_panics_while_the_work_unwinds_does_not_abort() {
     assert!(block_on(sub.recv()).unwrap().is_canceled());
     assert_eq!(group.in_flight(), 0);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        block_on(group.run(Bomb(1, true), || async { panic!("work failed") }))
+        block_on(group.run(ArmedKey(1, true), || async { panic!("work failed") }))
     }));
     assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"work failed"));
     assert!(group.is_empty());
