@@ -71,6 +71,7 @@
 
 use core::fmt;
 use core::future::Future;
+use core::marker::PhantomData;
 use core::mem::{self, ManuallyDrop};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -274,13 +275,16 @@ impl<T, E> ALazy<T, E> {
     ///
     /// An initializer future that awaits its own cell (re-entrant
     /// initialization) would wait for itself: the inner call panics instead,
-    /// which fails the initializer as above.
+    /// which fails the initializer as above. "Its own" means polled with the
+    /// waker the initializer is polled with: another task polled inside the
+    /// initializer's poll (an executor nested in it) waits as usual.
     ///
     /// # Deadlocks
     ///
-    /// An initializer that waits for its own cell in a way this thread cannot
-    /// see (through another task, or by blocking on it inside `f`) never
-    /// completes, as a re-entrant `OnceLock::get_or_init` does.
+    /// An initializer that waits for its own cell in a way the cell cannot
+    /// see (through another task, through a combinator that polls it with a
+    /// waker of its own, or by blocking on it inside `f`) never completes, as
+    /// a re-entrant `OnceLock::get_or_init` does.
     ///
     /// # Examples
     ///
@@ -506,7 +510,7 @@ impl<T, E> ALazy<T, E> {
                     }
                 }
                 INITIALIZING if s & OWNED != 0 => {
-                    Initializing::refuse_reentry(self);
+                    Initializing::refuse_reentry(self).await;
                     let driver = self.driver.lock().clone();
                     if let Some(driver) = driver {
                         Drive {
@@ -518,7 +522,7 @@ impl<T, E> ALazy<T, E> {
                     }
                 }
                 INITIALIZING => {
-                    Initializing::refuse_reentry(self);
+                    Initializing::refuse_reentry(self).await;
                     if (Wait {
                         cell: self,
                         key: WaitKey::new(),
@@ -551,7 +555,7 @@ impl<T, E> ALazy<T, E> {
     {
         let mut fut = core::pin::pin!(f());
         core::future::poll_fn(|cx| {
-            let _here = Initializing::enter(self);
+            let _here = Initializing::enter(self, cx.waker());
             fut.as_mut().poll(cx)
         })
         .await
@@ -914,8 +918,9 @@ impl<T, E> Future for Drive<'_, T, E> {
             // event) or is seen by the load after we unlock.
             sig.repoll.store(false, SeqCst);
             let polled = {
-                let _here = Initializing::enter(this.cell);
-                fut.as_mut().poll(&mut Context::from_waker(&driver.waker))
+                let waker = &driver.waker;
+                let _here = Initializing::enter(this.cell, waker);
+                fut.as_mut().poll(&mut Context::from_waker(waker))
             };
             let mut slot = guard.disarm();
             match polled {
@@ -1128,47 +1133,80 @@ pub(crate) fn drop_slow<P>(phase: &mut ManuallyDrop<P>) {
 
 crate::sync::thread_local! {
     /// The cells whose initializer future this thread is polling right now,
-    /// innermost last.
+    /// each with the waker it is polled with, innermost last.
     #[allow(clippy::missing_const_for_thread_local)] // loom's macro has no `const` form
-    static INITIALIZING_HERE: core::cell::RefCell<Vec<usize>> =
+    static INITIALIZING_HERE: core::cell::RefCell<Vec<(usize, *const Waker)>> =
         core::cell::RefCell::new(Vec::new());
 }
 
-/// Marks a cell as initializing on this thread for as long as it lives.
+/// Marks a cell as initializing on this thread, polled with a given waker,
+/// for as long as it lives.
 ///
-/// A call that would wait for a cell marked on its own thread is made by
-/// that cell's initializer future (the mark is set while it is polled), so
-/// it would wait for itself for ever: it panics instead, and the panic fails
-/// the initializer as any other would. The closure `f` is not marked: code
-/// there may poll another caller's future of the same cell once (the tests
-/// do, to queue a waiter behind the leader), and one that blocks on the
-/// cell instead stays the documented deadlock.
-struct Initializing(usize);
+/// A call that would wait for a cell marked on its own thread, polled with
+/// a waker that wakes the same task as the mark's, is made by that cell's
+/// initializer future (the mark is set while it is polled), so it would
+/// wait for itself for ever: it panics instead, and the panic fails the
+/// initializer as any other would. Another task polled inside the
+/// initializer's poll (an executor nested in the initializer, such as a
+/// `LocalSet`) has a waker of its own and waits as usual. An initializer
+/// that passes its own call a waker of its own making (a combinator that
+/// wraps wakers) is not recognized and stays the documented deadlock. The
+/// closure `f` is not marked: code there may poll another caller's future
+/// of the same cell once (the tests do, to queue a waiter behind the
+/// leader), and one that blocks on the cell instead stays the documented
+/// deadlock too.
+struct Initializing<'w> {
+    addr: usize,
+    /// The mark holds a pointer to this waker: see `refuse_reentry`.
+    _waker: PhantomData<&'w Waker>,
+}
 
-impl Initializing {
-    fn enter<T, E>(cell: &ALazy<T, E>) -> Self {
+impl<'w> Initializing<'w> {
+    fn enter<T, E>(cell: &ALazy<T, E>, waker: &'w Waker) -> Self {
         let addr = cell as *const ALazy<T, E> as usize;
-        INITIALIZING_HERE.with(|h| h.borrow_mut().push(addr));
-        Initializing(addr)
+        INITIALIZING_HERE.with(|h| h.borrow_mut().push((addr, waker as *const Waker)));
+        Initializing {
+            addr,
+            _waker: PhantomData,
+        }
     }
 
-    /// Panics if `cell`'s initializer is running on this thread.
-    fn refuse_reentry<T, E>(cell: &ALazy<T, E>) {
+    /// Panics, when polled, if `cell`'s initializer is being polled on this
+    /// thread for the task polling this.
+    fn refuse_reentry<T, E>(cell: &ALazy<T, E>) -> impl Future<Output = ()> + '_ {
         let addr = cell as *const ALazy<T, E> as usize;
-        if INITIALIZING_HERE.with(|h| h.borrow().contains(&addr)) {
-            panic!(
-                "ALazy: the initializer awaits its own cell, which would wait for itself for ever \
-                 (re-entrant initialization)"
-            );
-        }
+        core::future::poll_fn(move |cx| {
+            let mine = INITIALIZING_HERE.with(|h| {
+                h.borrow().iter().any(|&(a, w)| {
+                    // SAFETY: a mark is on the stack only while its
+                    // `Initializing` lives, which borrows the waker for
+                    // that long; it is popped when the poll that set it
+                    // returns or unwinds, and this code runs inside that
+                    // poll (on this thread, nested in it), so the waker
+                    // is alive.
+                    a == addr && unsafe { &*w }.will_wake(cx.waker())
+                })
+            });
+            if mine {
+                panic!(
+                    "ALazy: the initializer awaits its own cell, which would wait for itself for \
+                     ever (re-entrant initialization)"
+                );
+            }
+            Poll::Ready(())
+        })
     }
 }
 
-impl Drop for Initializing {
+impl Drop for Initializing<'_> {
     fn drop(&mut self) {
         INITIALIZING_HERE.with(|h| {
             let popped = h.borrow_mut().pop();
-            debug_assert_eq!(popped, Some(self.0), "initializer marks nest");
+            debug_assert_eq!(
+                popped.map(|(a, _)| a),
+                Some(self.addr),
+                "initializer marks nest"
+            );
         });
     }
 }

@@ -868,3 +868,26 @@ fn initializers_of_different_cells_nest() {
     assert_eq!(got, Ok(&3));
     assert_eq!(b.get(), Some(&2));
 }
+
+/// Another task polled inside the initializer's poll (as by an executor
+/// nested in the initializer, a `LocalSet` say) is not re-entrant: it has a
+/// waker of its own, so it waits as any caller does instead of panicking,
+/// is woken when the initializer publishes, and gets the value.
+#[test]
+fn another_task_polled_inside_the_initializer_waits_instead_of_panicking() {
+    let cell = ALazy::<u32, ()>::new();
+    let (other_woken, other_waker) = counting_waker();
+    let mut other = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    let got = block_on(cell.get_or_init(|| async {
+        // The nested "executor" polls the other task once, with its waker.
+        let polled = other.as_mut().poll(&mut Context::from_waker(&other_waker));
+        assert!(
+            polled.is_pending(),
+            "the other task waits for the initializer"
+        );
+        Ok(1)
+    }));
+    assert_eq!(got, Ok(&1));
+    assert!(other_woken.0.load(SeqCst) >= 1, "the other task was woken");
+    assert_eq!(poll_once(&mut other, &other_waker), Poll::Ready(Ok(&1)));
+}

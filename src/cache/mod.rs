@@ -425,9 +425,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// # Deadlocks
     ///
-    /// An `init` that waits for its own key in a way this thread cannot see
-    /// (through another task, or by blocking inside the closure) never
-    /// completes (as [`ALazy::get_or_init`](crate::ALazy::get_or_init)).
+    /// An `init` that waits for its own key in a way the cache cannot see
+    /// (through another task, through a combinator that polls it with a
+    /// waker of its own, or by blocking inside the closure) never completes
+    /// (as [`ALazy::get_or_init`](crate::ALazy::get_or_init)).
     ///
     /// # Examples
     ///
