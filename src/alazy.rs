@@ -345,6 +345,13 @@ impl<T, E> ALazy<T, E> {
     /// initializer keeps its progress: the next caller resumes it where it
     /// stopped.
     ///
+    /// That holds among owned-mode callers. A plain
+    /// [`get_or_init`](Self::get_or_init) caller of the same cell can still
+    /// stall them: a plain leader that is parked holds the initialization,
+    /// and when a leader is cancelled the baton goes to the longest-waiting
+    /// plain caller, which may itself be parked or leaked. Use one mode per
+    /// cell when callers may be parked.
+    ///
     /// If the owned initializer panics, the panic propagates to the caller
     /// that was polling it, the cell drops it and returns to `Empty`, and the
     /// remaining callers start over (one of them leads with its own `f`). The
@@ -422,6 +429,11 @@ impl<T, E> ALazy<T, E> {
     ///
     /// Returns `None` if the cell was empty. An owned initializer that was
     /// still pending is dropped.
+    ///
+    /// # Panics
+    ///
+    /// If dropping that owned initializer panics, the panic propagates; the
+    /// cell is `Empty` by then.
     pub fn take(&mut self) -> Option<Result<T, E>> {
         // Exclusive access: no other thread can touch the cell now; Acquire
         // only documents that any earlier publication is visible.
@@ -444,7 +456,12 @@ impl<T, E> ALazy<T, E> {
         }
     }
 
-    /// Consumes the cell, returning its value or error, if any.
+    /// Consumes the cell, returning its value or error, if any. An owned
+    /// initializer that was still pending is dropped.
+    ///
+    /// # Panics
+    ///
+    /// As for [`take`](Self::take).
     pub fn into_inner(mut self) -> Option<Result<T, E>> {
         self.take()
     }

@@ -238,7 +238,8 @@ pub struct CacheStats {
 ///
 /// * [`get`](Self::get) returns the cached value (a clone), or runs `init`
 ///   once for every caller that arrives meanwhile. Keys never block each
-///   other.
+///   other: no init runs under a lock (but see "User code under a shard
+///   lock" below).
 /// * Errors are cached until invalidated by default; see [`ErrorPolicy`] for
 ///   a timed cache or for sharing an error with that attempt's callers only.
 /// * An optional time-to-live (see [`CacheBuilder::time_to_live`]); time
@@ -251,12 +252,25 @@ pub struct CacheStats {
 ///   stored values, one clone (a stored error, or a result in a timed cache,
 ///   takes a second probe).
 /// * [`get_owned`](Self::get_owned) moves the init into the entry, so a
-///   caller that is parked mid-init cannot stall the others.
+///   caller that is parked mid-init cannot stall the others (when every
+///   caller of that key uses `get_owned`).
 ///
 /// Entries are removed by `invalidate` and `clear`, replaced when found
 /// expired, and dropped when an init fails under
 /// [`ErrorPolicy::SharedOnly`] or is abandoned (its caller cancelled, or it
-/// panicked) with nobody waiting; there is no size bound.
+/// panicked) with nobody waiting; there is no size bound. An expired entry
+/// is not swept: it keeps its memory, and counts in [`len`](Self::len),
+/// until a `get` of its key replaces it, or it is invalidated or cleared.
+///
+/// # User code under a shard lock
+///
+/// `K`'s `Hash` and `Eq`, and the `Clone` of `V` and `E`, run while the
+/// key's shard lock is held: a hit hands out a clone of the stored value,
+/// made under the lock. Keep them cheap (store an `Arc` for a value that is
+/// costly to clone), and do not call into the same cache from them: the
+/// shard lock is not re-entrant, so such a call deadlocks (or panics). A
+/// panic in one of them propagates to the caller and leaves the table as it
+/// was.
 ///
 /// # Examples
 ///
@@ -421,7 +435,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// A panic in `init` propagates to its caller and hands over as above.
     /// An `init` whose future awaits its own key (re-entrant) would wait for
-    /// itself: the inner call panics instead.
+    /// itself: the inner call panics instead. A panic in `K`'s `Hash` or
+    /// `Eq`, or in the `Clone` of `V` or `E`, propagates to this caller (see
+    /// the type's docs). Polling the returned future again after it
+    /// completed panics.
     ///
     /// # Deadlocks
     ///
@@ -515,6 +532,13 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// alive but never polled again) or cancelled cannot stall the others,
     /// and the init keeps its progress.
     ///
+    /// That holds among `get_owned` callers. A [`get`](Self::get) caller of
+    /// the same key can still stall them: a plain leader that is parked
+    /// holds the init, and when a leader is cancelled the right to
+    /// initialize goes to the longest-waiting plain caller, which may itself
+    /// be parked or leaked. Use one of the two per key when callers may be
+    /// parked.
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe: dropping any caller, the one that started the init
@@ -524,6 +548,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// If the init panics, the panic surfaces in the caller polling it at
     /// that moment and in the caller that started it; the others start over.
+    /// Otherwise as for [`get`](Self::get).
     ///
     /// # Deadlocks
     ///
@@ -802,6 +827,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// If its init is in flight, its current callers still get that result,
     /// it is not stored, and the next `get` starts a fresh init.
     ///
+    /// # Panics
+    ///
+    /// A panic in `K`'s `Hash` or `Eq`, or in the `Drop` of the removed
+    /// value or error, propagates to the caller.
+    ///
     /// # Examples
     ///
     /// ```
@@ -905,6 +935,11 @@ type Types<K, V, E> = core::marker::PhantomData<fn() -> (K, V, E)>;
 impl<K, V, E> CacheBuilder<K, V, E> {
     /// Cached values (and errors) expire this long after their init
     /// finished; the next `get` then starts a fresh init. Default: never.
+    ///
+    /// Expired entries are not swept: each keeps its memory until a `get`
+    /// of its key replaces it, or it is invalidated or cleared. With many keys that are
+    /// never asked for again, call [`Cache::invalidate`] or
+    /// [`Cache::clear`] to reclaim them.
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
