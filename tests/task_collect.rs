@@ -1224,3 +1224,63 @@ fn a_collect_dropped_mid_flight_drops_every_child_when_one_drop_panics() {
     );
     assert!(dropped.load(SeqCst), "child 1 was never dropped");
 }
+
+/// A value whose `Drop` panics.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("Bomb dropped");
+    }
+}
+
+/// Pending at its first poll, ready with a `Bomb` at its second.
+struct ReadyAtSecondPoll(u8);
+
+impl Future for ReadyAtSecondPoll {
+    type Output = Option<Bomb>;
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Bomb>> {
+        self.0 += 1;
+        if self.0 >= 2 {
+            Poll::Ready(Some(Bomb))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A started loser is detached and run once more inside the winner's poll;
+/// if it finishes there, its discarded result is dropped there too. A panic
+/// in that drop does not fail the task that awaits the winner.
+#[test]
+fn a_detached_losers_result_that_panics_on_drop_does_not_fail_the_winner() {
+    let r = sync_await(Lazy::new(collect_any(vec![
+        Lazy::new(ReadyAtSecondPoll(0)),
+        Lazy::new(async { None }),
+    ])));
+    assert_eq!(r.index, 1);
+    assert!(r.value.value().is_none());
+}
+
+/// A panic in `collect_any_with`'s callback resumes in the awaiting task,
+/// whether the winner ran inline or on an executor (where the callback ran).
+#[test]
+fn a_panicking_collect_any_callback_fails_the_awaiting_task() {
+    let inline =
+        lazyflight::task::sync_await_try(Lazy::new(collect_any_with(vec![value(1)], |_, _| {
+            panic!("callback")
+        })));
+    assert_eq!(
+        inline.error().and_then(|e| e.panic_message()),
+        Some("callback")
+    );
+    let ex = SimpleExecutor::new(1);
+    let scheduled = lazyflight::task::sync_await_try(Lazy::new(collect_any_with(
+        vec![value(1).via(ex.clone())],
+        |_, _| panic!("callback on the executor"),
+    )));
+    assert_eq!(
+        scheduled.error().and_then(|e| e.panic_message()),
+        Some("callback on the executor")
+    );
+}

@@ -116,7 +116,7 @@ use super::try_::{TaskError, Try};
 use super::yield_sleep::yield_now;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Mutex, UnsafeCell};
-use crate::unwind::each;
+use crate::unwind::{caught, each};
 use crate::wait_queue::{WaitKey, WaitQueue};
 
 const TWO_LOCALS: &str = "a collect child with its own lazy local was started from a task chain \
@@ -975,7 +975,10 @@ impl<T: Send + 'static> Core<T> {
                 RawTask::spawn(
                     fut,
                     Ctx::new(parent.executor.clone(), local),
-                    Box::new(drop),
+                    // The outcome is discarded; its drop (a value's or a
+                    // panic payload's `Drop`, user code) runs inside the
+                    // winner's poll, and must not fail it.
+                    Box::new(|outcome| caught(move || drop(outcome))),
                     FirstRun::Inline,
                 );
             }
@@ -1323,7 +1326,10 @@ impl<T> fmt::Debug for CollectAny<T> {
 ///
 /// # Panics
 ///
-/// If `tasks` is empty.
+/// If `tasks` is empty. A panic in `callback` resumes in the awaiting task,
+/// from this future's poll; for a winner that ran on an executor, the
+/// callback (and its panic) ran on that executor's thread first, and is
+/// caught there and carried over.
 ///
 /// # Examples
 ///

@@ -700,6 +700,14 @@ pub struct RescheduleLazy<T> {
 impl<T: Send + 'static> RescheduleLazy<T> {
     /// Schedules the task on its executor; `callback` runs exactly once with
     /// its [`Try`] (with [`TaskError::Rejected`] if the executor refuses).
+    ///
+    /// # Panics
+    ///
+    /// A panic in the task is captured in the [`Try`]. A panic in `callback`
+    /// unwinds from where the callback runs: on the executor's thread,
+    /// normally; but if the executor refuses the first run, the callback
+    /// runs (with `Rejected`) inside `start`, and its panic unwinds out of
+    /// `start`.
     pub fn start(self, callback: impl FnOnce(Try<T>) + Send + 'static) {
         self.spawn(None, Box::new(callback));
     }
@@ -1015,8 +1023,16 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
 /// Runs `task` to completion, blocking the calling thread, and returns its
 /// value; a panic in the task resumes on this thread.
 ///
-/// This is async_simple's `syncAwait`; see [`sync_await_try`] for when it
-/// panics.
+/// This is async_simple's `syncAwait`.
+///
+/// # Panics
+///
+/// When [`sync_await_try`] does (a [`RescheduleLazy`] awaited from its
+/// own executor's thread), and when the task fails: a panic in the task
+/// resumes with its payload, and any other [`TaskError`] (the executor
+/// refused to run the task, [`TaskError::Rejected`], or it needs an
+/// executor and has none) panics with its message, as [`Try::value`]
+/// does.
 ///
 /// # Examples
 ///
