@@ -38,7 +38,7 @@ for t in "${MIRI_TESTS[@]}"; do args+=(--test "$t"); done
 # Left out under Miri, and why: these run 5,000-150,000 tasks (hours under
 # Miri's interpreter) or measure wall-clock sleeps, which Miri's virtual clock
 # does not advance like a real one. They run in ci/test.sh.
-MIRI_SKIP=(many_ready ready_chains sleep_orders sleeping_tasks variadic_collect_all_and)
+MIRI_SKIP=(many_ready ready_chains long_wake_chains sleep_orders sleeping_tasks variadic_collect_all_and)
 echo "miri: skipping ${MIRI_SKIP[*]} (large or wall-clock tests; run natively by ci/test.sh)"
 skips=()
 for t in "${MIRI_SKIP[@]}"; do skips+=(--skip "$t"); done

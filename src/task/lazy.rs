@@ -271,9 +271,16 @@ impl<T: Send + 'static> Lazy<T> {
     /// Starts the task on the calling thread, without an executor.
     ///
     /// It runs inline until its first suspension; after that it is resumed
-    /// by whoever wakes it. `callback` runs exactly once, with the task's
-    /// [`Try`], on the thread that completes the task (possibly before
-    /// `start` returns).
+    /// by whoever wakes it, inline in the `wake` call. `callback` runs
+    /// exactly once, with the task's [`Try`], on the thread that completes
+    /// the task (possibly before `start` returns).
+    ///
+    /// Runs nest: a task whose poll or callback wakes another such task runs
+    /// it inside its own run. Past 32 nested runs on one thread, a wake
+    /// queues its task's run instead, and the queued runs are made, in the
+    /// order of their wakes, when the outermost run on that thread returns
+    /// (or, inside [`sync_await`], before it returns). A chain of tasks
+    /// that wake one another therefore runs in bounded stack, however long.
     ///
     /// # Panics
     ///
@@ -1006,18 +1013,22 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
         #[cfg(not(lazyflight_break = "task_sync_no_unpark"))]
         theirs.waiter.unpark();
     };
-    match executor {
-        None => lazy.start(callback),
-        Some(ex) => lazy.via(ex).start(callback),
-    }
-    loop {
-        if let Some(t) = slot.value.lock().take() {
-            return t;
+    // Blocking here, inside a run of this thread's maybe (a callback), the
+    // runs this makes must not wait for that run to return: see `isolated`.
+    super::raw::isolated(|| {
+        match executor {
+            None => lazy.start(callback),
+            Some(ex) => lazy.via(ex).start(callback),
         }
-        // The unpark token makes this race-free: an unpark between the check
-        // above and this park makes it return at once.
-        thread::park();
-    }
+        loop {
+            if let Some(t) = slot.value.lock().take() {
+                return t;
+            }
+            // The unpark token makes this race-free: an unpark between the
+            // check above and this park makes it return at once.
+            thread::park();
+        }
+    })
 }
 
 /// Runs `task` to completion, blocking the calling thread, and returns its

@@ -292,11 +292,16 @@ impl<T: Send + 'static> RawTask<T> {
         }
     }
 
-    /// Makes the run the caller owns: on the executor, or inline without one.
+    /// Makes the run the caller owns: on the executor, or inline without one
+    /// (deferred to the end of the outermost run on this thread when runs
+    /// already nest [`INLINE_DEPTH`] deep here).
     fn dispatch_or_run(this: &Arc<Self>) {
         if this.executor.is_some() {
             Self::dispatch(this);
-        } else {
+        } else if !Depth::defer_if_deep(|| {
+            let job = RunJob(Some(this.clone()));
+            Box::new(move || job.run())
+        }) {
             Self::run(this);
         }
     }
@@ -322,6 +327,7 @@ impl<T: Send + 'static> RawTask<T> {
 
     /// Polls the future; the caller owns the run (state `SCHEDULED`).
     fn run(this: &Arc<Self>) {
+        let _depth = Depth::enter();
         // Acquire: see the orderings table.
         let prev = this
             .state
@@ -438,4 +444,132 @@ impl<T: Send + 'static> RawTask<T> {
             self.finish(Try::from_error(TaskError::Rejected));
         }
     }
+}
+
+/// How many runs may nest on one thread before a wake of a task without an
+/// executor is deferred instead of run inline.
+///
+/// A task without an executor is resumed by whoever wakes it, inline in the
+/// `wake` call, and its completion callback runs there too. Tasks that wake
+/// one another from their polls or callbacks would nest one run per task on
+/// the stack, without bound; past this depth, such a run is queued on the
+/// thread instead and made when the outermost run on the thread returns, in
+/// the order the wakes came.
+pub(crate) const INLINE_DEPTH: usize = 32;
+
+/// A run deferred by [`Depth::defer_if_deep`]: dropped unrun, it abandons its
+/// task ([`RunJob`]).
+type Deferred = Box<dyn FnOnce()>;
+
+/// The runs nested on this thread right now, and the runs deferred until the
+/// outermost one returns.
+struct Runs {
+    depth: usize,
+    deferred: std::collections::VecDeque<Deferred>,
+}
+
+crate::sync::thread_local! {
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro has no `const` form
+    static RUNS: core::cell::RefCell<Runs> = core::cell::RefCell::new(Runs {
+        depth: 0,
+        deferred: std::collections::VecDeque::new(),
+    });
+}
+
+/// One run's place in this thread's nesting, for as long as it lives.
+/// (`false`: not counted, as in a thread-local destructor, where this
+/// thread's count is gone.)
+struct Depth(bool);
+
+impl Depth {
+    fn enter() -> Self {
+        Depth(RUNS.try_with(|r| r.borrow_mut().depth += 1).is_ok())
+    }
+
+    /// Queues the run that `job` makes, and returns `true`, if runs already
+    /// nest [`INLINE_DEPTH`] deep on this thread; otherwise returns `false`
+    /// (and builds no job).
+    fn defer_if_deep(job: impl FnOnce() -> Deferred) -> bool {
+        RUNS.try_with(|r| {
+            let mut r = r.borrow_mut();
+            if r.depth < INLINE_DEPTH {
+                return false;
+            }
+            r.deferred.push_back(job());
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    fn leave() {
+        let _ = RUNS.try_with(|r| r.borrow_mut().depth -= 1);
+    }
+}
+
+impl Drop for Depth {
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        let outermost = RUNS.try_with(|r| r.borrow().depth == 1).unwrap_or(false);
+        if !outermost {
+            return Depth::leave();
+        }
+        // The outermost run on this thread: make the deferred runs, still
+        // counted as nested in this one, so that theirs return to here
+        // rather than drain the queue themselves, and their nested wakes
+        // defer again, to this loop. A panic out of one (its task's
+        // callback) does not strand the others: they are all made, and the
+        // first panic then resumes, out of the `wake` or `start` that began
+        // this run, as it would have unwound from the run that was deferred.
+        // While this thread is unwinding already, further panics are
+        // dropped.
+        let mut first_panic = None;
+        while let Some(job) = RUNS
+            .try_with(|r| r.borrow_mut().deferred.pop_front())
+            .ok()
+            .flatten()
+        {
+            if crate::sync::thread::panicking() || first_panic.is_some() {
+                caught(job);
+            } else if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+                first_panic = Some(p);
+            }
+        }
+        Depth::leave();
+        if let Some(p) = first_panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+/// Runs `f` (which blocks this thread until a task completes) with a nesting
+/// of its own: runs made inside it count from zero, and their deferred runs
+/// are made before it returns, not left for a run of this thread's that
+/// cannot return before `f` does.
+pub(crate) fn isolated<R>(f: impl FnOnce() -> R) -> R {
+    let fresh = || Runs {
+        depth: 0,
+        deferred: std::collections::VecDeque::new(),
+    };
+    /// Puts the outer nesting back, on return and on unwind alike.
+    struct Restore(Option<Runs>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(mut outer) = self.0.take() {
+                let _ = RUNS.try_with(|r| {
+                    let mut r = r.borrow_mut();
+                    // Nothing is left in the inner queue once its runs have
+                    // returned; if anything is, it is kept, not lost.
+                    outer.deferred.append(&mut r.deferred);
+                    *r = outer;
+                });
+            }
+        }
+    }
+    let _restore = Restore(
+        RUNS.try_with(|r| core::mem::replace(&mut *r.borrow_mut(), fresh()))
+            .ok(),
+    );
+    f()
 }
