@@ -275,12 +275,14 @@ impl<T: Send + 'static> Lazy<T> {
     /// exactly once, with the task's [`Try`], on the thread that completes
     /// the task (possibly before `start` returns).
     ///
-    /// Runs nest: a task whose poll or callback wakes another such task runs
-    /// it inside its own run. Past 32 nested runs on one thread, a wake
-    /// queues its task's run instead, and the queued runs are made, in the
-    /// order of their wakes, when the outermost run on that thread returns
-    /// (or, inside [`sync_await`], before it returns). A chain of tasks
-    /// that wake one another therefore runs in bounded stack, however long.
+    /// Such runs nest: a task whose poll or callback wakes another task
+    /// without an executor runs it inside its own run. Once 32 runs nest on
+    /// one thread, a wake runs its task on a new thread instead (whose runs
+    /// nest from zero), and returns at once, as a wake of a task with an
+    /// executor does. So a chain of tasks that wake one another runs in
+    /// bounded stack however long it is, and nothing waits for the new
+    /// thread. (If no thread can be made, the run stays inline.) Starting a
+    /// task (`start`, `directly_start`) still runs it inline at any depth.
     ///
     /// # Panics
     ///
@@ -288,7 +290,9 @@ impl<T: Send + 'static> Lazy<T> {
     /// panic in `callback` unwinds from where the callback runs: out of
     /// `start` if the task completes before it returns, and otherwise out of
     /// the `wake` that resumed the task, into the code that called it (a
-    /// task without an executor runs in its waker's caller).
+    /// task without an executor runs in its waker's caller), or, past the
+    /// nesting limit above, out of the run's own thread, which it ends (the
+    /// panic hook reports it; no task fails with it).
     ///
     /// # Examples
     ///
@@ -1013,22 +1017,18 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
         #[cfg(not(lazyflight_break = "task_sync_no_unpark"))]
         theirs.waiter.unpark();
     };
-    // Blocking here, inside a run of this thread's maybe (a callback), the
-    // runs this makes must not wait for that run to return: see `isolated`.
-    super::raw::isolated(|| {
-        match executor {
-            None => lazy.start(callback),
-            Some(ex) => lazy.via(ex).start(callback),
+    match executor {
+        None => lazy.start(callback),
+        Some(ex) => lazy.via(ex).start(callback),
+    }
+    loop {
+        if let Some(t) = slot.value.lock().take() {
+            return t;
         }
-        loop {
-            if let Some(t) = slot.value.lock().take() {
-                return t;
-            }
-            // The unpark token makes this race-free: an unpark between the
-            // check above and this park makes it return at once.
-            thread::park();
-        }
-    })
+        // The unpark token makes this race-free: an unpark between the check
+        // above and this park makes it return at once.
+        thread::park();
+    }
 }
 
 /// Runs `task` to completion, blocking the calling thread, and returns its

@@ -293,15 +293,12 @@ impl<T: Send + 'static> RawTask<T> {
     }
 
     /// Makes the run the caller owns: on the executor, or inline without one
-    /// (deferred to the end of the outermost run on this thread when runs
-    /// already nest [`INLINE_DEPTH`] deep here).
+    /// (on a thread of its own when runs already nest [`INLINE_DEPTH`] deep
+    /// on this one).
     fn dispatch_or_run(this: &Arc<Self>) {
         if this.executor.is_some() {
             Self::dispatch(this);
-        } else if !Depth::defer_if_deep(|| {
-            let job = RunJob(Some(this.clone()));
-            Box::new(move || job.run())
-        }) {
+        } else if !spill(this) {
             Self::run(this);
         }
     }
@@ -447,129 +444,76 @@ impl<T: Send + 'static> RawTask<T> {
 }
 
 /// How many runs may nest on one thread before a wake of a task without an
-/// executor is deferred instead of run inline.
+/// executor runs it on a thread of its own instead of inline.
 ///
 /// A task without an executor is resumed by whoever wakes it, inline in the
 /// `wake` call, and its completion callback runs there too. Tasks that wake
-/// one another from their polls or callbacks would nest one run per task on
-/// the stack, without bound; past this depth, such a run is queued on the
-/// thread instead and made when the outermost run on the thread returns, in
-/// the order the wakes came.
+/// one another from their polls or callbacks nest one run per task on the
+/// waking thread's stack, without bound; past this depth the run moves to a
+/// fresh thread (whose own runs nest from zero), so a chain of any length
+/// runs in bounded stack. Nothing waits for that thread: the `wake` returns
+/// at once, as a wake of a task with an executor does, so no wait that was
+/// possible inline becomes a deadlock.
+#[cfg_attr(any(loom, shuttle), allow(dead_code))] // the models never spill
 pub(crate) const INLINE_DEPTH: usize = 32;
 
-/// A run deferred by [`Depth::defer_if_deep`]: dropped unrun, it abandons its
-/// task ([`RunJob`]).
-type Deferred = Box<dyn FnOnce()>;
-
-/// The runs nested on this thread right now, and the runs deferred until the
-/// outermost one returns.
-struct Runs {
-    depth: usize,
-    deferred: std::collections::VecDeque<Deferred>,
-}
-
 crate::sync::thread_local! {
+    /// Runs nested on this thread right now.
     #[allow(clippy::missing_const_for_thread_local)] // loom's macro has no `const` form
-    static RUNS: core::cell::RefCell<Runs> = core::cell::RefCell::new(Runs {
-        depth: 0,
-        deferred: std::collections::VecDeque::new(),
-    });
+    static DEPTH: core::cell::Cell<usize> = core::cell::Cell::new(0);
 }
 
-/// One run's place in this thread's nesting, for as long as it lives.
-/// (`false`: not counted, as in a thread-local destructor, where this
-/// thread's count is gone.)
+/// One run's place in this thread's nesting, for as long as it lives. (Not
+/// counted where the count is gone: in a thread-local destructor.)
 struct Depth(bool);
 
 impl Depth {
     fn enter() -> Self {
-        Depth(RUNS.try_with(|r| r.borrow_mut().depth += 1).is_ok())
-    }
-
-    /// Queues the run that `job` makes, and returns `true`, if runs already
-    /// nest [`INLINE_DEPTH`] deep on this thread; otherwise returns `false`
-    /// (and builds no job).
-    fn defer_if_deep(job: impl FnOnce() -> Deferred) -> bool {
-        RUNS.try_with(|r| {
-            let mut r = r.borrow_mut();
-            if r.depth < INLINE_DEPTH {
-                return false;
-            }
-            r.deferred.push_back(job());
-            true
-        })
-        .unwrap_or(false)
-    }
-
-    fn leave() {
-        let _ = RUNS.try_with(|r| r.borrow_mut().depth -= 1);
+        Depth(DEPTH.try_with(|d| d.set(d.get() + 1)).is_ok())
     }
 }
 
 impl Drop for Depth {
     fn drop(&mut self) {
-        if !self.0 {
-            return;
-        }
-        let outermost = RUNS.try_with(|r| r.borrow().depth == 1).unwrap_or(false);
-        if !outermost {
-            return Depth::leave();
-        }
-        // The outermost run on this thread: make the deferred runs, still
-        // counted as nested in this one, so that theirs return to here
-        // rather than drain the queue themselves, and their nested wakes
-        // defer again, to this loop. A panic out of one (its task's
-        // callback) does not strand the others: they are all made, and the
-        // first panic then resumes, out of the `wake` or `start` that began
-        // this run, as it would have unwound from the run that was deferred.
-        // While this thread is unwinding already, further panics are
-        // dropped.
-        let mut first_panic = None;
-        while let Some(job) = RUNS
-            .try_with(|r| r.borrow_mut().deferred.pop_front())
-            .ok()
-            .flatten()
-        {
-            if crate::sync::thread::panicking() || first_panic.is_some() {
-                caught(job);
-            } else if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
-                first_panic = Some(p);
-            }
-        }
-        Depth::leave();
-        if let Some(p) = first_panic {
-            std::panic::resume_unwind(p);
+        if self.0 {
+            let _ = DEPTH.try_with(|d| d.set(d.get() - 1));
         }
     }
 }
 
-/// Runs `f` (which blocks this thread until a task completes) with a nesting
-/// of its own: runs made inside it count from zero, and their deferred runs
-/// are made before it returns, not left for a run of this thread's that
-/// cannot return before `f` does.
-pub(crate) fn isolated<R>(f: impl FnOnce() -> R) -> R {
-    let fresh = || Runs {
-        depth: 0,
-        deferred: std::collections::VecDeque::new(),
-    };
-    /// Puts the outer nesting back, on return and on unwind alike.
-    struct Restore(Option<Runs>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(mut outer) = self.0.take() {
-                let _ = RUNS.try_with(|r| {
-                    let mut r = r.borrow_mut();
-                    // Nothing is left in the inner queue once its runs have
-                    // returned; if anything is, it is kept, not lost.
-                    outer.deferred.append(&mut r.deferred);
-                    *r = outer;
-                });
-            }
-        }
+/// Makes the run the caller owns on a thread of its own, and returns `true`,
+/// if runs already nest [`INLINE_DEPTH`] deep on this thread; otherwise (or
+/// if no thread can be made) returns `false`, and the caller runs it inline.
+///
+/// The models (loom, shuttle) never nest that deep, and have no thread
+/// builder: there the run is always inline.
+#[cfg(not(any(loom, shuttle)))]
+fn spill<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
+    if DEPTH.try_with(core::cell::Cell::get).unwrap_or(0) < INLINE_DEPTH {
+        return false;
     }
-    let _restore = Restore(
-        RUNS.try_with(|r| core::mem::replace(&mut *r.borrow_mut(), fresh()))
-            .ok(),
-    );
-    f()
+    // The run goes to the thread through a slot, not by value, so that it
+    // is still ours if no thread can be made.
+    let handoff = Arc::new(crate::sync::Mutex::new(Some(this.clone())));
+    let theirs = handoff.clone();
+    let spawned = crate::sync::thread::Builder::new()
+        .name("lazyflight-run".into())
+        .spawn(move || {
+            let task = theirs.lock().take();
+            if let Some(task) = task {
+                RawTask::run(&task);
+            }
+        });
+    if spawned.is_ok() {
+        // Detached: the run completes the task, and its callback reports it.
+        return true;
+    }
+    // No thread: its closure was dropped unrun, and the run is ours again.
+    drop(handoff.lock().take());
+    false
+}
+
+#[cfg(any(loom, shuttle))]
+fn spill<T: Send + 'static>(_: &Arc<RawTask<T>>) -> bool {
+    false
 }
