@@ -818,3 +818,23 @@ fn sync_await_inside_a_run_waits_for_a_chain_past_the_limit() {
         "sync_await inside a run waited for ever"
     );
 }
+
+/// A thread that blocks inside a run by other means than `sync_await` (the
+/// crate's `block_on`, here inside a callback) on a chain past the limit:
+/// the runs past the limit do not wait for it.
+#[test]
+fn block_on_inside_a_run_waits_for_a_chain_past_the_limit() {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        Lazy::new(async { 1 }).start(move |_| {
+            let (tx, _order, last) = wake_chain_to(100, None);
+            let end = lazyflight::sync::future::block_on(async move {
+                tx.send(0).unwrap();
+                last.await.unwrap()
+            });
+            let _ = done_tx.send(end);
+        });
+    });
+    let got = done_rx.recv_timeout(Duration::from_secs(20));
+    assert_eq!(got, Ok(100), "block_on inside a run waited for ever");
+}
