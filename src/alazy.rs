@@ -1206,8 +1206,9 @@ impl<'w> Initializing<'w> {
             });
             if mine {
                 panic!(
-                    "ALazy: the initializer awaits its own cell, which would wait for itself for \
-                     ever (re-entrant initialization)"
+                    "lazyflight: an initializer awaits its own result (an `ALazy` init awaiting \
+                     its own cell, or a `Cache` init awaiting its own key), which would wait for \
+                     itself for ever (re-entrant initialization)"
                 );
             }
             Poll::Ready(())

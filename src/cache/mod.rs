@@ -248,9 +248,11 @@ pub struct CacheStats {
 /// * [`invalidate`](Self::invalidate) on a key whose init is in flight: its
 ///   current callers still get that result, it is not stored, and the next
 ///   `get` starts a fresh init.
-/// * A hit allocates nothing: one shard lock, one probe of the table of
-///   stored values, one clone (a stored error, or a result in a timed cache,
-///   takes a second probe).
+/// * A hit allocates nothing in the cache: one shard lock, one probe of the
+///   table of stored values, one clone (a stored error, or a result in a
+///   timed cache, takes a second probe). What the clone of `V` allocates,
+///   and a key the caller builds for the call (a `String`, say), are the
+///   caller's.
 /// * [`get_owned`](Self::get_owned) moves the init into the entry, so a
 ///   caller that is parked mid-init cannot stall the others (when every
 ///   caller of that key uses `get_owned`).
@@ -261,6 +263,35 @@ pub struct CacheStats {
 /// panicked) with nobody waiting; there is no size bound. An expired entry
 /// is not swept: it keeps its memory, and counts in [`len`](Self::len),
 /// until a `get` of its key replaces it, or it is invalidated or cleared.
+///
+/// # Values, errors and threads
+///
+/// `get` hands every caller its own copy of the result, so `V` and `E` must
+/// be `Clone`. Most error types of I/O and client crates are not: store an
+/// `Arc` of them (an `Arc` is `Clone` whatever it holds, and cloning it is a
+/// reference-count increment). A `Cache` is `Send` and `Sync` when `K`, `V`
+/// and `E` are `Send` and `Sync`, which is what sharing it between tasks on
+/// a multi-threaded runtime needs.
+///
+/// ```
+/// # lazyflight::sync::future::block_on(async {
+/// use std::sync::Arc;
+/// use lazyflight::Cache;
+///
+/// async fn fetch(id: u64) -> Result<String, std::io::Error> {
+///     Ok(format!("profile {id}"))
+/// }
+///
+/// let profiles = Cache::<u64, String, Arc<std::io::Error>>::new();
+/// let p = profiles.get(7, || async { fetch(7).await.map_err(Arc::new) }).await;
+/// assert_eq!(p.unwrap(), "profile 7");
+/// # });
+/// ```
+///
+/// There is no `insert`: a value comes from its key's init. After a write to
+/// the backing store, [`invalidate`](Self::invalidate) the key; the next
+/// `get` runs its init and reads the new value (an init already in flight
+/// is not stored, so its possibly stale result does not stay).
 ///
 /// # User code under a shard lock
 ///

@@ -424,7 +424,11 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     ///
     /// let group = Group::<u32, String, std::io::Error>::new();
     /// let outcome = group.run(7, || async { Ok("seven".to_owned()) }).await;
-    /// assert_eq!(outcome.result().unwrap().as_ref().unwrap(), "seven");
+    /// // `None` only when the leader was cancelled (`Outcome::Canceled`): a
+    /// // caller that still wants the value calls `run` again. Here this call
+    /// // led, and was not cancelled.
+    /// let result = outcome.result().expect("this call led the flight");
+    /// assert_eq!(result.as_ref().unwrap(), "seven");
     /// # });
     /// ```
     pub async fn run<F, Fut>(&self, key: K, f: F) -> Arc<Outcome<T, E>>

@@ -9,6 +9,21 @@ use core::fmt;
 /// task boundary and is resumed by [`Try::value`] (and by `.await` on a
 /// [`Lazy`](super::Lazy)). The other variants are raised by the task machinery
 /// itself.
+///
+/// `TaskError` is `Send` but not `Sync`: a panic payload is only `Send`. So
+/// `?` does not convert it into `Box<dyn Error + Send + Sync>` (or an
+/// `anyhow::Error`); convert it to its message first, which keeps a string
+/// panic's text:
+///
+/// ```
+/// use lazyflight::task::{sync_await_try, Lazy};
+///
+/// fn run() -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+///     let t = sync_await_try(Lazy::new(async { panic!("boom") }));
+///     Ok(t.into_result().map_err(|e| e.to_string())?)
+/// }
+/// assert_eq!(run().unwrap_err().to_string(), "task panicked: boom");
+/// ```
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the payload is the one given to `panic!`.
