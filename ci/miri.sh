@@ -31,7 +31,8 @@ MIRI_TESTS=(alazy send_sync seed_alazy task task_local task_collect group group_
 # Not under Miri, and why (each runs natively in ci/test.sh):
 echo "miri: not run: tests/peer_bugs.rs (153 s under Miri, which would take the step over its budget;"
 echo "      the code paths its scenarios reach are under Miri through tests/group.rs and tests/cache.rs),"
-echo "      tests/task_tokio.rs (the tokio executor adapter on a tokio runtime; not tried under Miri), and the doc tests"
+echo "      tests/task_tokio.rs (the tokio executor adapter on a tokio runtime; not tried under Miri),"
+echo "      tests/executors.rs (a soak of up to 240,000 callers per test on three executors; not tried under Miri), and the doc tests"
 echo "      (examples, run natively by ci/test.sh; the crate has no unit tests of its own)"
 args=()
 for t in "${MIRI_TESTS[@]}"; do args+=(--test "$t"); done
