@@ -31,8 +31,9 @@
 //!   callback) is touched only by the thread that moved the state to
 //!   `RUNNING` (from `SCHEDULED`), until it moves it out of `RUNNING` /
 //!   `NOTIFIED`. Exactly one thread can do that per `SCHEDULED`: the one that
-//!   holds the run (the inline starter, the waker that saw `IDLE`, or the
-//!   executor job).
+//!   holds the run (the inline starter, the waker that saw `IDLE`, the
+//!   thread such a waker hands the run to past [`INLINE_DEPTH`] nested runs,
+//!   or the executor job).
 //! * `executor` is immutable.
 //!
 //! # Invariants
@@ -47,7 +48,8 @@
 //! * A run refused by the executor (or dropped unrun) completes the task with
 //!   [`TaskError::Rejected`]: never a task that is silently never resumed.
 //! * The caller of a run holds a count on the task for the whole run (the
-//!   spawner's `Arc`, the executor job's, or the waking waker's), and every
+//!   spawner's `Arc`, the executor job's, the waking waker's, or the `Arc`
+//!   handed to a thread of its own), and every
 //!   owned waker holds one: a run lends the task's own `Arc` to the future
 //!   as its waker without taking a count, and a clone takes one.
 //!
