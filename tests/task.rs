@@ -795,23 +795,34 @@ fn a_panicking_callback_past_the_inline_limit_does_not_stop_the_chain() {
     assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
 }
 
-/// `sync_await` inside a run (a callback here) on a task that waits for the
-/// end of a chain deeper than the limit: the chain's runs past the limit do
-/// not wait for the blocked thread, and the task gets its value.
-#[test]
-fn sync_await_inside_a_run_waits_for_a_chain_past_the_limit() {
+/// Blocks, with `block`, inside a run (a `start` callback, on a thread of
+/// its own) on a future that wakes a chain of 100 tasks, deeper than the
+/// inline limit, and waits for its end. Returns the chain's last value and
+/// how many callbacks ran, or the timeout if the blocked thread waited for
+/// ever.
+fn block_inside_a_run(
+    block: impl FnOnce(futures::future::BoxFuture<'static, usize>) -> usize + Send + 'static,
+) -> Result<(usize, usize), mpsc::RecvTimeoutError> {
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
         Lazy::new(async { 1 }).start(move |_| {
             let (tx, order, last) = wake_chain_to(100, None);
-            let end = sync_await(Lazy::new(async move {
+            let end = block(Box::pin(async move {
                 tx.send(0).unwrap();
                 last.await.unwrap()
             }));
             let _ = done_tx.send((end, order.lock().unwrap().len()));
         });
     });
-    let got = done_rx.recv_timeout(Duration::from_secs(20));
+    done_rx.recv_timeout(Duration::from_secs(20))
+}
+
+/// `sync_await` inside a run on a task that waits for the end of a chain
+/// deeper than the limit: the chain's runs past the limit do not wait for
+/// the blocked thread, and the task gets its value.
+#[test]
+fn sync_await_inside_a_run_waits_for_a_chain_past_the_limit() {
+    let got = block_inside_a_run(|fut| sync_await(Lazy::new(fut)));
     assert_eq!(
         got,
         Ok((100, 100)),
@@ -820,21 +831,10 @@ fn sync_await_inside_a_run_waits_for_a_chain_past_the_limit() {
 }
 
 /// A thread that blocks inside a run by other means than `sync_await` (the
-/// crate's `block_on`, here inside a callback) on a chain past the limit:
-/// the runs past the limit do not wait for it.
+/// crate's `block_on`) on a chain past the limit: the runs past the limit
+/// do not wait for it.
 #[test]
 fn block_on_inside_a_run_waits_for_a_chain_past_the_limit() {
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        Lazy::new(async { 1 }).start(move |_| {
-            let (tx, _order, last) = wake_chain_to(100, None);
-            let end = lazyflight::sync::future::block_on(async move {
-                tx.send(0).unwrap();
-                last.await.unwrap()
-            });
-            let _ = done_tx.send(end);
-        });
-    });
-    let got = done_rx.recv_timeout(Duration::from_secs(20));
-    assert_eq!(got, Ok(100), "block_on inside a run waited for ever");
+    let got = block_inside_a_run(lazyflight::sync::future::block_on);
+    assert_eq!(got, Ok((100, 100)), "block_on inside a run waited for ever");
 }
