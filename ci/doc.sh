@@ -8,13 +8,6 @@ source "$(dirname "$0")/lib.sh"
 step "rustdoc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc -p lazyflight --no-deps --all-features --locked
 step "rustdoc as docs.rs runs it (nightly, --cfg docsrs)"
-# Exit status 3: skipped, and why (see ci/miri.sh, which needs nightly too).
-if ! rustup toolchain list | grep -q '^nightly'; then
-    echo "doc: no nightly toolchain; installing it"
-    if ! rustup toolchain install nightly --profile minimal; then
-        echo "doc: SKIPPED the docs.rs build: no nightly toolchain, and it cannot be installed here" >&2
-        exit 3
-    fi
-fi
+need_nightly doc
 RUSTDOCFLAGS="-D warnings --cfg docsrs" CARGO_TARGET_DIR=target/docsrs \
     cargo +nightly doc -p lazyflight --no-deps --all-features --locked

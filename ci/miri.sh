@@ -7,22 +7,11 @@
 # Budget 6 min; measured 143-194 s (194 s at 88f50fb; sysroot already built; building it adds ~45 s).
 source "$(dirname "$0")/lib.sh"
 step "miri"
-# Exit status 3 means "skipped, and here is why": ci/all.sh reports the step
-# as SKIPPED in its summary, runs the remaining steps, and then fails unless
-# LAZYFLIGHT_ALLOW_SKIP=1.
-skip() {
-    echo "miri: SKIPPED: $*" >&2
-    exit 3
-}
-if ! rustup toolchain list | grep -q '^nightly'; then
-    echo "miri: no nightly toolchain; installing it"
-    rustup toolchain install nightly --profile minimal --component miri,rust-src ||
-        skip "no nightly toolchain, and it cannot be installed here (no network to the toolchain server?)"
-fi
+need_nightly miri miri,rust-src
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     echo "miri: component missing on nightly; installing miri and rust-src"
     rustup component add --toolchain nightly miri rust-src ||
-        skip "the miri component is missing and cannot be installed here (no network to the toolchain server?)"
+        skip miri "the miri component is missing and cannot be installed here (no network to the toolchain server?)"
 fi
 cargo +nightly miri setup
 # Tests that run under Miri: the ones exercising memory and concurrency of the
