@@ -23,22 +23,47 @@ pub use shuttle::future::{block_on, spawn, JoinHandle};
 pub fn block_on<F: core::future::Future>(fut: F) -> F::Output {
     use core::pin::pin;
     use core::task::{Context, Poll};
+    use std::sync::atomic::{AtomicBool, Ordering::*};
+    use std::sync::Arc;
 
-    struct Unparker(std::thread::Thread);
-    impl super::WakeHandle for Unparker {
-        fn wake(&self) {
-            self.0.unpark();
+    /// The thread to unpark, and whether a wake-up came since the last
+    /// poll. The thread's park token alone is not enough: anything that
+    /// parks this thread inside `poll` (a nested `block_on`, `sync_await`,
+    /// a channel) may consume the token our waker left, and we would then
+    /// park for ever although the future is ready to make progress.
+    struct Unparker {
+        thread: std::thread::Thread,
+        woken: AtomicBool,
+    }
+    impl std::task::Wake for Unparker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            // Release: pairs with the Acquire swap below, so the poll that
+            // follows sees what happened before the wake-up.
+            self.woken.store(true, Release);
+            self.thread.unpark();
         }
     }
 
-    let waker = super::waker(Unparker(std::thread::current()));
+    let unparker = Arc::new(Unparker {
+        thread: std::thread::current(),
+        woken: AtomicBool::new(false),
+    });
+    let waker = core::task::Waker::from(unparker.clone());
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
     loop {
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(out) => return out,
-            // A spurious unpark only costs one extra poll.
-            Poll::Pending => std::thread::park(),
+            Poll::Pending => {
+                // Spurious unparks (and tokens consumed by a nested wait)
+                // only send us round this loop again.
+                while !unparker.woken.swap(false, Acquire) {
+                    std::thread::park();
+                }
+            }
         }
     }
 }
