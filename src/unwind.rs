@@ -32,6 +32,46 @@ pub(crate) fn dropped<V>(value: V) {
     }
 }
 
+/// Holds a value whose `Drop` is user code until it is dropped with
+/// [`dropped`]: also when it goes out of scope because a panic unwinds
+/// through its owner (a panicking waker between taking the value and
+/// dropping it), where a plain drop that panics would abort the process.
+pub(crate) struct Quiet<V>(Option<V>);
+
+impl<V> Quiet<V> {
+    #[inline(always)]
+    pub(crate) fn new(value: V) -> Self {
+        Self(Some(value))
+    }
+
+    /// Gives the value back; nothing is dropped.
+    #[inline(always)]
+    pub(crate) fn into_inner(mut self) -> V {
+        self.0
+            .take()
+            .expect("a Quiet holds its value until dropped")
+    }
+}
+
+impl<V> core::ops::Deref for Quiet<V> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        self.0
+            .as_ref()
+            .expect("a Quiet holds its value until dropped")
+    }
+}
+
+impl<V> Drop for Quiet<V> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            dropped(value);
+        }
+    }
+}
+
 /// Calls `f` on every item even if some calls panic, as a `Vec`'s drop
 /// drops every element: the first panic unwinds on once every later item is
 /// done (each of those calls then runs under [`caught`], and their panics

@@ -504,6 +504,42 @@ fn a_key_whose_drop_panics_while_the_work_unwinds_does_not_abort() {
     assert!(group.is_empty());
 }
 
+/// A subscriber's waker panics while the flight is published, and the
+/// stored key's `Drop` panics too: the key is dropped during that unwind,
+/// and its panic is caught there (it used to abort the process), whether
+/// the leader completes or is dropped. The waker's panic reaches the
+/// leader's caller and the subscriber still gets the outcome.
+#[test]
+fn a_panicking_waker_and_a_panicking_key_drop_do_not_abort() {
+    for complete in [true, false] {
+        let group = Group::<ArmedKey, u8, ()>::new();
+        let leader = lead(group.entry(ArmedKey(1, true)));
+        let sub = join(group.entry(ArmedKey(1, false)));
+        let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+        let mut recv = pin!(sub.recv());
+        assert!(recv
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            if complete {
+                drop(leader.complete(Ok(1)));
+            } else {
+                drop(leader);
+            }
+        }));
+        assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"waker panics"));
+        let noop = futures::task::noop_waker();
+        match recv.poll(&mut Context::from_waker(&noop)) {
+            Poll::Ready(Ok(o)) if complete => assert_eq!(o.result(), Some(&Ok(1))),
+            Poll::Ready(Ok(o)) => assert!(o.is_canceled()),
+            _ => panic!("the subscriber missed the outcome"),
+        }
+        assert_eq!(group.in_flight(), 0);
+        assert!(group.is_empty());
+    }
+}
+
 /// A waker whose `drop` panics (here, every time).
 fn waker_that_panics_on_drop() -> core::mem::ManuallyDrop<Waker> {
     use core::task::{RawWaker, RawWakerVTable};

@@ -51,9 +51,10 @@
 //!   store of DONE, and read only after an `Acquire` load has seen DONE.
 //! * The leader never holds a lock while the work runs: the shard lock is
 //!   taken twice per flight (insert, remove), each time for one table
-//!   operation. User code run under it: `K`'s `Eq` only (a key is hashed
-//!   before the lock, the table rehashes by the stored hash, and keys and
-//!   `Arc`s are dropped after unlocking).
+//!   operation. User code run under it: `K`'s `Eq`, and in `forget` and
+//!   `subscribers` `K`'s `Borrow<Q>` and `Q`'s `Eq` (a key is hashed before
+//!   the lock, the table rehashes by the stored hash, and keys and `Arc`s
+//!   are dropped after unlocking).
 //!
 //! # Invariants
 //!
@@ -98,6 +99,7 @@ use hashbrown::HashTable;
 
 use crate::sync::atomic::{AtomicU8, Ordering::*};
 use crate::sync::{Arc, UnsafeCell};
+use crate::unwind::Quiet;
 use crate::wait_queue::{WaitKey, WaitQueue};
 
 /// Encoding of `Flight::state`.
@@ -654,33 +656,45 @@ impl<K, T, E> Inner<K, T, E> {
             return outcome;
         }
         let Detached { key, flight } = self.detach(ticket);
-        let outcome = Arc::new(Outcome::Complete {
+        // A subscriber's waker may panic in `announce`: the unwind then
+        // drops these (the key, and maybe the last `Arc`s of the outcome and
+        // the flight, user code all three) through `Quiet`, where a second
+        // panic is caught instead of aborting the process.
+        let key = Quiet::new(key);
+        let flight = Quiet::new(flight);
+        let outcome = Quiet::new(Arc::new(Outcome::Complete {
             result,
             shared: flight.is_some(),
-        });
-        if let Some(flight) = flight {
-            announce(&flight, &outcome);
+        }));
+        if let Some(flight) = &*flight {
+            announce(flight, &outcome);
         }
-        // Last: user code (see `detach`).
+        drop(flight);
+        // Last: user code (see `detach`). Not unwinding: a panic goes on.
         drop(key);
-        outcome
+        outcome.into_inner()
     }
 
     /// Ends the flight of `ticket` without a result: its subscribers, if it
     /// has any, get [`Outcome::Canceled`].
     fn cancel(&self, ticket: Ticket) {
         let Detached { key, flight } = self.detach(ticket);
+        // As in `publish`: dropped quietly if a waker's panic unwinds
+        // through `announce`.
+        let key = Quiet::new(key);
+        let flight = Quiet::new(flight);
         if cfg!(lazyflight_break = "group_drop_silent") {
             // Negative control: leave the map but never publish.
             return;
         }
-        if let Some(flight) = flight {
-            announce(&flight, &Arc::new(Outcome::Canceled));
+        if let Some(flight) = &*flight {
+            announce(flight, &Arc::new(Outcome::Canceled));
         }
+        drop(flight);
         // Last: user code (see `detach`). A leader's work that panicked
-        // brings us here while unwinding, where a panic in `K::drop` would
-        // abort.
-        crate::unwind::dropped(key);
+        // brings us here while unwinding, where `Quiet` catches a panic in
+        // `K::drop` (it would abort).
+        drop(key);
     }
 
     /// Calls `f` with the `joins` count and the shared state of the flight of

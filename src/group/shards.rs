@@ -6,8 +6,9 @@
 //! neither for its bucket index (low bits) nor for its control bytes (top
 //! seven bits), so the shards do not degrade the tables' probing.
 //!
-//! Critical sections are short and run no user code but `K`'s `Eq`/`Hash`
-//! (and, in `Cache`, the clone of a cached value): callers move whatever
+//! Critical sections are short and run no user code but `K`'s `Eq` and
+//! `Borrow` (and, in `Cache`, `K`'s `Hash` and the clone of a cached value;
+//! `Group`'s slots keep their hash): callers move whatever
 //! leaves a table out of the lock before dropping it, so a key never waits
 //! behind another key's work.
 //!

@@ -13,9 +13,10 @@ pub type MutexGuard<'a, T> = imp::MutexGuard<'a, T>;
 /// A mutual-exclusion lock whose [`lock`](Mutex::lock) ignores poisoning.
 ///
 /// lazyflight's own critical sections do not panic. The user code it runs
-/// under a lock is a key's `Hash` and `Eq`, in the shard tables of `Cache`
-/// and `Group`, and the `Clone` of a `Cache`'s value or error (a hit is
-/// cloned under its shard lock); a panic there only fails that call and
+/// under a lock is a key's `Eq` (and `Borrow`, for look-ups by `&Q`) in the
+/// shard tables of `Cache` and `Group`, a key's `Hash` in `Cache`'s tables,
+/// and the `Clone` of a `Cache`'s value or error (a hit is cloned under its
+/// shard lock); a panic there only fails that call and
 /// leaves the table as it was. So a poisoned lock holds consistent data, and, like
 /// `parking_lot`, we hand the data back rather than propagate.
 ///
