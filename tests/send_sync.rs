@@ -154,7 +154,25 @@ fn send_sync_unpin_table() {
     type_row!(table, CollectAnyResult<u8>,           true,  false, true);
     type_row!(table, CollectAllTuple<(Lazy<u8>, Lazy<u16>)>, true, false, true);
     type_row!(table, CollectAnyTuple<(Lazy<u8>, Lazy<u16>)>, true, false, true);
+    type_row!(table, AnyOf1<u8>,                     true,  false, true);
     type_row!(table, AnyOf2<u8, u16>,                true,  false, true);
+    type_row!(table, AnyOf3<u8, u8, u8>,             true,  false, true);
+    type_row!(table, AnyOf4<u8, u8, u8, u8>,         true,  false, true);
+    type_row!(table, AnyOf5<u8, u8, u8, u8, u8>,     true,  false, true);
+    type_row!(table, AnyOf6<u8, u8, u8, u8, u8, u8>, true,  false, true);
+    type_row!(table, AnyOf7<u8, u8, u8, u8, u8, u8, u8>, true, false, true);
+    type_row!(table, AnyOf8<u8, u8, u8, u8, u8, u8, u8, u8>, true, false, true);
+    #[cfg(feature = "tokio")]
+    type_row!(table, TokioExecutor,                  true,  true,  true);
+
+    // The sync shim's own types (std build), as std's
+    type_row!(table, lazyflight::sync::Mutex<u8>,    true,  true,  true);
+    type_row!(table, lazyflight::sync::Mutex<Cell<u8>>, true, true, true);
+    type_row!(table, lazyflight::sync::Mutex<Rc<u8>>, false, false, true);
+    type_row!(table, lazyflight::sync::MutexGuard<'static, u8>, false, true, true);
+    type_row!(table, lazyflight::sync::MutexGuard<'static, Cell<u8>>, false, false, true);
+    type_row!(table, lazyflight::sync::UnsafeCell<u8>, true, false, true);
+    type_row!(table, lazyflight::sync::UnsafeCell<Rc<u8>>, false, false, true);
 
     let mut failures = Vec::new();
     println!("{:<45} {:>6} {:>6} {:>6}", "type", "Send", "Sync", "Unpin");
