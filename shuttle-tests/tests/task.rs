@@ -245,12 +245,18 @@ fn one_tree() {
     );
 }
 
+// Property: a random tree of tasks (leaves that yield, return or panic;
+// inline sequences; every collect flavour; cancellations; scheduled
+// children) completes with the `Try` its sequential model gives, every
+// `collect_any` winner matches its plan, and nothing hangs, under the random
+// scheduler.
 #[test]
 fn task_trees_random_scheduler() {
     quiet_planned_panics();
     shuttle::check_random(one_tree, iterations());
 }
 
+// Property: as `task_trees_random_scheduler`, under the PCT scheduler.
 #[test]
 fn task_trees_pct_scheduler() {
     quiet_planned_panics();
