@@ -5,7 +5,7 @@
 
 use core::time::Duration;
 
-use lazyflight::sync::atomic::{AtomicBool, Ordering};
+use lazyflight::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use lazyflight::sync::future::block_on;
 use lazyflight::sync::{thread, Arc};
 use lazyflight::{Cache, Entry, ErrorPolicy, Group, ManualClock};
@@ -172,6 +172,59 @@ impl core::hash::Hash for Locks {
     fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
         self.n.hash(h);
     }
+}
+
+// Property: under the default policy (`ErrorPolicy::Cached`) an error is
+// cached until invalidated: two racing callers with failing inits make one
+// attempt and both get its error; then an `invalidate` racing a get either
+// comes first (the get runs a fresh init, whose value is stored) or second
+// (the get is served the cached error, and the next get runs a fresh init).
+#[test]
+fn cache_error_cached_until_invalidated() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u8, u8, u8>::new());
+        let inits = Arc::new(AtomicUsize::new(0));
+        let (c2, i2) = (cache.clone(), inits.clone());
+        let t = thread::spawn(move || {
+            block_on(c2.get(1, || {
+                i2.fetch_add(1, Ordering::Relaxed);
+                async { Err(1) }
+            }))
+        });
+        let i1 = inits.clone();
+        let mine = block_on(cache.get(1, || {
+            i1.fetch_add(1, Ordering::Relaxed);
+            async { Err(2) }
+        }));
+        let theirs = t.join().unwrap();
+        assert!(mine.is_err(), "a failing init gave {mine:?}");
+        assert_eq!(mine, theirs, "the two callers saw different attempts");
+        assert_eq!(
+            inits.load(Ordering::Relaxed),
+            1,
+            "a cached error was retried"
+        );
+        assert_eq!(cache.peek(&1), Some(mine));
+
+        let c2 = cache.clone();
+        let t = thread::spawn(move || c2.invalidate(&1));
+        let v = block_on(cache.get(1, || async { Ok(3) }));
+        assert!(
+            t.join().unwrap(),
+            "the cached error was not there to invalidate"
+        );
+        if v == Ok(3) {
+            // Invalidated first: the fresh value was stored.
+            assert_eq!(block_on(cache.get(1, || async { Ok(4) })), Ok(3));
+        } else {
+            // Served from the cache, then invalidated: a fresh init runs.
+            assert_eq!(
+                v, mine,
+                "a get saw neither the cached error nor its own init"
+            );
+            assert_eq!(block_on(cache.get(1, || async { Ok(4) })), Ok(4));
+        }
+    });
 }
 
 // Property: under `ErrorPolicy::SharedOnly` two racing callers either share

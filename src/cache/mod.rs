@@ -802,8 +802,12 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// that failed (see [`remove_entry`](Self::remove_entry)): its error is
     /// never stored.
     fn remove_shared_only_error(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
-        if self.errors == ErrorPolicy::SharedOnly
-            && !cfg!(lazyflight_break = "cache_store_shared_error")
+        // Negative control `cache_drop_cached_error`: every policy drops a
+        // failed attempt's entry, so the default policy retries instead of
+        // serving the cached error.
+        if (self.errors == ErrorPolicy::SharedOnly
+            && !cfg!(lazyflight_break = "cache_store_shared_error"))
+            || cfg!(lazyflight_break = "cache_drop_cached_error")
         {
             self.remove_entry(hash, entry);
         }
