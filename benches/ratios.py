@@ -88,7 +88,7 @@ def main():
         ("get", "std_oncelock",
          ["lazyflight", "std_oncelock", "once_cell", "tokio", "async_once_cell", "raw_acquire"], 8),
         ("get_or_init_filled", "raw_acquire",
-         ["lazyflight", "tokio", "async_once_cell", "raw_acquire"], 1),
+         ["lazyflight", "tokio", "async_once_cell", "std_oncelock", "once_cell", "raw_acquire"], 1),
     ]:
         base = crit(root, group, ref)
         for b in names:
