@@ -99,6 +99,17 @@
 //! * Dropping a collect future mid-flight drops its inline children (in
 //!   place) and leaves its scheduled children to finish on their executors
 //!   (their callbacks then write into a ready list nobody reads).
+//!
+//! # Orderings
+//!
+//! | operation | ordering | pairs with |
+//! |---|---|---|
+//! | `Node::queued` swap to true, in `Node::wake` | `AcqRel` | the clearing swap before the child's poll: what the waker published is seen by that poll, and the push comes after the clear |
+//! | `Node::queued` swap to false, before polling a child (`Core::poll_inline`) | `AcqRel` | the swap in `Node::wake`, both ways |
+//! | `Shared::claimed` CAS from `UNCLAIMED` (`Shared::claim`) | `AcqRel` (failure `Relaxed`) | the other claims: the claim is the lock around `on_win`; a loser touches nothing |
+//! | `Shared::claimed` load before starting the next `collect_any` child | `Acquire` | the winning CAS; a stale read only starts one child more |
+//! | `Shared::nodes` CAS from null (`make_nodes`) | `AcqRel` (failure `Acquire`) | the `Acquire` loads in `node`, `nodes_if_any` and `Drop`: the nodes are seen initialized |
+//! | `Shared::ready` and the wait queue | mutexes | a change to the ready list happens before the notification; the predicate reads it under the queue lock |
 
 use core::any::Any;
 use core::fmt;
@@ -926,6 +937,9 @@ impl<T: Send + 'static> Core<T> {
                 // Also stop once any child has claimed the win: a scheduled
                 // winner claims it before it records its outcome (and runs
                 // its callback in between), and its report wakes this future.
+                // Acquire: pairs with the winning claim's AcqRel CAS
+                // (`Shared::claim`); a stale UNCLAIMED only starts one more
+                // child, which then loses its own claim.
                 while self.next < self.slots.len()
                     && !self.done()
                     && self.shared.claimed.load(Acquire) == UNCLAIMED

@@ -187,6 +187,9 @@ impl Future for Sleep {
                 }
                 continue;
             }
+            // The re-check under the queue lock. Acquire: pairs with the
+            // Release store in `Alarm::ring`, which stores before it takes
+            // the queue lock to notify.
             if alarm.waiters.register(&mut this.key, cx.waker(), || {
                 alarm.state.load(Acquire) == WAITING
             }) {
