@@ -346,6 +346,12 @@ fn node_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
     )
 }
 
+/// Clones an owned child waker: one more count on the node's `Shared`.
+///
+/// # Safety
+///
+/// `p` is the data pointer of an owned child waker (`node_vtable`): a
+/// `Node` whose `Shared` that waker holds a count on.
 unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     // SAFETY: `p` is a node (see `node_vtable`), alive while the waker being
     // cloned holds its count on the node's `Shared`, whose pointer came from
@@ -354,6 +360,13 @@ unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     RawWaker::new(p, node_vtable::<T>())
 }
 
+/// Wakes an owned child waker by value: wakes the child, then releases
+/// the waker's count.
+///
+/// # Safety
+///
+/// `p` is the data pointer of an owned child waker (`node_vtable`): a
+/// `Node` whose `Shared` that waker holds a count on. That count is consumed.
 unsafe fn node_wake<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `node_clone`; `wake` consumes the waker's count, owned
     // here by `_count` and released after the wake, or while unwinding if
@@ -363,11 +376,23 @@ unsafe fn node_wake<T: Send + 'static>(p: *const ()) {
     unsafe { node_wake_by_ref::<T>(p) };
 }
 
+/// Wakes an owned child waker by reference.
+///
+/// # Safety
+///
+/// `p` is the data pointer of an owned child waker (`node_vtable`): a
+/// `Node` whose `Shared` that waker holds a count on.
 unsafe fn node_wake_by_ref<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `node_clone`: the waker keeps the node alive.
     unsafe { (*p.cast::<Node<T>>()).wake() };
 }
 
+/// Drops an owned child waker: releases its count.
+///
+/// # Safety
+///
+/// `p` is the data pointer of an owned child waker (`node_vtable`): a
+/// `Node` whose `Shared` that waker holds a count on. That count is consumed.
 unsafe fn node_drop<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `node_clone`. The node is read before the count is
     // released (releasing it may free the node).
@@ -391,6 +416,13 @@ fn lent_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
     &RawWakerVTable::new(lent_clone::<T>, lent_wake::<T>, lent_wake::<T>, lent_drop)
 }
 
+/// Clones the lent waker into an owned child waker (allocating every
+/// child's node the first time).
+///
+/// # Safety
+///
+/// `p` points at a live `Lent<'_, T>` (the data pointer of a waker built
+/// by `lent_vtable` in `poll_inline`, during that poll).
 unsafe fn lent_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     // SAFETY: `p` points at the `Lent` on the stack of `poll_inline`, which
     // outlives every use of the waker built from it: that waker is only ever
@@ -406,6 +438,12 @@ unsafe fn lent_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     RawWaker::new(node.cast::<()>(), node_vtable::<T>())
 }
 
+/// Wakes the lent waker (by value or by reference: it is never owned).
+///
+/// # Safety
+///
+/// `p` points at a live `Lent<'_, T>` (the data pointer of a waker built
+/// by `lent_vtable` in `poll_inline`, during that poll).
 unsafe fn lent_wake<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `lent_clone`. (A by-value `wake` cannot reach this
     // waker, which is never owned; it is handled like `wake_by_ref`.)
@@ -415,6 +453,11 @@ unsafe fn lent_wake<T: Send + 'static>(p: *const ()) {
     unsafe { (*node).wake() };
 }
 
+/// Drops the lent waker: nothing to release.
+///
+/// # Safety
+///
+/// None beyond the `RawWaker` contract: the pointer is not used.
 unsafe fn lent_drop(_: *const ()) {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -178,6 +178,13 @@ fn task_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
     )
 }
 
+/// Clones a root task's waker: one more count on the task.
+///
+/// # Safety
+///
+/// `p` is the data pointer of a waker built by `task_vtable::<T>()`: an
+/// `Arc::as_ptr` of a `RawTask<T>` that the waker keeps alive (its own
+/// count, or the run that lent it).
 unsafe fn task_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     // SAFETY: `p` came from `Arc::as_ptr` of a task that the waker being
     // cloned keeps alive (its own count, or the run that lent it).
@@ -185,6 +192,13 @@ unsafe fn task_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     RawWaker::new(p, task_vtable::<T>())
 }
 
+/// Wakes a root task's waker by value, then releases its count.
+///
+/// # Safety
+///
+/// `p` is the data pointer of a waker built by `task_vtable::<T>()`: an
+/// `Arc::as_ptr` of a `RawTask<T>` that the waker keeps alive (its own
+/// count, or the run that lent it). The waker's count is consumed.
 unsafe fn task_wake<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `task_clone`; `wake` consumes the waker's count, owned
     // here by `task` and released after the wake, or while unwinding if the
@@ -193,6 +207,13 @@ unsafe fn task_wake<T: Send + 'static>(p: *const ()) {
     RawTask::wake(&task);
 }
 
+/// Wakes a root task's waker by reference.
+///
+/// # Safety
+///
+/// `p` is the data pointer of a waker built by `task_vtable::<T>()`: an
+/// `Arc::as_ptr` of a `RawTask<T>` that the waker keeps alive (its own
+/// count, or the run that lent it).
 unsafe fn task_wake_by_ref<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `task_clone`: the task is alive. `ManuallyDrop`: the
     // `Arc` rebuilt here borrows the waker's count, it does not own one.
@@ -200,6 +221,13 @@ unsafe fn task_wake_by_ref<T: Send + 'static>(p: *const ()) {
     RawTask::wake(&task);
 }
 
+/// Drops a root task's waker: releases its count.
+///
+/// # Safety
+///
+/// `p` is the data pointer of a waker built by `task_vtable::<T>()`: an
+/// `Arc::as_ptr` of a `RawTask<T>` that the waker keeps alive (its own
+/// count, or the run that lent it). The waker's count is consumed.
 unsafe fn task_drop<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `task_clone`; the waker's count is released.
     unsafe { Arc::decrement_strong_count(p.cast::<RawTask<T>>()) };
