@@ -135,13 +135,29 @@ where
 /// * `--cfg loom`: [`loom::model`](https://docs.rs/loom/latest/loom/fn.model.html),
 ///   which explores every interleaving within loom's budget
 ///   (`LOOM_MAX_PREEMPTIONS`, `LOOM_MAX_BRANCHES`, ...).
-/// * `--cfg shuttle`: shuttle's PCT scheduler (depth 3) or, with
+/// * `--cfg shuttle`: shuttle's PCT scheduler (depth
+///   `LAZYFLIGHT_SHUTTLE_PCT_DEPTH`, default 3) or, with
 ///   `LAZYFLIGHT_SHUTTLE_SCHEDULER=random`, its random scheduler, for
 ///   `LAZYFLIGHT_SHUTTLE_ITERATIONS` runs (default 1000). PCT needs a model
 ///   whose first run makes at least one scheduling decision; one that makes
 ///   none fails with shuttle's "test closure did not exercise any
-///   concurrency" (the random scheduler accepts it).
-/// * otherwise: `f` runs once, on the calling thread (spawned threads are real).
+///   concurrency" (the random scheduler accepts it). Shuttle treats every
+///   atomic ordering as `SeqCst`: an ordering that is too weak is loom's to
+///   find.
+///
+///   A failing run prints its schedule ("failing schedule: ..."). To replay
+///   exactly that run, set `LAZYFLIGHT_SHUTTLE_REPLAY` to the schedule and
+///   run the one test again: `model` then runs `f` once, on that schedule
+///   (no shuttle dependency of your own needed).
+/// * otherwise: `f` runs once, on the calling thread (spawned threads are
+///   real). Nothing is explored: build with one of the flags for that.
+///
+/// # Panics
+///
+/// Under `--cfg shuttle`, if `LAZYFLIGHT_SHUTTLE_ITERATIONS` or
+/// `LAZYFLIGHT_SHUTTLE_PCT_DEPTH` is set but not a number, or
+/// `LAZYFLIGHT_SHUTTLE_SCHEDULER` is set to something other than `pct` or
+/// `random` (a typo would otherwise run a different check than asked).
 ///
 /// # Examples
 ///
@@ -168,13 +184,28 @@ where
 
     #[cfg(all(shuttle, not(loom)))]
     {
-        let iterations = std::env::var("LAZYFLIGHT_SHUTTLE_ITERATIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
+        /// The variable's value as a number, `default` when it is unset.
+        fn number(name: &str, default: usize) -> usize {
+            match std::env::var(name) {
+                Err(_) => default,
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("lazyflight::model: {name}={v:?} is not a number")),
+            }
+        }
+        if let Ok(schedule) = std::env::var("LAZYFLIGHT_SHUTTLE_REPLAY") {
+            shuttle::replay(f, schedule.trim());
+            return;
+        }
+        let iterations = number("LAZYFLIGHT_SHUTTLE_ITERATIONS", 1000);
+        let depth = number("LAZYFLIGHT_SHUTTLE_PCT_DEPTH", 3);
         match std::env::var("LAZYFLIGHT_SHUTTLE_SCHEDULER").as_deref() {
             Ok("random") => shuttle::check_random(f, iterations),
-            _ => shuttle::check_pct(f, iterations, 3),
+            Ok("pct") | Err(_) => shuttle::check_pct(f, iterations, depth),
+            Ok(other) => panic!(
+                "lazyflight::model: LAZYFLIGHT_SHUTTLE_SCHEDULER={other:?}: expected `pct` or `random`"
+            ),
         }
     }
 
