@@ -397,6 +397,9 @@ impl<T, E> ALazy<T, E> {
         }
         let mut f = Some(f);
         let mut installed: Option<Arc<Driver<T, E>>> = None;
+        // Negative control: the starter takes its initializer down with it.
+        #[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+        let mut starter = StarterTearsDown(self, None);
         loop {
             match self.acquire(installed.as_deref(), true).await {
                 Acquired::Done(done) => return done,
@@ -420,6 +423,10 @@ impl<T, E> ALazy<T, E> {
                     // A panic in `f` drops `lead`, which resets the cell.
                     let fut: BoxFuture<T, E> = Box::pin(f());
                     installed = Some(lead.install(fut));
+                    #[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+                    {
+                        starter.1 = installed.clone();
+                    }
                 }
             }
         }
@@ -989,6 +996,38 @@ impl<T, E> Drop for Drive<'_, T, E> {
     fn drop(&mut self) {
         // Notifications here are broadcasts; nothing to pass on.
         self.driver.sig.waiters.cancel(&mut self.key, || {});
+    }
+}
+
+/// Negative control `owned_init_dies_with_starter`: the caller that installed
+/// an owned initializer tears it down when it is dropped (as a cancelled
+/// plain leader's initializer goes with it): a pending initializer is dropped
+/// and the cell reset to `EMPTY`, so the others start over instead of
+/// resuming it.
+#[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+struct StarterTearsDown<'a, T, E>(&'a ALazy<T, E>, Option<Arc<Driver<T, E>>>);
+
+#[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+impl<T, E> Drop for StarterTearsDown<'_, T, E> {
+    fn drop(&mut self) {
+        let Some(driver) = self.1.take() else { return };
+        // Acquire: pairs with the Release store in `PanicGuard` (whose
+        // unwind poisoned loom's mutex).
+        if driver.sig.panicked.load(Acquire) {
+            return;
+        }
+        // Still pending: nobody can publish it now (as in `PanicGuard`).
+        let Some(fut) = driver.fut.lock().take() else {
+            return;
+        };
+        {
+            let mut installed = self.0.driver.lock();
+            *installed = None;
+            self.0.state.store(EMPTY, Release);
+        }
+        self.0.waiters.notify_all();
+        driver.sig.finish();
+        drop(fut);
     }
 }
 

@@ -141,6 +141,11 @@ impl List {
         }
         match next {
             NIL => self.tail = prev,
+            // Negative control `queue_unlink_forward_only`: only the forward
+            // link is mended; the next node keeps pointing back at this one.
+            #[cfg(lazyflight_break = "queue_unlink_forward_only")]
+            _ => {}
+            #[cfg(not(lazyflight_break = "queue_unlink_forward_only"))]
             n => self.nodes[n].prev = prev,
         }
         let node = &mut self.nodes[key];
@@ -176,9 +181,18 @@ impl List {
     /// broadcast-only waiters (if any) with [`Notify::All`]: what they wait
     /// for has just changed.
     fn single_out(&mut self, on_vacant: impl FnOnce()) -> Woken {
+        #[cfg(not(lazyflight_break = "queue_lifo"))]
         let mut at = self.head;
+        #[cfg(not(lazyflight_break = "queue_lifo"))]
         while at != NIL && !self.nodes[at].takes_one {
             at = self.nodes[at].next;
+        }
+        // Negative control `queue_lifo`: the newest waiter is served first.
+        #[cfg(lazyflight_break = "queue_lifo")]
+        let mut at = self.tail;
+        #[cfg(lazyflight_break = "queue_lifo")]
+        while at != NIL && !self.nodes[at].takes_one {
+            at = self.nodes[at].prev;
         }
         if at != NIL {
             return Woken::One(self.notify(at, Notify::One));
@@ -331,7 +345,18 @@ impl WaitQueue {
         let (old, pass) = match list.nodes[k].slot {
             Slot::Waiting(_) => {
                 list.unlink(k);
-                (list.nodes.remove(k), Woken::Nobody)
+                // Negative control `queue_cancel_leaks_node`: the node is
+                // unlinked but never freed, so its slot keeps the waker.
+                #[cfg(lazyflight_break = "queue_cancel_leaks_node")]
+                let old = Node {
+                    prev: NIL,
+                    next: NIL,
+                    slot: Slot::Waiting(None),
+                    takes_one: false,
+                };
+                #[cfg(not(lazyflight_break = "queue_cancel_leaks_node"))]
+                let old = list.nodes.remove(k);
+                (old, Woken::Nobody)
             }
             Slot::Notified(Notify::All) => (list.nodes.remove(k), Woken::Nobody),
             Slot::Notified(Notify::One) => {

@@ -2,9 +2,8 @@
 //! loom models of `Group`: single-flight calls per key. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p lazyflight-loom-tests --test group`.
 
-use core::future::Future;
-use core::pin::{pin, Pin};
-use core::task::{Context, Poll, Waker};
+use core::pin::Pin;
+use core::task::Poll;
 
 use lazyflight::sync::future::block_on;
 use lazyflight::sync::{thread, Arc};
@@ -126,8 +125,12 @@ fn group_forget_racing_completion() {
 }
 
 // Property: a subscriber dropped (after registering its waker) while the
-// leader completes disturbs nobody: the other subscriber gets the outcome,
-// the live count returns to zero, and nothing is left behind.
+// leader completes disturbs nobody and leaves nothing behind: its drop takes
+// it out of the flight's queue at once, so the queue keeps no clone of its
+// waker past the drop unless the completion had already taken it out to wake
+// it; the other subscriber, parked in the queue, is woken exactly once and
+// gets the outcome; the live count returns to zero, and nothing is left in
+// the map.
 #[test]
 fn group_subscriber_dropped_while_leader_completes() {
     loom::model(|| {
@@ -141,17 +144,41 @@ fn group_subscriber_dropped_while_leader_completes() {
         let Entry::Subscriber(stays) = group.entry(1) else {
             panic!("joins")
         };
+        let (w_stays, p_stays) = counting_waker();
+        let mut stays = stays.recv();
+        assert!(poll_once(Pin::new(&mut stays), &w_stays).is_pending());
+        let g = group.clone();
         let t = thread::spawn(move || {
-            let mut recv = pin!(gone.recv());
-            let mut cx = Context::from_waker(Waker::noop());
-            let _ = recv.as_mut().poll(&mut cx);
+            let (waker, probe) = counting_waker();
+            let mut recv = gone.recv();
+            let _ = poll_once(Pin::new(&mut recv), &waker);
             // Dropped here, registered or already notified.
+            drop(recv);
+            drop(waker);
+            // A clone still alive is held by the completion, which took it
+            // out of the queue to wake it: the flight has left the map by
+            // then. One the queue kept would outlive the drop for as long as
+            // the flight runs.
+            let kept = live_wakers(&probe);
+            assert!(
+                kept == 0 || g.is_empty(),
+                "the queue kept the dropped subscriber's waker"
+            );
+            probe
         });
         let out = leader.complete(Ok(3));
-        let theirs = block_on(stays.recv()).unwrap();
-        t.join().unwrap();
+        assert_eq!(p_stays.wakes(), 1, "the parked subscriber was woken once");
+        let theirs = match poll_once(Pin::new(&mut stays), &w_stays) {
+            Poll::Ready(theirs) => theirs.unwrap(),
+            Poll::Pending => panic!("woken, and still pending"),
+        };
+        let probe = t.join().unwrap();
+        assert!(probe.wakes() <= 1);
+        assert_eq!(live_wakers(&probe), 0);
         assert!(Arc::ptr_eq(&out, &theirs));
         assert!(out.is_shared());
+        drop((stays, w_stays));
+        assert_eq!(live_wakers(&p_stays), 0);
         assert_eq!(group.subscribers(&1), 0);
         assert!(group.is_empty());
     });

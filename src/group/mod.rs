@@ -966,6 +966,10 @@ impl<T, E> Future for Recv<T, E> {
 
 impl<T, E> Drop for Recv<T, E> {
     fn drop(&mut self) {
+        // Negative control `group_recv_drop_no_cancel`: a dropped subscriber
+        // lets go of its key, as one that saw DONE does, and leaves its node
+        // (and waker) in the queue until the flight ends.
+        #[cfg(not(lazyflight_break = "group_recv_drop_no_cancel"))]
         if let Some(sub) = &self.sub {
             // Broadcast notifications only: nothing to pass on.
             sub.flight.waiters.cancel(&mut self.key, || {});
