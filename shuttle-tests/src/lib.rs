@@ -20,6 +20,20 @@ pub fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
+/// How a planned piece of work (an `ALazy` initializer, a `Group` leader's
+/// work) ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Returns `Ok`.
+    Ok,
+    /// Returns `Err`.
+    Err,
+    /// Panics inside its future, after its yields.
+    Panic,
+    /// Panics in the closure, before any future exists.
+    PanicInF,
+}
+
 /// Drops the inner future after `polls` polls (a caller giving up).
 pub struct GiveUpAfter<F> {
     /// The caller's future.

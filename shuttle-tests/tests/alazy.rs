@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
 
 use lazyflight::{ALazy, State};
-use lazyflight_shuttle_tests::env_usize;
+use lazyflight_shuttle_tests::{env_usize, End};
 use shuttle::future::{self as sfut, JoinHandle};
 use shuttle::rand::{thread_rng, Rng};
 
@@ -108,17 +108,6 @@ const MIXED: Cfg = Cfg {
     self_cancel: 0.15,
     panic_in_f: true,
 };
-
-/// How one initializer behaves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum End {
-    Ok,
-    Err,
-    /// Panics inside the future, after its yields.
-    Panic,
-    /// Panics in the closure, before a future exists.
-    PanicInF,
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Plan {

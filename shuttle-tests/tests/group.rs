@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
 
 use lazyflight::{Group, Outcome};
-use lazyflight_shuttle_tests::env_usize;
+use lazyflight_shuttle_tests::{env_usize, End};
 use shuttle::future::{self as sfut, JoinHandle};
 use shuttle::rand::{thread_rng, Rng};
 
@@ -82,17 +82,6 @@ struct Made {
 
 type Out = Arc<Outcome<Made, Made>>;
 type G = Group<u32, Made, Made>;
-
-/// How a caller's work ends, if the caller leads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum End {
-    Ok,
-    Err,
-    /// Panics in its future, after its yields.
-    Panic,
-    /// Panics in the closure, before any future exists.
-    PanicInF,
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Spec {
