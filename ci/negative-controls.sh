@@ -33,7 +33,7 @@
 # Measured on the shared 2-core machine (other builds running): 5 min 48 s for
 # 18 controls (baseline build 66 s, then 8-28 s per control; every model run
 # under 0.2 s); 2 min 58 s for 24 controls, 3 min 47 s for 26 (at 5a575db), 4 min 8 s for 27 (at bd35722), 4 min 31 s for 30 (at 88f50fb), in a fresh-clone gate on the quiet
-# machine; 6 min 11 s for 35 (at f3167ee, cold target dir, shared machine). `--matrix` builds every file per control: 22 min for 11
+# machine; 6 min 11 s for 35 (at f3167ee, cold target dir, shared machine); 373 s for 36 in the gate at d22c194. `--matrix` builds every file per control: 22 min for 11
 # controls, so it is for refreshing loom-tests/README.md, not for the gate.
 # Budget: 10 minutes.
 
