@@ -249,6 +249,34 @@ fn stats_are_off_by_default_and_count_when_on() {
     let _: CacheStats = s;
 }
 
+#[test]
+fn hits_from_every_thread_and_shard_are_summed_and_survive_clear() {
+    let cache = Cache::<u32, u32, ()>::builder().stats(true).build();
+    for k in 0..256 {
+        let _ = block_on(cache.get(k, move || async move { Ok(k) }));
+    }
+    // The first hit of a key copies its value into the table of values (the
+    // miss path's look-up answers it); later ones are answered inline. Both
+    // count.
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let cache = &cache;
+            s.spawn(move || {
+                for i in 0..1_000u32 {
+                    let k = (i * 7 + t) % 256;
+                    let got = block_on(cache.get(k, || async { Err(()) }));
+                    assert_eq!(got, Ok(k));
+                }
+            });
+        }
+    });
+    let s = cache.stats().unwrap();
+    assert_eq!((s.hits, s.misses, s.inits), (4_000, 256, 256));
+    cache.clear();
+    assert!(cache.is_empty());
+    assert_eq!(cache.stats().unwrap(), s, "clear keeps the counts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_key_never_blocks_another() {
     let cache = Arc::new(Cache::<u32, u32, ()>::new());

@@ -24,6 +24,10 @@
 //!   `get_with`, quick_cache `get_or_insert_async`, and lazyflight
 //!   `Cache::get_owned` (the init moved into the key's entry, so a waiting
 //!   caller polled while the init can make progress drives it itself).
+//! * `cache_stats/1_thread_64_hot_keys`, `cache_stats/2_threads`: what
+//!   counters cost a hit: the same warmed cache built with and without
+//!   `CacheBuilder::stats`, quick_cache's `get` beside them, over 64 hot keys
+//!   on one thread and 10,000 keys on two.
 
 // Peers and baselines use std types directly; clippy.toml's shim
 // discipline is for the library.
@@ -313,5 +317,101 @@ fn cache_miss_64(c: &mut Criterion) {
     p.report("cache_miss_64");
 }
 
-criterion_group!(benches, cache_hit, cache_miss_64);
+const STATS: [&str; 3] = ["lazyflight", "lazyflight_stats", "quick_cache_sync"];
+
+/// `keys.len()` hits of `STATS` contender `which`.
+#[inline(never)]
+fn stats_hits(
+    caches: &(
+        lazyflight::Cache<u64, u64, ()>,
+        lazyflight::Cache<u64, u64, ()>,
+    ),
+    qc: &quick_cache::sync::Cache<u64, u64>,
+    which: usize,
+    keys: &[u64],
+) -> Duration {
+    match which {
+        0 => each(keys, |k| {
+            now_or_never(caches.0.get(k, || async { Err(()) })).unwrap()
+        }),
+        1 => each(keys, |k| {
+            now_or_never(caches.1.get(k, || async { Err(()) })).unwrap()
+        }),
+        _ => each(keys, |k| qc.get(&k).unwrap()),
+    }
+}
+
+/// What [`CacheBuilder::stats`](lazyflight::CacheBuilder::stats) costs a
+/// hit: the same warmed cache with and without counters, quick_cache's `get`
+/// as the reference, over 64 hot keys on one thread and over 10,000 keys on
+/// two threads at once (where the counters are shared between threads).
+fn cache_stats(c: &mut Criterion) {
+    let build = |stats: bool| {
+        let cache = lazyflight::Cache::<u64, u64, ()>::builder()
+            .stats(stats)
+            .build();
+        for k in 0..KEYS {
+            now_or_never(cache.get(k, || async move { Ok(k) })).unwrap();
+            now_or_never(cache.get(k, || async { Err(()) })).unwrap();
+        }
+        cache
+    };
+    let caches = (build(false), build(true));
+    let qc = quick_cache::sync::Cache::new(2 * KEYS as usize);
+    for k in 0..KEYS {
+        qc.insert(k, k);
+    }
+    let hot: Vec<u64> = key_order()
+        .into_iter()
+        .take(64)
+        .cycle()
+        .take(HITS)
+        .collect();
+    let order = key_order();
+    let mut at = 0usize;
+    let mut next_keys = move || {
+        at = (at + HITS) % order.len();
+        let mut v = Vec::with_capacity(HITS);
+        v.extend(order.iter().cycle().skip(at).take(HITS));
+        v
+    };
+    let mut g = c.benchmark_group("cache_stats");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat);
+    let mut p = Paired::new(&STATS, Compare::Ratio, "ns/hit");
+    g.bench_function("1_thread_64_hot_keys", |b| {
+        b.iter_custom(|iters| {
+            p.rounds(iters, |which| {
+                stats_hits(&caches, &qc, which, &hot).as_nanos() as f64 / HITS as f64
+            })
+        })
+    });
+    p.report("cache_stats/1_thread_64_hot_keys");
+    let mut p = Paired::new(&STATS, Compare::Ratio, "ns/hit");
+    g.bench_function("2_threads", |b| {
+        b.iter_custom(|iters| {
+            p.rounds(iters, |which| {
+                let keys = [next_keys(), next_keys()];
+                let barrier = Barrier::new(2);
+                let slowest = std::thread::scope(|s| {
+                    let hs = keys.each_ref().map(|keys| {
+                        let (caches, qc, barrier) = (&caches, &qc, &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            stats_hits(caches, qc, which, keys)
+                        })
+                    });
+                    hs.map(|h| h.join().unwrap()).into_iter().max().unwrap()
+                });
+                slowest.as_nanos() as f64 / HITS as f64
+            })
+        })
+    });
+    p.report("cache_stats/2_threads");
+    g.finish();
+}
+
+criterion_group!(benches, cache_hit, cache_miss_64, cache_stats);
 criterion_main!(benches);

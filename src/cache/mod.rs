@@ -143,6 +143,11 @@ type Cell<V, E> = ALazy<Stamped<V>, Stamped<E>>;
 /// One shard of the table: two hash tables, keyed alike, a key in at most
 /// one of them. Hashes are not stored: a table recomputes them from the keys
 /// when it grows, which keeps slots (and so the lines a hit touches) small.
+///
+/// `repr(C)`, in this order: what a hit touches (the lock word before the
+/// table, `values`, `hits`) shares the shard's first cache line; `others`
+/// spills into the second.
+#[repr(C)]
 struct Table<K, V, E> {
     /// Stored values of a cache without expiry, copied out of their finished
     /// entries by the first look-up that saw them, so that a hit reads this
@@ -150,6 +155,11 @@ struct Table<K, V, E> {
     /// keys and values), no variant tag, no pointer chase to the entry,
     /// which is then freed.
     values: HashTable<(K, V)>,
+    /// Hits answered from this shard, counted under its lock if the cache
+    /// keeps statistics: a plain add to a line the lock already owns, where
+    /// one counter shared by every thread would bounce between their caches
+    /// on every hit (see docs/benchmarks.md, `cache_stats`).
+    hits: u64,
     /// Every other key: its entry, or a stored error.
     others: HashTable<Slot<K, V, E>>,
 }
@@ -159,6 +169,7 @@ impl<K, V, E> Default for Table<K, V, E> {
         Self {
             values: HashTable::new(),
             others: HashTable::new(),
+            hits: 0,
         }
     }
 }
@@ -209,8 +220,9 @@ enum SlotState<V, E> {
 }
 
 /// Optional counters; see [`CacheStats`].
+///
+/// Hits are not here: each shard counts its own (see [`Table::hits`]).
 struct Counters {
-    hits: AtomicU64,
     misses: AtomicU64,
     inits: AtomicU64,
     coalesced: AtomicU64,
@@ -386,10 +398,14 @@ impl<K, V, E> Cache<K, V, E> {
         // `each`, twice: a panicking `Drop` costs no other element of its
         // shard its drop, and leaves no later shard full.
         each(self.map.iter(), |shard| {
-            let Table {
-                mut values,
-                mut others,
-            } = core::mem::take(&mut *shard.lock());
+            let (mut values, mut others) = {
+                let mut t = shard.lock();
+                // The hit count stays: statistics are not entries.
+                (
+                    core::mem::take(&mut t.values),
+                    core::mem::take(&mut t.others),
+                )
+            };
             // Dropped outside the lock.
             let old = (values.drain().map(Old::Value)).chain(others.drain().map(Old::Other));
             each(old, drop);
@@ -397,10 +413,15 @@ impl<K, V, E> Cache<K, V, E> {
     }
 
     /// The counters, if enabled with [`CacheBuilder::stats`].
+    ///
+    /// Locks each shard in turn to add up its hits (as [`len`](Self::len)
+    /// does), so the snapshot is not atomic across keys, and like `len` it
+    /// must not be called from a key's `Hash` or `Eq`, or a value's or
+    /// error's `Clone`, of this cache: those run under a shard lock.
     #[must_use]
     pub fn stats(&self) -> Option<CacheStats> {
         self.stats.as_deref().map(|c| CacheStats {
-            hits: c.hits.load(Relaxed),
+            hits: self.map.iter().map(|s| s.lock().hits).sum(),
             misses: c.misses.load(Relaxed),
             inits: c.inits.load(Relaxed),
             coalesced: c.coalesced.load(Relaxed),
@@ -750,6 +771,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 }
             }
         };
+        if out.is_ok() && self.stats.is_some() {
+            table.hits = table.hits.wrapping_add(1);
+        }
         drop(table);
         drop(old);
         drop(first_clone);
@@ -993,7 +1017,10 @@ impl<K, V, E> CacheBuilder<K, V, E> {
     }
 
     /// Keep counters (see [`Cache::stats`]). Default: off, and then they cost
-    /// one predictable branch per event.
+    /// one predictable branch per event. On, hits are counted per shard
+    /// under the lock a hit takes anyway, so they cost no shared write: a
+    /// hit measured 1.04x its cost without counters on one thread and 1.00x
+    /// on two (docs/benchmarks.md, `cache_stats`).
     pub fn stats(mut self, on: bool) -> Self {
         self.stats = on;
         self
@@ -1010,7 +1037,6 @@ impl<K, V, E> CacheBuilder<K, V, E> {
             clock: Arc::new(self.clock.unwrap_or_else(|| Box::new(SystemClock::new()))),
             stats: self.stats.then(|| {
                 Arc::new(Counters {
-                    hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                     inits: AtomicU64::new(0),
                     coalesced: AtomicU64::new(0),
@@ -1205,10 +1231,7 @@ where
     ) -> Poll<Result<V, E>> {
         let cache = self.cache;
         match cache.lookup_slow(hash, key, now, table) {
-            Ok(hit) => {
-                cache.count(|c| &c.hits);
-                Poll::Ready(hit)
-            }
+            Ok(hit) => Poll::Ready(hit),
             Err(entry) => {
                 *self.phase = GetPhase::Slow((self.make)(cache, hash, entry, init));
                 self.poll_slow(cx)
@@ -1263,7 +1286,7 @@ where
         let hash = cache.map.hash(&key);
         // Read before the lock: the clock is user code.
         let now = cache.now();
-        let table = cache.map.shard(hash).lock();
+        let mut table = cache.map.shard(hash).lock();
         let Some((_, v)) = table.values.find(hash, |(k, _)| *k == key) else {
             #[cfg(lazyflight_break = "cache_lookup_relocks")]
             let table = {
@@ -1275,6 +1298,9 @@ where
             return this.miss(hash, now, table, key, init, cx);
         };
         let hit = v.clone();
+        if cache.stats.is_some() {
+            table.hits = table.hits.wrapping_add(1);
+        }
         // Negative control: on a hit, the caller's key is dropped under the
         // lock.
         #[cfg(lazyflight_break = "cache_hit_drops_key_under_lock")]
@@ -1284,7 +1310,6 @@ where
         #[cfg(not(lazyflight_break = "cache_hit_drops_key_under_lock"))]
         drop(key);
         drop(init);
-        cache.count(|c| &c.hits);
         Poll::Ready(Ok(hit))
     }
 }
