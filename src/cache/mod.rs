@@ -99,8 +99,9 @@ use crate::group::ShardsOf;
 use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
-use crate::unwind::each;
+use crate::unwind::{caught, each};
 use crate::{ALazy, State};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 /// What the cache does with an initializer's error.
 ///
@@ -196,6 +197,10 @@ impl<K, V, E> Table<K, V, E> {
 
 /// A key of [`Table::others`] and what it holds.
 struct Slot<K, V, E> {
+    /// The key's hash, kept so that growing [`Table::others`] runs no user
+    /// code (a `Hash` that panicked there would unwind through the table,
+    /// which then drops, under the lock, every slot it had not yet moved).
+    hash: u64,
     key: K,
     state: SlotState<V, E>,
 }
@@ -204,6 +209,40 @@ impl<K, V, E> Slot<K, V, E> {
     /// Whether this slot holds `entry` itself (by identity).
     fn is_entry(&self, entry: &Arc<Cell<V, E>>) -> bool {
         matches!(&self.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry))
+    }
+}
+
+/// A panic's payload.
+type Payload = Box<dyn core::any::Any + Send>;
+
+/// The keys (with their values) a rebuilt table of values left out, and the
+/// panics of their `Hash` (see [`Cache::reserve_values`]).
+type Evicted<K, V> = (Vec<(K, V)>, Vec<Payload>);
+
+/// A look-up whose insert found a stored key's `Hash` panicking while
+/// [`Table::values`] grew (see [`Cache::reserve_values`]): what is left to do
+/// once the shard lock is released.
+struct HashPanicked<K, V> {
+    /// The caller's key, not inserted.
+    key: K,
+    /// The keys (with their values) taken out of the table because their
+    /// `Hash` panicked.
+    lost: Vec<(K, V)>,
+    /// The panics, the first one to be resumed.
+    panics: Vec<Payload>,
+}
+
+impl<K, V> HashPanicked<K, V> {
+    /// Drops what was taken out (quietly: the first panic is the one the
+    /// caller sees) and resumes the first panic.
+    fn resume(self) -> ! {
+        let Self { key, lost, panics } = self;
+        caught(move || drop(key));
+        each(lost, |kv| caught(move || drop(kv)));
+        let mut panics = panics.into_iter();
+        let first = panics.next().expect("at least one panic");
+        each(panics, |p| caught(move || drop(p)));
+        resume_unwind(first)
     }
 }
 
@@ -313,7 +352,11 @@ pub struct CacheStats {
 /// costly to clone), and do not call into the same cache from them: the
 /// shard lock is not re-entrant, so such a call deadlocks (or panics). A
 /// panic in one of them propagates to the caller and leaves the table as it
-/// was.
+/// was, with one exception: a stored key's `Hash` runs again when its
+/// shard's table of values grows, and a key whose `Hash` panics then is
+/// taken out of the cache (its value dropped after the lock is released;
+/// every other key stays). A `Hash` that panics for a key it once hashed
+/// is a bug in that `Hash`; the cache stays consistent all the same.
 ///
 /// # Examples
 ///
@@ -724,11 +767,18 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         // when the second clone panics.
         let mut old = None;
         let mut first_clone = None;
+        let mut hash_panicked = None;
         let mut table = table;
         let t = &mut *table;
         let out = match t.others.find_entry(hash, |s| s.key == key) {
-            Err(_) => Err(self.insert(t, hash, key)),
-            Ok(mut found) => {
+            Err(_) => match self.insert(t, hash, key) {
+                Ok(entry) => Some(Err(entry)),
+                Err(panicked) => {
+                    hash_panicked = Some(panicked);
+                    None
+                }
+            },
+            Ok(mut found) => Some({
                 // Negative control: the caller's key is dropped under the
                 // lock.
                 #[cfg(lazyflight_break = "cache_drop_key_under_lock")]
@@ -761,23 +811,31 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                         Some(Ok(v)) => {
                             first_clone = Some(Ok(v.value.clone()));
                             let value = v.value.clone();
-                            let (Slot { key, state }, _) = found.remove();
+                            let (Slot { key, state, .. }, _) = found.remove();
                             old = Some(state);
-                            t.values
-                                .insert_unique(hash, (key, value), |(k, _)| self.map.hash(k));
+                            // Room was kept for it (see `insert`): the
+                            // hasher is not called.
+                            t.values.insert_unique(hash, (key, value), |_| {
+                                unreachable!("room was kept for every promotion")
+                            });
                             Ok(first_clone.take().expect("just set"))
                         }
                     },
                 }
-            }
+            }),
         };
-        if out.is_ok() && self.stats.is_some() {
+        if matches!(out, Some(Ok(_))) && self.stats.is_some() {
             table.hits = table.hits.wrapping_add(1);
         }
         drop(table);
         drop(old);
         drop(first_clone);
-        out
+        match out {
+            Some(out) => out,
+            None => hash_panicked
+                .expect("no result only after a panicking `Hash`")
+                .resume(),
+        }
     }
 
     /// A miss on an absent key: inserts a fresh entry for it.
@@ -787,20 +845,74 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// a result into `values` never grows it: hits allocate nothing, that
     /// first one included. (Only promotions insert into `values`, each one
     /// for a key that leaves `others`; removals never take room away.)
+    ///
+    /// If a stored key's `Hash` panics while `values` grows, nothing is
+    /// inserted: the caller's key, the keys taken out and the panics come
+    /// back (see [`reserve_values`](Self::reserve_values)).
     #[cold]
     #[inline(never)]
-    fn insert(&self, t: &mut Table<K, V, E>, hash: u64, key: K) -> Arc<Cell<V, E>> {
+    fn insert(
+        &self,
+        t: &mut Table<K, V, E>,
+        hash: u64,
+        key: K,
+    ) -> Result<Arc<Cell<V, E>>, HashPanicked<K, V>> {
         if !self.timed {
             // Before the insert: if `K`'s `Hash` panics while `values` is
             // rehashed, nothing was inserted that the room is missing for.
-            t.values
-                .reserve(t.others.len() + 1, |(k, _)| self.map.hash(k));
+            let additional = t.others.len() + 1;
+            if let Err((lost, panics)) = self.reserve_values(&mut t.values, additional) {
+                return Err(HashPanicked { key, lost, panics });
+            }
         }
         let entry = Arc::new(ALazy::new());
         let state = SlotState::Pending(entry.clone());
         t.others
-            .insert_unique(hash, Slot { key, state }, |s| self.map.hash(&s.key));
-        entry
+            .insert_unique(hash, Slot { hash, key, state }, |s| s.hash);
+        Ok(entry)
+    }
+
+    /// Makes room in [`Table::values`] for `additional` more keys. Its slots
+    /// keep no hash (a hit reads key and value only), so growing it hashes
+    /// every stored key: user code. A panic there is caught inside the
+    /// hasher rather than let unwind through the table (which would drop,
+    /// under the lock, every slot not yet moved, and abort the process if
+    /// one of those drops panicked too); the table is then rebuilt from
+    /// scratch, the keys whose `Hash` panics again taken out of it. Returns
+    /// those keys with their values and the panics, for the caller to drop
+    /// and resume outside the lock.
+    fn reserve_values(
+        &self,
+        values: &mut HashTable<(K, V)>,
+        additional: usize,
+    ) -> Result<(), Evicted<K, V>> {
+        let panics = core::cell::RefCell::new(Vec::new());
+        let hash = |k: &K| {
+            catch_unwind(AssertUnwindSafe(|| self.map.hash(k))).unwrap_or_else(|payload| {
+                panics.borrow_mut().push(payload);
+                0
+            })
+        };
+        values.reserve(additional, |(k, _)| hash(k));
+        if panics.borrow().is_empty() {
+            return Ok(());
+        }
+        // Some keys went in under a made-up hash: place every key afresh.
+        let old = core::mem::take(values);
+        let mut fresh = HashTable::with_capacity(old.len() + additional);
+        let mut lost = Vec::new();
+        for (k, v) in old {
+            let before = panics.borrow().len();
+            let h = hash(&k);
+            if panics.borrow().len() == before {
+                // Room was made for every key: the hasher is not called.
+                fresh.insert_unique(h, (k, v), |_| unreachable!("room was made"));
+            } else {
+                lost.push((k, v));
+            }
+        }
+        *values = fresh;
+        Err((lost, panics.into_inner()))
     }
 
     /// Replaces the entry in `state` with a fresh one, returned; the old

@@ -17,7 +17,9 @@ pub type MutexGuard<'a, T> = imp::MutexGuard<'a, T>;
 /// shard tables of `Cache` and `Group`, a key's `Hash` in `Cache`'s tables,
 /// and the `Clone` of a `Cache`'s value or error (a hit is cloned under its
 /// shard lock); a panic there only fails that call and
-/// leaves the table as it was. So a poisoned lock holds consistent data, and, like
+/// leaves the table consistent (as it was, except that a `Cache` key whose
+/// `Hash` panics while its shard's value table grows leaves the cache:
+/// see `Cache`'s docs). So a poisoned lock holds consistent data, and, like
 /// `parking_lot`, we hand the data back rather than propagate.
 ///
 /// Under loom this does not hold: loom's `Mutex` itself panics when it is
