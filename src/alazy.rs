@@ -75,6 +75,7 @@ use core::marker::PhantomData;
 use core::mem::{self, ManuallyDrop};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 use crate::sync::{Arc, Mutex, MutexGuard, UnsafeCell};
@@ -184,6 +185,14 @@ pub struct ALazy<T, E> {
 // (needs `Sync`) and lets any thread create the value that another thread
 // will drop (needs `Send`). Everything else inside is `Sync` already.
 unsafe impl<T: Send + Sync, E: Send + Sync> Sync for ALazy<T, E> {}
+
+// As `OnceLock`: a panic anywhere in an initialization (the closure, the
+// future, a waker) leaves the cell consistent: the state is published only
+// after the slot is written, and a failed leader hands the init on. The
+// interior mutability that keeps these from being automatic (the slot's
+// `UnsafeCell`, the queue's and the driver's locks) is never seen half-done.
+impl<T: RefUnwindSafe + UnwindSafe, E: RefUnwindSafe + UnwindSafe> RefUnwindSafe for ALazy<T, E> {}
+impl<T: UnwindSafe, E: UnwindSafe> UnwindSafe for ALazy<T, E> {}
 
 impl<T, E> ALazy<T, E> {
     /// Creates an empty cell.

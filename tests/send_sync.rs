@@ -184,3 +184,17 @@ fn send_sync_unpin_table() {
     }
     assert!(failures.is_empty(), "auto traits changed:\n{}", failures.join("\n"));
 }
+
+/// `ALazy` is unwind safe as `OnceLock` is: a `&ALazy` (a `static` one, say)
+/// can be used inside `catch_unwind` without `AssertUnwindSafe`.
+#[test]
+fn alazy_is_unwind_safe_like_oncelock() {
+    fn ref_unwind_safe<T: std::panic::RefUnwindSafe + std::panic::UnwindSafe>() {}
+    ref_unwind_safe::<std::sync::OnceLock<u32>>();
+    ref_unwind_safe::<ALazy<u32, String>>();
+    static CELL: ALazy<u32, ()> = ALazy::new();
+    let r = std::panic::catch_unwind(|| {
+        lazyflight::sync::future::block_on(CELL.get_or_init(|| async { Ok(7) })).copied()
+    });
+    assert_eq!(r.unwrap(), Ok(7));
+}
