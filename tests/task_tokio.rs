@@ -1,6 +1,7 @@
 //! The tokio runtime adapter (feature `tokio`).
 #![cfg(feature = "tokio")]
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,30 @@ fn sync_await_from_a_runtime_worker_is_refused() {
         .unwrap()
         .to_string();
     assert!(msg.contains("own executor"), "{msg}");
+}
+
+/// tokio does not tell its blocking pool's threads from its workers, so
+/// `sync_await` refuses on a `spawn_blocking` thread as well; the documented
+/// way there is the handle's `block_on`, which drives the task to its end.
+#[test]
+fn on_a_blocking_thread_the_handle_block_on_drives_a_task() {
+    let rt = runtime(1);
+    let ex: ExecutorRef = Arc::new(TokioExecutor::new(rt.handle().clone()));
+    let handle = rt.handle().clone();
+    let (refused, value) = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let refused = ex.current_thread_in_executor();
+            let task = Lazy::new(async {
+                sleep(Duration::from_millis(1)).await.unwrap();
+                current_executor().unwrap().current_thread_in_executor()
+            });
+            (refused, handle.block_on(task.via(ex).into_future()))
+        })
+        .await
+        .unwrap()
+    });
+    assert!(refused, "a blocking-pool thread counts as the runtime's");
+    assert!(value, "the task ran on the runtime");
 }
 
 #[test]

@@ -16,7 +16,15 @@ use super::executor::{Executor, Job, ScheduleError};
 ///
 /// [`current_thread_in_executor`](Executor::current_thread_in_executor) is
 /// true on any thread that is inside this runtime's context (its workers,
-/// or a thread that entered it).
+/// or a thread that entered it). That includes the threads of its blocking
+/// pool: tokio does not tell them from its workers, so
+/// [`sync_await`](super::sync_await) refuses inside `spawn_blocking` too,
+/// although blocking is safe there. On such a thread, drive the task with the
+/// runtime handle's `block_on` instead:
+/// `handle.block_on(lazy.via(ex).into_future())`.
+/// Erring this way keeps the check sound where it matters: a task blocked in
+/// `sync_await` on a worker of a one-worker runtime would wait for ever for
+/// the job it scheduled on that same worker.
 ///
 /// The runtime must run its tasks on its own: a multi-thread runtime does;
 /// a `current_thread` runtime runs them only while some thread is inside its
