@@ -2,7 +2,7 @@
 # Unit, integration, doc and property tests on the std build (the bench crate
 # is only compiled, by ci/bench-build.sh). Budget 8 min; measured 66-107 s
 # on a fresh clone before tests/executors.rs, 118 s with it (its soak takes
-# about 18 s in each of the two runs below).
+# 13-18 s in each of the two runs below; see tests/executors.rs).
 source "$(dirname "$0")/lib.sh"
 # Refused before anything is built: settings that would make the property
 # tests (proptest/tests/*.rs) check less than the gate states.
