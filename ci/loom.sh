@@ -5,9 +5,12 @@
 # Budget: LOOM_MAX_PREEMPTIONS=2. Every model is exhaustive under it (none is
 # cut short by a branch or permutation limit); LOOM_MAX_BRANCHES is loom's
 # default, written out so the budget is explicit. A model that needs a larger
-# or smaller budget sets it in code with `loom::model::Builder` and says why.
-# The per-model executions, times and caught controls of the ALazy, waiter-queue and
-# Group models are in loom-tests/README.md; every model's required controls are in
+# or smaller budget sets it in code with `loom::model::Builder` and says why
+# (one does: owned_init_completed_while_a_waiter_waker_panics_releases_every_helper,
+# three preemptions).
+# The per-model executions, times and caught controls of the ALazy and
+# waiter-queue models, and the times and controls of the Group models, are in
+# loom-tests/README.md; every model's required controls are in
 # ci/negative-controls.txt.
 #
 # Only the lazyflight-loom-tests package is built under --cfg loom: the
@@ -26,7 +29,12 @@ unset LOOM_MAX_PERMUTATIONS LOOM_MAX_DURATION LOOM_CHECKPOINT_FILE LOOM_CHECKPOI
 
 # Measured on the shared 2-core machine (load 3-6 from other builds): cold
 # build + run 1 min 56 s (3 min 35 s under heavier load), 23 s when only the
-# library changed; the models themselves run in under 0.5 s in total (alazy
-# 14 models 0.13 s, wait_queue 6 models 0.05 s; largest: 702 executions).
+# library changed. The models themselves, at b5652ba: 14 s in total; alazy
+# 15 models 9.5 s, nearly all of it the one with three preemptions (161,659
+# executions, 8.5 s alone; the largest of the other ALazy and wait_queue
+# models: 702); task 8 models 4.5 s, nearly all of it
+# task_wake_absorbed_after_the_runner_saw_notified_still_publishes (4.3 s
+# alone); cache 11 models, group 7, wait_queue 6 and the 2 lazyflight::model
+# checks under 0.1 s per binary.
 # Budget: 10 minutes.
 cargo test --release -p lazyflight-loom-tests

@@ -6,6 +6,52 @@
 # report green; see ci/all.sh).
 # Budget 6 min; measured 143-194 s (194 s at 88f50fb; sysroot already built; building it adds ~45 s).
 source "$(dirname "$0")/lib.sh"
+# Flags from MIRIFLAGS are added after the project's (see the end), so a flag
+# there could turn a check off or undo -Zmiri-strict-provenance (the later
+# flag wins). Refused before anything is built or installed:
+# * any -Zmiri-disable-* (Stacked Borrows, validity, alignment, the data-race
+#   detector, weak-memory emulation, ...): this step disables no check; and
+#   -Zmiri-disable-isolation, which the step does not use either (isolated,
+#   a test cannot read the host's clock, environment or files);
+# * -Zmiri-ignore-leaks (the leak check is one of the things this step is for);
+# * -Zmiri-tree-borrows*: another aliasing model, which accepts code that
+#   Stacked Borrows (what this step reports under) rejects;
+# * -Zmiri-permissive-provenance: undoes -Zmiri-strict-provenance;
+# * -Zmiri-retag-fields*: changes how much Stacked Borrows retags;
+# * -Zmiri-deterministic-concurrency and -Zmiri-fixed-schedule: no random
+#   preemption and scheduling (and, for the first, no weak memory);
+# * -Zmiri-preemption-rate and -Zmiri-compare-exchange-weak-failure-rate
+#   below Miri's defaults (0.01 and 0.8): fewer thread switches, fewer
+#   spurious compare_exchange_weak failures.
+# Everything else (a seed, -Zmiri-many-seeds, tracking, backtraces, ...) is
+# honoured.
+set -f
+for flag in ${MIRIFLAGS:-}; do
+    why=
+    case $flag in
+        -Zmiri-disable-isolation) why="gives the tests the host's clock, environment and files (this step runs them isolated)" ;;
+        -Zmiri-disable-*) why="turns a check off" ;;
+        -Zmiri-ignore-leaks) why="turns the leak check off" ;;
+        -Zmiri-tree-borrows*) why="replaces Stacked Borrows, the aliasing model this step checks" ;;
+        -Zmiri-permissive-provenance) why="undoes -Zmiri-strict-provenance" ;;
+        -Zmiri-retag-fields*) why="changes what Stacked Borrows retags" ;;
+        -Zmiri-deterministic-concurrency | -Zmiri-fixed-schedule) why="turns off random scheduling" ;;
+        -Zmiri-preemption-rate=* | -Zmiri-compare-exchange-weak-failure-rate=*)
+            value=${flag#*=}
+            case $flag in -Zmiri-preemption-rate=*) floor=0.01 ;; *) floor=0.8 ;; esac
+            if ! [[ $value =~ ^[0-9]*\.?[0-9]+$ ]]; then
+                why="is not a number"
+            elif awk -v v="$value" -v f="$floor" 'BEGIN { exit !(v < f) }'; then
+                why="is under Miri's default of $floor"
+            fi
+            ;;
+    esac
+    if [[ -n $why ]]; then
+        echo "miri: MIRIFLAGS has $flag, which $why; the gate refuses it" >&2
+        exit 1
+    fi
+done
+set +f
 step "miri"
 need_nightly miri miri,rust-src
 if ! cargo +nightly miri --version >/dev/null 2>&1; then

@@ -11,7 +11,9 @@
 # since changing RUSTFLAGS rebuilds everything.
 #
 # Budget 6 min. Iterations per test and scheduler (random and PCT): 20,000
-# (at least 10,000 is the project's floor); PCT depth 3.
+# (at least 10,000 is the project's floor); PCT depth 3 (the floor).
+# Refused before anything is built: fewer iterations or a shallower depth,
+# and the replay and scheduler settings of `lazyflight::model` (below).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -26,6 +28,23 @@ if ! [[ $LAZYFLIGHT_SHUTTLE_ITERATIONS =~ ^[0-9]+$ ]] || ((LAZYFLIGHT_SHUTTLE_IT
     exit 1
 fi
 export LAZYFLIGHT_SHUTTLE_PCT_DEPTH="${LAZYFLIGHT_SHUTTLE_PCT_DEPTH:-3}"
+# A shallower PCT search finds fewer bugs: depth 3 is the floor (deeper is
+# honoured).
+if ! [[ $LAZYFLIGHT_SHUTTLE_PCT_DEPTH =~ ^[0-9]+$ ]] || ((10#$LAZYFLIGHT_SHUTTLE_PCT_DEPTH < 3)); then
+    echo "shuttle: LAZYFLIGHT_SHUTTLE_PCT_DEPTH=$LAZYFLIGHT_SHUTTLE_PCT_DEPTH is not a depth of at least 3 (the floor)" >&2
+    exit 1
+fi
+# Read by `lazyflight::model` (shuttle-tests/tests/model.rs): a replay runs
+# one recorded schedule instead of the search, and `random` drops the PCT
+# scheduler. Both are for replaying a failure by hand, not for the gate.
+if [[ -n ${LAZYFLIGHT_SHUTTLE_REPLAY+set} ]]; then
+    echo "shuttle: LAZYFLIGHT_SHUTTLE_REPLAY is set: lazyflight::model would replay one schedule instead of searching" >&2
+    exit 1
+fi
+if [[ -n ${LAZYFLIGHT_SHUTTLE_SCHEDULER+set} && $LAZYFLIGHT_SHUTTLE_SCHEDULER != pct ]]; then
+    echo "shuttle: LAZYFLIGHT_SHUTTLE_SCHEDULER=$LAZYFLIGHT_SHUTTLE_SCHEDULER: the gate runs lazyflight::model under PCT only" >&2
+    exit 1
+fi
 
 printf '\n==> shuttle (%s iterations per test, PCT depth %s)\n' \
     "$LAZYFLIGHT_SHUTTLE_ITERATIONS" "$LAZYFLIGHT_SHUTTLE_PCT_DEPTH"

@@ -35,7 +35,8 @@
 //!   result of an init started before an invalidation".
 //!
 //! Sizes (`*_ROUNDS`, 400 callers or 120 tasks a round) keep the whole file
-//! at 16-18 s in a debug build on 2 cores.
+//! at 13-18 s in a debug build on 2 cores (13.8 s at `b5652ba`, load average
+//! 3; 22-26 s while other builds kept the load at 5-8).
 #![allow(clippy::disallowed_types)] // tests may name std types next to the shim
 
 use std::collections::HashMap;
