@@ -639,6 +639,7 @@ fn owned_init_completed_while_a_waiter_waker_panics_releases_every_helper() {
             Poll::Ready(Ok(1))
         }
     }
+    silence_expected_panics();
     let mut model = loom::model::Builder::new();
     model.preemption_bound = Some(3);
     model.check(|| {
