@@ -838,3 +838,61 @@ fn block_on_inside_a_run_waits_for_a_chain_past_the_limit() {
     let got = block_inside_a_run(lazyflight::sync::future::block_on);
     assert_eq!(got, Ok((100, 100)), "block_on inside a run waited for ever");
 }
+
+/// Set by a test that re-runs itself as a child process.
+const CHILD: &str = "LAZYFLIGHT_TASK_TEST_CHILD";
+
+/// An executor whose `schedule` panics (as a pool that unwraps a send to a
+/// worker that is gone); the job it was given is dropped during that
+/// unwind.
+#[derive(Debug)]
+struct PanickingSchedule;
+impl Executor for PanickingSchedule {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        let _job = job;
+        panic!("schedule panics");
+    }
+    fn current_thread_in_executor(&self) -> bool {
+        false
+    }
+}
+
+/// A job dropped while `schedule`'s panic unwinds completes its task with
+/// `Rejected` there; a callback that panics on that error (re-raising it, as
+/// `r.value()` does) must not be a panic during a panic, which aborts the
+/// process: the schedule's panic reaches `start`'s caller, and the process
+/// lives on. Run in a child process, since the failure is an abort.
+#[test]
+#[cfg_attr(miri, ignore = "spawns a child process")]
+fn a_panicking_schedule_with_a_panicking_callback_does_not_abort() {
+    let name = "a_panicking_schedule_with_a_panicking_callback_does_not_abort";
+    if std::env::var_os(CHILD).is_some() {
+        let rejected = Arc::new(AtomicBool::new(false));
+        let r = rejected.clone();
+        let unwound = std::panic::catch_unwind(move || {
+            Lazy::new(async { 1 })
+                .via(Arc::new(PanickingSchedule))
+                .start(move |t| {
+                    r.store(matches!(t.error(), Some(TaskError::Rejected)), SeqCst);
+                    t.value();
+                });
+        });
+        let payload = unwound.expect_err("the schedule's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"schedule panics"));
+        assert!(rejected.load(SeqCst), "the callback got Rejected");
+        println!("child: survived");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child: survived"),
+        "the child process died ({}):\n{}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -235,7 +235,12 @@ unsafe fn task_drop<T: Send + 'static>(p: *const ()) {
 
 /// The job that runs a task on its executor. Dropped unrun (refused by
 /// `schedule`, or discarded by an executor that shuts down), it completes
-/// the task with [`TaskError::Rejected`].
+/// the task with [`TaskError::Rejected`]. Dropped while its thread unwinds
+/// (a `schedule` that panics drops the job it was given during that
+/// unwind), it completes the task under [`caught`]: the callback is user
+/// code, and a panic there (a callback that re-raises the error with
+/// [`Try::value`]) would be a panic during a panic, which aborts the
+/// process. That panic is dropped; the one unwinding goes on.
 struct RunJob<T: Send + 'static>(Option<Arc<RawTask<T>>>);
 
 impl<T: Send + 'static> RunJob<T> {
@@ -248,9 +253,15 @@ impl<T: Send + 'static> RunJob<T> {
 
 impl<T: Send + 'static> Drop for RunJob<T> {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abandon();
+        let Some(task) = self.0.take() else {
+            return;
+        };
+        if crate::sync::thread::panicking() {
+            // The task (its last count, maybe) goes with the closure, so its
+            // own drop is caught too.
+            return caught(move || task.abandon());
         }
+        task.abandon();
     }
 }
 
