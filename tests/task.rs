@@ -896,3 +896,85 @@ fn a_panicking_schedule_with_a_panicking_callback_does_not_abort() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `f` on a thread of its own; `None` if it has not returned within
+/// `limit` (the thread is then left behind, blocked).
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// Parks its task, handing its waker to a registry that may drop it unwoken
+/// (a shutdown that clears its waiters: the `Waker` contract allows it).
+/// Its flag is set when the future is dropped.
+struct ParkedIn {
+    wakers: Arc<Mutex<Vec<std::task::Waker>>>,
+    _dropped: Flag,
+}
+
+impl std::future::Future for ParkedIn {
+    type Output = u32;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u32> {
+        self.wakers.lock().unwrap().push(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// A task whose last waker is dropped unwoken can never be resumed: it is
+/// freed then, its future dropped first, and its callback still runs, once,
+/// with `Abandoned`.
+#[test]
+fn a_task_whose_last_waker_is_dropped_calls_back_with_abandoned() {
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let d = dropped.clone();
+    Lazy::new(ParkedIn {
+        wakers: wakers.clone(),
+        _dropped: Flag(dropped.clone()),
+    })
+    .start(move |t| {
+        let abandoned = matches!(t.error(), Some(TaskError::Abandoned));
+        tx.send((abandoned, d.load(SeqCst))).unwrap();
+    });
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty), "parked");
+    wakers.lock().unwrap().clear();
+    assert_eq!(
+        rx.try_recv(),
+        Ok((true, true)),
+        "the callback ran, with Abandoned, after the future was dropped"
+    );
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected), "once");
+}
+
+/// `sync_await` of such a task returns that error instead of parking for
+/// ever.
+#[test]
+fn sync_await_of_a_task_whose_last_waker_is_dropped_returns_abandoned() {
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let w = wakers.clone();
+    let waiter = std::thread::spawn(move || {
+        sync_await_try(Lazy::new(ParkedIn {
+            wakers: w,
+            _dropped: Flag(Arc::default()),
+        }))
+        .into_result()
+        .map_err(|e| e.to_string())
+    });
+    while wakers.lock().unwrap().is_empty() {
+        std::thread::yield_now();
+    }
+    wakers.lock().unwrap().clear();
+    let got = within(Duration::from_secs(10), move || waiter.join().unwrap());
+    assert_eq!(
+        got,
+        Some(Err(TaskError::Abandoned.to_string())),
+        "sync_await parked for ever although its task was freed"
+    );
+}

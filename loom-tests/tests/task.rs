@@ -374,3 +374,71 @@ fn task_collect_any_two_children_finish_at_once_one_winner() {
         );
     });
 }
+
+/// Pending for ever; its first poll hands out two clones of its waker, and
+/// later polls keep none. Sets `dropped` when the future is dropped.
+struct HandsOutTwoWakers {
+    wakers: std::sync::Arc<std::sync::Mutex<Vec<Waker>>>,
+    handed: bool,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Future for HandsOutTwoWakers {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.handed {
+            self.handed = true;
+            let mut wakers = self.wakers.lock().unwrap();
+            wakers.extend([cx.waker().clone(), cx.waker().clone()]);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for HandsOutTwoWakers {
+    fn drop(&mut self) {
+        self.dropped.store(true, SeqCst);
+    }
+}
+
+// Property: a suspended task whose last waker is dropped on one thread while
+// another thread wakes it (the task runs inline there, stays suspended, and
+// keeps no waker) completes exactly once: whichever thread lets go of the
+// last count frees it, its future is dropped, and then its callback runs
+// with `Abandoned`. Never uncalled (a `sync_await` would park for ever),
+// never twice, and the drop's access to the task's body never races the
+// wake's run (loom checks the cell).
+#[test]
+fn task_last_waker_dropped_racing_a_wake_calls_back_once_with_abandoned() {
+    loom::model(|| {
+        let wakers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let (c, d) = (calls.clone(), dropped.clone());
+        Lazy::new(HandsOutTwoWakers {
+            wakers: wakers.clone(),
+            handed: false,
+            dropped,
+        })
+        .start(move |t| {
+            assert!(d.load(SeqCst), "the future is dropped before the callback");
+            assert!(
+                matches!(t.error(), Some(TaskError::Abandoned)),
+                "{:?}",
+                t.error()
+            );
+            c.fetch_add(1, SeqCst);
+        });
+        let (first, second) = {
+            let mut w = wakers.lock().unwrap();
+            let second = w.pop().expect("two wakers");
+            (w.pop().expect("two wakers"), second)
+        };
+        assert_eq!(calls.load(SeqCst), 0, "suspended");
+        let dropper = thread::spawn(move || drop(first));
+        let waker = thread::spawn(move || second.wake());
+        dropper.join().unwrap();
+        waker.join().unwrap();
+        assert_eq!(calls.load(SeqCst), 1, "the callback runs exactly once");
+    });
+}

@@ -972,7 +972,9 @@ struct SyncSlot<T> {
 /// [`Try`].
 ///
 /// A [`Lazy`] runs inline on the calling thread until its first suspension;
-/// a [`RescheduleLazy`] is scheduled on its executor.
+/// a [`RescheduleLazy`] is scheduled on its executor. A task that can never
+/// be resumed (suspended, and its last waker dropped without waking it)
+/// returns [`TaskError::Abandoned`] rather than block for ever.
 ///
 /// # Panics
 ///
@@ -1041,9 +1043,10 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
 /// When [`sync_await_try`] does (a [`RescheduleLazy`] awaited from its
 /// own executor's thread), and when the task fails: a panic in the task
 /// resumes with its payload, and any other [`TaskError`] (the executor
-/// refused to run the task, [`TaskError::Rejected`], or it needs an
-/// executor and has none) panics with its message, as [`Try::value`]
-/// does.
+/// refused to run the task, [`TaskError::Rejected`], it needs an executor
+/// and has none, or the last waker that could resume it was dropped
+/// unwoken, [`TaskError::Abandoned`]) panics with its message, as
+/// [`Try::value`] does.
 ///
 /// # Examples
 ///

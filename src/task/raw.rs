@@ -20,9 +20,12 @@
 //!   │                  │  └─ no executor: ──────┘
 //!   │     Pending      │     re-poll inline
 //!   └──── IDLE ◄───────┤
-//!                      │ Ready / panic / the run was refused
-//!                      ▼
-//!                     DONE  (wakes ignored)
+//!          │           │ Ready / panic / the run was refused
+//!          │           ▼
+//!          └───────► DONE  (wakes ignored)
+//!   the last count went
+//!   (no waker is left to
+//!   resume it): Abandoned
 //! ```
 //!
 //! # Access rules
@@ -44,7 +47,11 @@
 //!   `RUNNING → IDLE` CAS fail, so it polls again (inline, or by re-queueing
 //!   the task on its executor, which is what makes `yield_now` go to the tail).
 //! * Completes exactly once: the callback is taken out of `body` by the
-//!   single runner that saw `Ready` (or by the dropped, unrun job).
+//!   single runner that saw `Ready` (or by the dropped, unrun job), or, if
+//!   neither ever comes, by the task's own `Drop` when its last count goes
+//!   while it is suspended (`IDLE`): no waker is left that could resume it,
+//!   so it completes with [`TaskError::Abandoned`] rather than drop its
+//!   callback uncalled (a `sync_await` on it would park for ever).
 //! * A run refused by the executor (or dropped unrun) completes the task with
 //!   [`TaskError::Rejected`]: never a task that is silently never resumed.
 //! * The caller of a run holds a count on the task for the whole run (the
@@ -437,6 +444,21 @@ impl<T: Send + 'static> RawTask<T> {
         }
     }
 
+    /// The run the caller owned was refused or dropped unrun.
+    fn abandon(&self) {
+        debug_assert_eq!(Phase::decode(self.state.load(Relaxed)), Phase::Scheduled);
+        // Acquire: as for a run, we are about to touch `body`.
+        if self
+            .state
+            .compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed)
+            .is_ok()
+        {
+            self.finish(Try::from_error(TaskError::Rejected));
+        }
+    }
+}
+
+impl<T> RawTask<T> {
     /// Completes the task; the caller owns the run (`RUNNING`, `NOTIFIED`, or
     /// `SCHEDULED` for an abandoned run).
     fn finish(&self, mut result: Try<T>) {
@@ -469,17 +491,40 @@ impl<T: Send + 'static> RawTask<T> {
             done(result);
         }
     }
+}
 
-    /// The run the caller owned was refused or dropped unrun.
-    fn abandon(&self) {
-        debug_assert_eq!(Phase::decode(self.state.load(Relaxed)), Phase::Scheduled);
-        // Acquire: as for a run, we are about to touch `body`.
-        if self
-            .state
-            .compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed)
-            .is_ok()
-        {
-            self.finish(Try::from_error(TaskError::Rejected));
+/// A task freed while its callback is still pending: it is suspended
+/// (`IDLE`) and its last count is gone, so no waker is left that could
+/// resume it. It completes as a finished run does (its future dropped in its
+/// own context, then its local), with [`TaskError::Abandoned`]: the callback
+/// runs exactly once, also here. Under [`caught`] while the thread unwinds
+/// already (a waker dropped by a panicking future's unwind): a panic from
+/// the callback or a drop would abort the process there.
+impl<T> Drop for RawTask<T> {
+    fn drop(&mut self) {
+        // Negative control `task_drop_skips_callback`: free the task with
+        // its callback uncalled (the code before `Abandoned`).
+        #[cfg(lazyflight_break = "task_drop_skips_callback")]
+        return;
+        #[allow(unreachable_code)]
+        let pending = self.body.with_mut(|body| {
+            // SAFETY: `&mut self`: no other reference to the task is left,
+            // so nothing else can touch `body`.
+            unsafe { (*body).done.is_some() }
+        });
+        if !pending {
+            return;
+        }
+        debug_assert_eq!(
+            Phase::decode(self.state.load(Relaxed)),
+            Phase::Idle,
+            "a task freed with its callback pending is suspended: a run holds a count"
+        );
+        let abandon = || self.finish(Try::from_error(TaskError::Abandoned));
+        if crate::sync::thread::panicking() {
+            caught(abandon);
+        } else {
+            abandon();
         }
     }
 }
