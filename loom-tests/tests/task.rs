@@ -442,3 +442,54 @@ fn task_last_waker_dropped_racing_a_wake_calls_back_once_with_abandoned() {
         assert_eq!(calls.load(SeqCst), 1, "the callback runs exactly once");
     });
 }
+
+// Property: a task without an executor woken inside a run on one thread (a
+// wake there queues its run for the outermost run on that thread to make)
+// while another thread wakes it too: the queued run and the other thread's
+// wake never poll it twice at once (the other wake finds it SCHEDULED and
+// is absorbed, or runs it inline if the queued run already left it IDLE),
+// each wake publishes its flag to a later poll, and the task completes
+// exactly once: no wake is lost in the queue.
+#[test]
+fn task_run_queued_inside_a_run_racing_a_wake_from_another_thread() {
+    loom::model(|| {
+        let flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; 2] =
+            core::array::from_fn(|_| Arc::new(Default::default()));
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let c = calls.clone();
+        Lazy::new(NoOverlap {
+            inner: Box::pin(AllSet {
+                flags: flags.clone(),
+                waker: slot.clone(),
+            }),
+            in_poll: Default::default(),
+        })
+        .start(move |t| {
+            assert!(!t.has_error());
+            c.fetch_add(1, SeqCst);
+        });
+        let waker: Waker = slot.lock().unwrap().clone().expect("polled once, pending");
+        let [mine, theirs] = flags;
+        let other = {
+            let waker = waker.clone();
+            thread::spawn(move || {
+                theirs.store(1, Ordering::Relaxed);
+                waker.wake();
+            })
+        };
+        // The wake inside this run queues the task's run, made when this run
+        // (the outermost on this thread) returns.
+        let w = waker.clone();
+        Lazy::new(async move {
+            mine.store(1, Ordering::Relaxed);
+            w.wake();
+        })
+        .start(|t| assert!(!t.has_error()));
+        other.join().unwrap();
+        drop(waker);
+        // Break the cycle task -> slot -> waker -> task.
+        slot.lock().unwrap().take();
+        assert_eq!(calls.load(SeqCst), 1, "the task completes exactly once");
+    });
+}
