@@ -752,12 +752,13 @@ fn wake_chain_to(
     (first_tx, order, rx)
 }
 
-/// Tasks without an executor are resumed inline by whoever wakes them, so a
-/// chain of tasks that wake one another from their callbacks nests one run
-/// per task. Past the inline depth limit a run moves to a thread of its own:
-/// the chain completes, in order, and the last task's value arrives.
+/// Tasks without an executor are resumed by whoever wakes them; a task
+/// woken inside another's run (its callback here) is queued for the
+/// outermost run on the thread, not nested in the wake: a chain of tasks
+/// that wake one another completes, in order, and the last task's value
+/// arrives.
 #[test]
-fn a_wake_chain_deeper_than_the_inline_limit_completes_in_order() {
+fn a_chain_of_tasks_waking_one_another_completes_in_order() {
     let (tx, order, last) = wake_chain_to(200, None);
     tx.send(0).unwrap();
     assert_eq!(futures::executor::block_on(last), Ok(200));
@@ -765,8 +766,8 @@ fn a_wake_chain_deeper_than_the_inline_limit_completes_in_order() {
 }
 
 /// The same with 100,000 tasks, started from a thread with a 256 KiB stack:
-/// the runs do not nest one per task (before the depth limit, this
-/// overflowed the stack and aborted the process).
+/// the runs do not nest one per task (when every wake ran its task inline,
+/// this overflowed the stack and aborted the process).
 #[test]
 fn long_wake_chains_run_in_bounded_stack() {
     std::thread::Builder::new()
@@ -784,20 +785,26 @@ fn long_wake_chains_run_in_bounded_stack() {
         .unwrap();
 }
 
-/// A callback that panics past the inline limit, on a run's own thread,
-/// ends that thread: the first wake returns normally, and the rest of the
-/// chain (woken before the panic) still completes.
+/// A callback that panics in a queued run strands no other run: the rest
+/// of the chain (woken before the panic) still completes, and the panic
+/// then unwinds out of the wake that began the outermost run, as it would
+/// have unwound from a run nested in that wake.
 #[test]
-fn a_panicking_callback_past_the_inline_limit_does_not_stop_the_chain() {
+fn a_panicking_callback_in_a_queued_run_strands_no_other_run() {
     let (tx, order, last) = wake_chain_to(200, Some(100));
-    tx.send(0).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tx.send(0)));
+    let payload = r.expect_err("the callback's panic reaches the first wake");
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("callback 100")
+    );
     assert_eq!(futures::executor::block_on(last), Ok(200));
     assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
 }
 
 /// Blocks, with `block`, inside a run (a `start` callback, on a thread of
-/// its own) on a future that wakes a chain of 100 tasks, deeper than the
-/// inline limit, and waits for its end. Returns the chain's last value and
+/// its own) on a future that wakes a chain of 100 tasks, whose runs are
+/// queued on that thread, and waits for its end. Returns the chain's last value and
 /// how many callbacks ran, or the timeout if the blocked thread waited for
 /// ever.
 fn block_inside_a_run(
@@ -817,11 +824,12 @@ fn block_inside_a_run(
     done_rx.recv_timeout(Duration::from_secs(20))
 }
 
-/// `sync_await` inside a run on a task that waits for the end of a chain
-/// deeper than the limit: the chain's runs past the limit do not wait for
-/// the blocked thread, and the task gets its value.
+/// `sync_await` inside a run on a task that waits for the end of a chain:
+/// it makes the runs queued on its thread before it blocks, which the
+/// outermost run could only make once it returns, and the task gets its
+/// value.
 #[test]
-fn sync_await_inside_a_run_waits_for_a_chain_past_the_limit() {
+fn sync_await_inside_a_run_makes_the_runs_queued_on_its_thread() {
     let got = block_inside_a_run(|fut| sync_await(Lazy::new(fut)));
     assert_eq!(
         got,
@@ -830,11 +838,183 @@ fn sync_await_inside_a_run_waits_for_a_chain_past_the_limit() {
     );
 }
 
-/// A thread that blocks inside a run by other means than `sync_await` (the
-/// crate's `block_on`) on a chain past the limit: the runs past the limit
-/// do not wait for it.
+/// The same with the crate's `block_on`.
 #[test]
-fn block_on_inside_a_run_waits_for_a_chain_past_the_limit() {
+fn block_on_inside_a_run_makes_the_runs_queued_on_its_thread() {
     let got = block_inside_a_run(lazyflight::sync::future::block_on);
     assert_eq!(got, Ok((100, 100)), "block_on inside a run waited for ever");
+}
+
+/// Set by a test that re-runs itself as a child process.
+const CHILD: &str = "LAZYFLIGHT_TASK_TEST_CHILD";
+
+/// An executor whose `schedule` panics (as a pool that unwraps a send to a
+/// worker that is gone); the job it was given is dropped during that
+/// unwind.
+#[derive(Debug)]
+struct PanickingSchedule;
+impl Executor for PanickingSchedule {
+    fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+        let _job = job;
+        panic!("schedule panics");
+    }
+    fn current_thread_in_executor(&self) -> bool {
+        false
+    }
+}
+
+/// A job dropped while `schedule`'s panic unwinds completes its task with
+/// `Rejected` there; a callback that panics on that error (re-raising it, as
+/// `r.value()` does) must not be a panic during a panic, which aborts the
+/// process: the schedule's panic reaches `start`'s caller, and the process
+/// lives on. Run in a child process, since the failure is an abort.
+#[test]
+#[cfg_attr(miri, ignore = "spawns a child process")]
+fn a_panicking_schedule_with_a_panicking_callback_does_not_abort() {
+    let name = "a_panicking_schedule_with_a_panicking_callback_does_not_abort";
+    if std::env::var_os(CHILD).is_some() {
+        let rejected = Arc::new(AtomicBool::new(false));
+        let r = rejected.clone();
+        let unwound = std::panic::catch_unwind(move || {
+            Lazy::new(async { 1 })
+                .via(Arc::new(PanickingSchedule))
+                .start(move |t| {
+                    r.store(matches!(t.error(), Some(TaskError::Rejected)), SeqCst);
+                    t.value();
+                });
+        });
+        let payload = unwound.expect_err("the schedule's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"schedule panics"));
+        assert!(rejected.load(SeqCst), "the callback got Rejected");
+        println!("child: survived");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child: survived"),
+        "the child process died ({}):\n{}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `f` on a thread of its own; `None` if it has not returned within
+/// `limit` (the thread is then left behind, blocked).
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// Parks its task, handing its waker to a registry that may drop it unwoken
+/// (a shutdown that clears its waiters: the `Waker` contract allows it).
+/// Its flag is set when the future is dropped.
+struct ParkedIn {
+    wakers: Arc<Mutex<Vec<std::task::Waker>>>,
+    _dropped: Flag,
+}
+
+impl std::future::Future for ParkedIn {
+    type Output = u32;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u32> {
+        self.wakers.lock().unwrap().push(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// A task whose last waker is dropped unwoken can never be resumed: it is
+/// freed then, its future dropped first, and its callback still runs, once,
+/// with `Abandoned`.
+#[test]
+fn a_task_whose_last_waker_is_dropped_calls_back_with_abandoned() {
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let d = dropped.clone();
+    Lazy::new(ParkedIn {
+        wakers: wakers.clone(),
+        _dropped: Flag(dropped.clone()),
+    })
+    .start(move |t| {
+        let abandoned = matches!(t.error(), Some(TaskError::Abandoned));
+        tx.send((abandoned, d.load(SeqCst))).unwrap();
+    });
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty), "parked");
+    wakers.lock().unwrap().clear();
+    assert_eq!(
+        rx.try_recv(),
+        Ok((true, true)),
+        "the callback ran, with Abandoned, after the future was dropped"
+    );
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected), "once");
+}
+
+/// `sync_await` of such a task returns that error instead of parking for
+/// ever.
+#[test]
+fn sync_await_of_a_task_whose_last_waker_is_dropped_returns_abandoned() {
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let w = wakers.clone();
+    let waiter = std::thread::spawn(move || {
+        sync_await_try(Lazy::new(ParkedIn {
+            wakers: w,
+            _dropped: Flag(Arc::default()),
+        }))
+        .into_result()
+        .map_err(|e| e.to_string())
+    });
+    while wakers.lock().unwrap().is_empty() {
+        std::thread::yield_now();
+    }
+    wakers.lock().unwrap().clear();
+    let got = within(Duration::from_secs(10), move || waiter.join().unwrap());
+    assert_eq!(
+        got,
+        Some(Err(TaskError::Abandoned.to_string())),
+        "sync_await parked for ever although its task was freed"
+    );
+}
+
+/// Two tasks without an executor contend for a `futures::lock::Mutex`,
+/// whose unlock wakes the next waiter while it still holds the mutex's own
+/// internal lock, which the waiter's poll takes again. The waiter is woken
+/// inside the holder's run, so it runs once that run returns, not inside the
+/// unlock (where its poll would wait for ever for the lock its own thread
+/// holds).
+#[test]
+fn a_task_woken_inside_another_run_runs_after_it_not_inside_the_wake() {
+    let got = within(Duration::from_secs(10), || {
+        let m = Arc::new(futures::lock::Mutex::new(0u32));
+        let (release, released) = futures::channel::oneshot::channel::<()>();
+        let (done_tx, done) = mpsc::channel();
+        let (ma, da) = (m.clone(), done_tx.clone());
+        Lazy::new(async move {
+            let mut g = ma.lock().await;
+            *g += 1;
+            let _ = released.await;
+            drop(g); // wakes B, under the mutex's internal lock
+        })
+        .start(move |r| da.send(("A", r.value())).unwrap());
+        Lazy::new(async move { *m.lock().await += 1 })
+            .start(move |r| done_tx.send(("B", r.value())).unwrap());
+        release.send(()).unwrap(); // resumes A here, outside any run
+        let mut got = vec![done.recv().unwrap().0, done.recv().unwrap().0];
+        got.sort_unstable();
+        got
+    });
+    assert_eq!(
+        got,
+        Some(vec!["A", "B"]),
+        "the waiter was resumed inside the wake that unlocked, and deadlocked"
+    );
 }

@@ -374,3 +374,122 @@ fn task_collect_any_two_children_finish_at_once_one_winner() {
         );
     });
 }
+
+/// Pending for ever; its first poll hands out two clones of its waker, and
+/// later polls keep none. Sets `dropped` when the future is dropped.
+struct HandsOutTwoWakers {
+    wakers: std::sync::Arc<std::sync::Mutex<Vec<Waker>>>,
+    handed: bool,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Future for HandsOutTwoWakers {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.handed {
+            self.handed = true;
+            let mut wakers = self.wakers.lock().unwrap();
+            wakers.extend([cx.waker().clone(), cx.waker().clone()]);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for HandsOutTwoWakers {
+    fn drop(&mut self) {
+        self.dropped.store(true, SeqCst);
+    }
+}
+
+// Property: a suspended task whose last waker is dropped on one thread while
+// another thread wakes it (the task runs inline there, stays suspended, and
+// keeps no waker) completes exactly once: whichever thread lets go of the
+// last count frees it, its future is dropped, and then its callback runs
+// with `Abandoned`. Never uncalled (a `sync_await` would park for ever),
+// never twice, and the drop's access to the task's body never races the
+// wake's run (loom checks the cell).
+#[test]
+fn task_last_waker_dropped_racing_a_wake_calls_back_once_with_abandoned() {
+    loom::model(|| {
+        let wakers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let (c, d) = (calls.clone(), dropped.clone());
+        Lazy::new(HandsOutTwoWakers {
+            wakers: wakers.clone(),
+            handed: false,
+            dropped,
+        })
+        .start(move |t| {
+            assert!(d.load(SeqCst), "the future is dropped before the callback");
+            assert!(
+                matches!(t.error(), Some(TaskError::Abandoned)),
+                "{:?}",
+                t.error()
+            );
+            c.fetch_add(1, SeqCst);
+        });
+        let (first, second) = {
+            let mut w = wakers.lock().unwrap();
+            let second = w.pop().expect("two wakers");
+            (w.pop().expect("two wakers"), second)
+        };
+        assert_eq!(calls.load(SeqCst), 0, "suspended");
+        let dropper = thread::spawn(move || drop(first));
+        let waker = thread::spawn(move || second.wake());
+        dropper.join().unwrap();
+        waker.join().unwrap();
+        assert_eq!(calls.load(SeqCst), 1, "the callback runs exactly once");
+    });
+}
+
+// Property: a task without an executor woken inside a run on one thread (a
+// wake there queues its run for the outermost run on that thread to make)
+// while another thread wakes it too: the queued run and the other thread's
+// wake never poll it twice at once (the other wake finds it SCHEDULED and
+// is absorbed, or runs it inline if the queued run already left it IDLE),
+// each wake publishes its flag to a later poll, and the task completes
+// exactly once: no wake is lost in the queue.
+#[test]
+fn task_run_queued_inside_a_run_racing_a_wake_from_another_thread() {
+    loom::model(|| {
+        let flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; 2] =
+            core::array::from_fn(|_| Arc::new(Default::default()));
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let c = calls.clone();
+        Lazy::new(NoOverlap {
+            inner: Box::pin(AllSet {
+                flags: flags.clone(),
+                waker: slot.clone(),
+            }),
+            in_poll: Default::default(),
+        })
+        .start(move |t| {
+            assert!(!t.has_error());
+            c.fetch_add(1, SeqCst);
+        });
+        let waker: Waker = slot.lock().unwrap().clone().expect("polled once, pending");
+        let [mine, theirs] = flags;
+        let other = {
+            let waker = waker.clone();
+            thread::spawn(move || {
+                theirs.store(1, Ordering::Relaxed);
+                waker.wake();
+            })
+        };
+        // The wake inside this run queues the task's run, made when this run
+        // (the outermost on this thread) returns.
+        let w = waker.clone();
+        Lazy::new(async move {
+            mine.store(1, Ordering::Relaxed);
+            w.wake();
+        })
+        .start(|t| assert!(!t.has_error()));
+        other.join().unwrap();
+        drop(waker);
+        // Break the cycle task -> slot -> waker -> task.
+        slot.lock().unwrap().take();
+        assert_eq!(calls.load(SeqCst), 1, "the task completes exactly once");
+    });
+}

@@ -58,6 +58,10 @@ pub fn block_on<F: core::future::Future>(fut: F) -> F::Output {
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(out) => return out,
             Poll::Pending => {
+                // Blocking inside a run (a task's poll or callback) would
+                // strand the runs that tasks woken there queued on this
+                // thread: the future may be waiting for one of them.
+                crate::task::make_queued_runs();
                 // Spurious unparks (and tokens consumed by a nested wait)
                 // only send us round this loop again.
                 while !unparker.woken.swap(false, Acquire) {

@@ -273,16 +273,43 @@ impl<T: Send + 'static> Lazy<T> {
     /// It runs inline until its first suspension; after that it is resumed
     /// by whoever wakes it, inline in the `wake` call. `callback` runs
     /// exactly once, with the task's [`Try`], on the thread that completes
-    /// the task (possibly before `start` returns).
+    /// the task (possibly before `start` returns). If the task can never be
+    /// resumed (the last waker that could was dropped without waking it),
+    /// the callback runs where that waker was dropped, with
+    /// [`TaskError::Abandoned`](super::TaskError::Abandoned).
     ///
-    /// Such runs nest: a task whose poll or callback wakes another task
-    /// without an executor runs it inside its own run. Once 32 runs nest on
-    /// one thread, a wake runs its task on a new thread instead (whose runs
-    /// nest from zero), and returns at once, as a wake of a task with an
-    /// executor does. So a chain of tasks that wake one another runs in
-    /// bounded stack however long it is, and nothing waits for the new
-    /// thread. (If no thread can be made, the run stays inline.) Starting a
-    /// task (`start`, `directly_start`) still runs it inline at any depth.
+    /// A wake from inside a run on the same thread (a task's poll or
+    /// callback waking a task without an executor) does not nest the woken
+    /// task's run there: it queues it, and the outermost run on the thread
+    /// makes the queued runs, in the order of their wakes, before it
+    /// returns. So a chain of tasks that wake one another runs in bounded
+    /// stack however long it is, and a waker called inside a run under a
+    /// lock (as `futures::lock::Mutex` wakes the next waiter) returns before
+    /// the woken task is polled. `sync_await` and
+    /// [`block_on`](crate::sync::future::block_on) called inside a run make
+    /// the runs queued on their thread before they block. Starting a task
+    /// (`start`, `directly_start`) still runs it inline, in a run or not.
+    ///
+    /// # Deadlocks
+    ///
+    /// A wake from outside any run resumes the task right there, inside the
+    /// `wake` call. So a waker called while the waking code holds a lock
+    /// that the task's poll takes too deadlocks: the poll waits for a lock
+    /// that its own thread holds, further up the stack. (A
+    /// `futures::lock::Mutex` guard dropped outside any run does exactly
+    /// that: its unlock wakes the next waiter while it holds the mutex's
+    /// internal lock, and the waiter's poll takes it again.) Inside a run
+    /// the wake is queued instead (above), so this cannot happen there.
+    ///
+    /// And a run that blocks its thread by other means than `sync_await` or
+    /// `block_on` (a channel's `recv`, another crate's `block_on`) until a
+    /// task that it woke completes deadlocks: that task's run is queued
+    /// behind the very run that blocks.
+    ///
+    /// The way out of both: give the task an executor
+    /// ([`directly_start`](Self::directly_start), [`via`](Self::via)); a
+    /// wake then schedules the task and returns, and its poll runs on the
+    /// executor, never inside the waker's caller.
     ///
     /// # Panics
     ///
@@ -290,9 +317,14 @@ impl<T: Send + 'static> Lazy<T> {
     /// panic in `callback` unwinds from where the callback runs: out of
     /// `start` if the task completes before it returns, and otherwise out of
     /// the `wake` that resumed the task, into the code that called it (a
-    /// task without an executor runs in its waker's caller), or, past the
-    /// nesting limit above, out of the run's own thread, which it ends (the
-    /// panic hook reports it; no task fails with it).
+    /// task without an executor runs in its waker's caller), or, if that
+    /// wake came from inside a run and was queued, out of the outermost run
+    /// on the thread once every queued run is made: out of the `wake` or
+    /// `start` that began it, or out of the executor job it is (further
+    /// panics from queued runs there are dropped). A callback run by a
+    /// waker's drop ([`TaskError::Abandoned`](super::TaskError::Abandoned))
+    /// unwinds out of that drop, unless the thread is unwinding already:
+    /// then its panic is dropped.
     ///
     /// # Examples
     ///
@@ -971,8 +1003,24 @@ struct SyncSlot<T> {
 /// Runs `task` to completion, blocking the calling thread, and returns its
 /// [`Try`].
 ///
-/// A [`Lazy`] runs inline on the calling thread until its first suspension;
-/// a [`RescheduleLazy`] is scheduled on its executor.
+/// A [`Lazy`] runs inline on the calling thread until its first suspension,
+/// and is then resumed by whoever wakes it, as with [`Lazy::start`]; a
+/// [`RescheduleLazy`] is scheduled on its executor. A task that can never
+/// be resumed (suspended, and its last waker dropped without waking it)
+/// returns [`TaskError::Abandoned`] rather than block for ever. Called
+/// inside a run (a task's poll or callback), it first makes the runs that
+/// wakes queued on this thread (see [`Lazy::start`]), which the task may
+/// wait for.
+///
+/// # Deadlocks
+///
+/// A plain [`Lazy`] has no executor: a wake from another thread that comes
+/// outside any run there resumes the task inside that `wake` call. If the
+/// waking code holds a lock that the task's poll takes too, that thread
+/// deadlocks (see [`Lazy::start`]'s `# Deadlocks`), and so does this one,
+/// waiting for the task. Pass an executor ([`Lazy::via`]) to rule it out:
+/// the task is then polled on the executor, never inside the waker's
+/// caller.
 ///
 /// # Panics
 ///
@@ -1021,6 +1069,10 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
         None => lazy.start(callback),
         Some(ex) => lazy.via(ex).start(callback),
     }
+    // Called inside a run (a task's poll or callback), this thread may hold
+    // runs that wakes queued on it for that run to make once it returns,
+    // which it cannot do while blocked here: the task may wait for them.
+    super::raw::make_queued_runs();
     loop {
         if let Some(t) = slot.value.lock().take() {
             return t;
@@ -1041,9 +1093,16 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
 /// When [`sync_await_try`] does (a [`RescheduleLazy`] awaited from its
 /// own executor's thread), and when the task fails: a panic in the task
 /// resumes with its payload, and any other [`TaskError`] (the executor
-/// refused to run the task, [`TaskError::Rejected`], or it needs an
-/// executor and has none) panics with its message, as [`Try::value`]
-/// does.
+/// refused to run the task, [`TaskError::Rejected`], it needs an executor
+/// and has none, or the last waker that could resume it was dropped
+/// unwoken, [`TaskError::Abandoned`]) panics with its message, as
+/// [`Try::value`] does.
+///
+/// # Deadlocks
+///
+/// As [`sync_await_try`]'s: a task without an executor is resumed inside
+/// its waker's `wake` call; pass an executor ([`Lazy::via`]) if a waker may
+/// be called under a lock that the task's poll takes.
 ///
 /// # Examples
 ///

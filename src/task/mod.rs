@@ -50,6 +50,8 @@
 //! | a wake during a poll re-polls; polls never overlap  | loom, shuttle                               |
 //! | `sync_await` never misses its wake-up               | loom                                        |
 //! | a refused resumption completes the task (`Rejected`) | loom, tests                                |
+//! | a task no waker can resume completes (`Abandoned`)   | loom, tests                                |
+//! | a wake inside a run queues, never nests, its task    | loom, tests                                |
 //! | collect: parent resumed after the last child; a wake polls only its child | loom, proptest    |
 //! | `collect_any`: one winner, its callback exactly once | loom, shuttle, proptest                    |
 //! | results in input order; drop mid-flight is safe      | proptest, shuttle, tests                   |
@@ -86,6 +88,8 @@ pub use lazy::{
     sync_await, sync_await_try, AwaitTry, Lazy, LazyTask, LocalAlreadySet, RescheduleLazy,
     Scheduled, ScheduledValue,
 };
+/// For blocking calls outside this module (`block_on`): see `raw.rs`.
+pub(crate) use raw::make_queued_runs;
 #[cfg(not(any(loom, shuttle)))]
 pub use simple::SimpleExecutor;
 #[cfg(all(feature = "tokio", not(any(loom, shuttle))))]

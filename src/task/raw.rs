@@ -20,9 +20,12 @@
 //!   │                  │  └─ no executor: ──────┘
 //!   │     Pending      │     re-poll inline
 //!   └──── IDLE ◄───────┤
-//!                      │ Ready / panic / the run was refused
-//!                      ▼
-//!                     DONE  (wakes ignored)
+//!          │           │ Ready / panic / the run was refused
+//!          │           ▼
+//!          └───────► DONE  (wakes ignored)
+//!   the last count went
+//!   (no waker is left to
+//!   resume it): Abandoned
 //! ```
 //!
 //! # Access rules
@@ -31,8 +34,8 @@
 //!   callback) is touched only by the thread that moved the state to
 //!   `RUNNING` (from `SCHEDULED`), until it moves it out of `RUNNING` /
 //!   `NOTIFIED`. Exactly one thread can do that per `SCHEDULED`: the one that
-//!   holds the run (the inline starter, the waker that saw `IDLE`, the
-//!   thread such a waker hands the run to past [`INLINE_DEPTH`] nested runs,
+//!   holds the run (the inline starter, the waker that saw `IDLE`, the run
+//!   such a waker queued on its thread for the outermost run there to make,
 //!   or the executor job).
 //! * `executor` is immutable.
 //!
@@ -44,12 +47,16 @@
 //!   `RUNNING → IDLE` CAS fail, so it polls again (inline, or by re-queueing
 //!   the task on its executor, which is what makes `yield_now` go to the tail).
 //! * Completes exactly once: the callback is taken out of `body` by the
-//!   single runner that saw `Ready` (or by the dropped, unrun job).
+//!   single runner that saw `Ready` (or by the dropped, unrun job), or, if
+//!   neither ever comes, by the task's own `Drop` when its last count goes
+//!   while it is suspended (`IDLE`): no waker is left that could resume it,
+//!   so it completes with [`TaskError::Abandoned`] rather than drop its
+//!   callback uncalled (a `sync_await` on it would park for ever).
 //! * A run refused by the executor (or dropped unrun) completes the task with
 //!   [`TaskError::Rejected`]: never a task that is silently never resumed.
 //! * The caller of a run holds a count on the task for the whole run (the
-//!   spawner's `Arc`, the executor job's, the waking waker's, or the `Arc`
-//!   handed to a thread of its own), and every
+//!   spawner's `Arc`, the executor job's, the waking waker's, or the queued
+//!   run's), and every
 //!   owned waker holds one: a run lends the task's own `Arc` to the future
 //!   as its waker without taking a count, and a clone takes one.
 //!
@@ -235,7 +242,12 @@ unsafe fn task_drop<T: Send + 'static>(p: *const ()) {
 
 /// The job that runs a task on its executor. Dropped unrun (refused by
 /// `schedule`, or discarded by an executor that shuts down), it completes
-/// the task with [`TaskError::Rejected`].
+/// the task with [`TaskError::Rejected`]. Dropped while its thread unwinds
+/// (a `schedule` that panics drops the job it was given during that
+/// unwind), it completes the task under [`caught`]: the callback is user
+/// code, and a panic there (a callback that re-raises the error with
+/// [`Try::value`]) would be a panic during a panic, which aborts the
+/// process. That panic is dropped; the one unwinding goes on.
 struct RunJob<T: Send + 'static>(Option<Arc<RawTask<T>>>);
 
 impl<T: Send + 'static> RunJob<T> {
@@ -248,9 +260,15 @@ impl<T: Send + 'static> RunJob<T> {
 
 impl<T: Send + 'static> Drop for RunJob<T> {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abandon();
+        let Some(task) = self.0.take() else {
+            return;
+        };
+        if crate::sync::thread::panicking() {
+            // The task (its last count, maybe) goes with the closure, so its
+            // own drop is caught too.
+            return caught(move || task.abandon());
         }
+        task.abandon();
     }
 }
 
@@ -322,13 +340,13 @@ impl<T: Send + 'static> RawTask<T> {
         }
     }
 
-    /// Makes the run the caller owns: on the executor, or inline without one
-    /// (on a thread of its own when runs already nest [`INLINE_DEPTH`] deep
-    /// on this one).
+    /// Makes the run the caller owns: on the executor, or without one inline,
+    /// unless a run is in progress on this thread, which then makes it once
+    /// it returns (see [`Runs`]).
     fn dispatch_or_run(this: &Arc<Self>) {
         if this.executor.is_some() {
             Self::dispatch(this);
-        } else if !spill(this) {
+        } else if !defer(this) {
             Self::run(this);
         }
     }
@@ -354,7 +372,7 @@ impl<T: Send + 'static> RawTask<T> {
 
     /// Polls the future; the caller owns the run (state `SCHEDULED`).
     fn run(this: &Arc<Self>) {
-        let _depth = Depth::enter();
+        let _run = RunGuard::enter();
         // Acquire: see the orderings table.
         let prev = this
             .state
@@ -426,6 +444,21 @@ impl<T: Send + 'static> RawTask<T> {
         }
     }
 
+    /// The run the caller owned was refused or dropped unrun.
+    fn abandon(&self) {
+        debug_assert_eq!(Phase::decode(self.state.load(Relaxed)), Phase::Scheduled);
+        // Acquire: as for a run, we are about to touch `body`.
+        if self
+            .state
+            .compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed)
+            .is_ok()
+        {
+            self.finish(Try::from_error(TaskError::Rejected));
+        }
+    }
+}
+
+impl<T> RawTask<T> {
     /// Completes the task; the caller owns the run (`RUNNING`, `NOTIFIED`, or
     /// `SCHEDULED` for an abandoned run).
     fn finish(&self, mut result: Try<T>) {
@@ -458,92 +491,170 @@ impl<T: Send + 'static> RawTask<T> {
             done(result);
         }
     }
+}
 
-    /// The run the caller owned was refused or dropped unrun.
-    fn abandon(&self) {
-        debug_assert_eq!(Phase::decode(self.state.load(Relaxed)), Phase::Scheduled);
-        // Acquire: as for a run, we are about to touch `body`.
-        if self
-            .state
-            .compare_exchange(SCHEDULED, RUNNING, Acquire, Relaxed)
-            .is_ok()
-        {
-            self.finish(Try::from_error(TaskError::Rejected));
+/// A task freed while its callback is still pending: it is suspended
+/// (`IDLE`) and its last count is gone, so no waker is left that could
+/// resume it. It completes as a finished run does (its future dropped in its
+/// own context, then its local), with [`TaskError::Abandoned`]: the callback
+/// runs exactly once, also here. Under [`caught`] while the thread unwinds
+/// already (a waker dropped by a panicking future's unwind): a panic from
+/// the callback or a drop would abort the process there.
+impl<T> Drop for RawTask<T> {
+    fn drop(&mut self) {
+        // Negative control `task_drop_skips_callback`: free the task with
+        // its callback uncalled (the code before `Abandoned`).
+        #[cfg(lazyflight_break = "task_drop_skips_callback")]
+        return;
+        #[allow(unreachable_code)]
+        let pending = self.body.with_mut(|body| {
+            // SAFETY: `&mut self`: no other reference to the task is left,
+            // so nothing else can touch `body`.
+            unsafe { (*body).done.is_some() }
+        });
+        if !pending {
+            return;
+        }
+        debug_assert_eq!(
+            Phase::decode(self.state.load(Relaxed)),
+            Phase::Idle,
+            "a task freed with its callback pending is suspended: a run holds a count"
+        );
+        let abandon = || self.finish(Try::from_error(TaskError::Abandoned));
+        if crate::sync::thread::panicking() {
+            caught(abandon);
+        } else {
+            abandon();
         }
     }
 }
 
-/// How many runs may nest on one thread before a wake of a task without an
-/// executor runs it on a thread of its own instead of inline.
+/// A run of a task without an executor, queued by a wake inside another run
+/// on the same thread. Dropped unrun, it abandons its task ([`RunJob`]).
+type QueuedRun = Box<dyn FnOnce()>;
+
+/// This thread's runs: how many nest right now, and the runs their wakes
+/// queued for the outermost one to make (the trampoline).
 ///
 /// A task without an executor is resumed by whoever wakes it, inline in the
-/// `wake` call, and its completion callback runs there too. Tasks that wake
-/// one another from their polls or callbacks nest one run per task on the
-/// waking thread's stack, without bound; past this depth the run moves to a
-/// fresh thread (whose own runs nest from zero), so a chain of any length
-/// runs in bounded stack. Nothing waits for that thread: the `wake` returns
-/// at once, as a wake of a task with an executor does, so no wait that was
-/// possible inline becomes a deadlock.
-#[cfg_attr(any(loom, shuttle), allow(dead_code))] // the models never spill
-pub(crate) const INLINE_DEPTH: usize = 32;
-
-crate::sync::thread_local! {
-    /// Runs nested on this thread right now.
-    #[allow(clippy::missing_const_for_thread_local)] // loom's macro has no `const` form
-    static DEPTH: core::cell::Cell<usize> = core::cell::Cell::new(0);
+/// `wake` call, and its completion callback runs there too. Outside any run
+/// that is the contract; inside one (a task's poll or callback waking such
+/// a task), running the woken task inside the `wake` would nest it in code
+/// that may hold a lock its poll takes (a `futures::lock::Mutex` wakes the
+/// next waiter under its own internal lock: the waiter's poll, nested there,
+/// waits for ever), and a chain of tasks that wake one another would nest
+/// one run per task, in unbounded stack. So such a wake queues the run here,
+/// and the outermost run on the thread makes the queued runs, in the order
+/// the wakes came, before it returns. They count as nested in it, so their
+/// own wakes queue again, to the same loop: the stack stays bounded however
+/// long the chain is.
+///
+/// A thread that blocks inside a run (its poll or callback) would strand
+/// the runs queued on it, which cannot be made before that run returns:
+/// `sync_await` and [`block_on`](crate::sync::future::block_on) make them
+/// first (see [`make_queued_runs`]).
+struct Runs {
+    depth: core::cell::Cell<usize>,
+    queued: core::cell::RefCell<std::collections::VecDeque<QueuedRun>>,
 }
 
-/// One run's place in this thread's nesting, for as long as it lives. (Not
-/// counted where the count is gone: in a thread-local destructor.)
-struct Depth(bool);
+crate::sync::thread_local! {
+    /// This thread's runs.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro has no `const` form
+    static RUNS: Runs = Runs {
+        depth: core::cell::Cell::new(0),
+        queued: core::cell::RefCell::new(std::collections::VecDeque::new()),
+    };
+}
 
-impl Depth {
+/// One run's place in this thread's nesting, for as long as it lives. The
+/// outermost run makes the queued runs when it ends, returning or unwinding.
+/// (`false`: not counted, where this thread's [`Runs`] is gone, in a
+/// thread-local destructor; wakes there run their tasks inline.)
+struct RunGuard(bool);
+
+impl RunGuard {
+    #[inline]
     fn enter() -> Self {
-        Depth(DEPTH.try_with(|d| d.set(d.get() + 1)).is_ok())
+        RunGuard(RUNS.try_with(|r| r.depth.set(r.depth.get() + 1)).is_ok())
     }
 }
 
-impl Drop for Depth {
+impl Drop for RunGuard {
     fn drop(&mut self) {
-        if self.0 {
-            let _ = DEPTH.try_with(|d| d.set(d.get() - 1));
+        if !self.0 {
+            return;
+        }
+        let outermost = RUNS.try_with(|r| r.depth.get() == 1).unwrap_or(false);
+        // Still counted while the queued runs are made: their wakes queue
+        // again, to this loop, rather than nest.
+        let panic = if outermost { make_runs() } else { None };
+        let _ = RUNS.try_with(|r| {
+            r.depth.set(r.depth.get() - 1);
+            debug_assert!(
+                r.depth.get() > 0 || r.queued.borrow().is_empty(),
+                "a run queued on a thread outlives its outermost run"
+            );
+        });
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
         }
     }
 }
 
-/// Makes the run the caller owns on a thread of its own, and returns `true`,
-/// if runs already nest [`INLINE_DEPTH`] deep on this thread; otherwise (or
-/// if no thread can be made) returns `false`, and the caller runs it inline.
-///
-/// The models (loom, shuttle) never nest that deep, and have no thread
-/// builder: there the run is always inline.
-#[cfg(not(any(loom, shuttle)))]
-fn spill<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
-    if DEPTH.try_with(core::cell::Cell::get).unwrap_or(0) < INLINE_DEPTH {
-        return false;
-    }
-    // The run goes to the thread through a slot, not by value, so that it
-    // is still ours if no thread can be made.
-    let handoff = Arc::new(crate::sync::Mutex::new(Some(this.clone())));
-    let theirs = handoff.clone();
-    let spawned = crate::sync::thread::Builder::new()
-        .name("lazyflight-run".into())
-        .spawn(move || {
-            let task = theirs.lock().take();
-            if let Some(task) = task {
-                RawTask::run(&task);
-            }
-        });
-    if spawned.is_ok() {
-        // Detached: the run completes the task, and its callback reports it.
-        return true;
-    }
-    // No thread: its closure was dropped unrun, and the run is ours again.
-    drop(handoff.lock().take());
-    false
+/// Queues the run the caller owns, of a task without an executor, and
+/// returns `true`, if a run is in progress on this thread; otherwise (or
+/// where this thread's [`Runs`] is gone) returns `false`, and the caller runs
+/// it inline.
+fn defer<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
+    RUNS.try_with(|r| {
+        if r.depth.get() == 0 {
+            return false;
+        }
+        // The job holds the run's count until the run is made.
+        let job = RunJob(Some(this.clone()));
+        r.queued.borrow_mut().push_back(Box::new(move || job.run()));
+        true
+    })
+    .unwrap_or(false)
 }
 
-#[cfg(any(loom, shuttle))]
-fn spill<T: Send + 'static>(_: &Arc<RawTask<T>>) -> bool {
-    false
+/// Makes the runs queued on this thread, and those their wakes queue, until
+/// none is left; returns the first panic out of one (a task's callback), if
+/// any.
+///
+/// A panic does not strand the other runs: they are all made first (under
+/// [`caught`] once one has panicked, or while the thread unwinds already,
+/// where a second panic would abort the process), and the caller then
+/// resumes the first one, which unwinds out of the outermost run on the
+/// thread, into its caller, as it unwound into the waker's caller when the
+/// run was nested inside the `wake`.
+fn make_runs() -> Option<Box<dyn core::any::Any + Send>> {
+    let mut first = None;
+    while let Some(run) = RUNS
+        .try_with(|r| r.queued.borrow_mut().pop_front())
+        .ok()
+        .flatten()
+    {
+        if first.is_some() || crate::sync::thread::panicking() {
+            caught(run);
+        } else if let Err(panic) = catch_unwind(AssertUnwindSafe(run)) {
+            first = Some(panic);
+        }
+    }
+    first
+}
+
+/// Makes the runs queued on this thread (see [`Runs`]) before it blocks, so
+/// that the tasks they resume, which the thread may be about to wait for,
+/// are not stranded behind the run it blocks in. Does nothing outside a run.
+///
+/// # Panics
+///
+/// Resumes the first panic out of those runs (a task's callback), once they
+/// are all made.
+pub(crate) fn make_queued_runs() {
+    if let Some(panic) = make_runs() {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -35,6 +35,12 @@ pub enum TaskError {
     /// [`yield_now`](super::yield_now) in a task that was not started with
     /// [`via`](super::Lazy::via) or [`directly_start`](super::Lazy::directly_start)).
     NoExecutor,
+    /// The task can never be resumed: it was suspended, and the last waker
+    /// that could resume it was dropped without waking it (say, by a
+    /// registry that clears its waiters on shutdown). The task was freed
+    /// then: its future and its lazy local were dropped, and its callback
+    /// got this error.
+    Abandoned,
 }
 
 impl TaskError {
@@ -76,6 +82,7 @@ impl fmt::Debug for TaskError {
             },
             TaskError::Rejected => f.write_str("Rejected"),
             TaskError::NoExecutor => f.write_str("NoExecutor"),
+            TaskError::Abandoned => f.write_str("Abandoned"),
         }
     }
 }
@@ -89,6 +96,9 @@ impl fmt::Display for TaskError {
             },
             TaskError::Rejected => f.write_str("the executor refused to resume the task"),
             TaskError::NoExecutor => f.write_str("the task has no executor"),
+            TaskError::Abandoned => {
+                f.write_str("the task can never be resumed: its last waker was dropped")
+            }
         }
     }
 }
