@@ -106,6 +106,51 @@ fn key_order() -> Vec<u64> {
     (0..KEYS).map(|i| (i * 7919 + 13) % KEYS).collect()
 }
 
+/// Successive windows of `HITS` keys of [`key_order`], one per call.
+fn key_windows() -> impl FnMut() -> Vec<u64> {
+    let order = key_order();
+    let mut at = 0usize;
+    move || {
+        at = (at + HITS) % order.len();
+        let mut v = Vec::with_capacity(HITS);
+        v.extend(order.iter().cycle().skip(at).take(HITS));
+        v
+    }
+}
+
+/// `HITS` hits over 64 keys only: every line the hits touch stays in the L1
+/// cache, so this is the instruction cost of a hit without the cache misses
+/// of a 10,000-key table.
+fn hot_keys() -> Vec<u64> {
+    key_order()
+        .into_iter()
+        .take(64)
+        .cycle()
+        .take(HITS)
+        .collect()
+}
+
+/// Two threads, started together behind a barrier, each making `hits` over
+/// its own window of keys; the slower thread's time, in ns per hit.
+fn two_threads(
+    next_keys: &mut impl FnMut() -> Vec<u64>,
+    hits: impl Fn(&[u64]) -> Duration + Sync,
+) -> f64 {
+    let keys = [next_keys(), next_keys()];
+    let barrier = Barrier::new(2);
+    let slowest = std::thread::scope(|s| {
+        let hs = keys.each_ref().map(|keys| {
+            let (hits, barrier) = (&hits, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                hits(keys)
+            })
+        });
+        hs.map(|h| h.join().unwrap()).into_iter().max().unwrap()
+    });
+    slowest.as_nanos() as f64 / HITS as f64
+}
+
 #[inline(always)]
 fn each(keys: &[u64], f: impl Fn(u64) -> u64) -> Duration {
     let start = Instant::now();
@@ -140,14 +185,7 @@ fn hits(c: &Caches, which: usize, keys: &[u64]) -> Duration {
 
 fn cache_hit(c: &mut Criterion) {
     let caches = warmed();
-    let order = key_order();
-    let mut at = 0usize;
-    let mut next_keys = move || {
-        at = (at + HITS) % order.len();
-        let mut v = Vec::with_capacity(HITS);
-        v.extend(order.iter().cycle().skip(at).take(HITS));
-        v
-    };
+    let mut next_keys = key_windows();
     let mut g = c.benchmark_group("cache_hit");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
@@ -165,15 +203,7 @@ fn cache_hit(c: &mut Criterion) {
     });
     p.report("cache_hit/1_thread");
 
-    // The same, over 64 hot keys only: every line the hits touch stays in
-    // the L1 cache, so this is the instruction cost of a hit without the
-    // cache misses of a 10,000-key table.
-    let hot: Vec<u64> = key_order()
-        .into_iter()
-        .take(64)
-        .cycle()
-        .take(HITS)
-        .collect();
+    let hot = hot_keys();
     let mut p = Paired::new(&HIT, Compare::Ratio, "ns/hit");
     g.bench_function("1_thread_64_hot_keys", |b| {
         b.iter_custom(|iters| {
@@ -188,19 +218,7 @@ fn cache_hit(c: &mut Criterion) {
     g.bench_function("2_threads", |b| {
         b.iter_custom(|iters| {
             p.rounds(iters, |which| {
-                let keys = [next_keys(), next_keys()];
-                let barrier = Barrier::new(2);
-                let slowest = std::thread::scope(|s| {
-                    let hs = keys.each_ref().map(|keys| {
-                        let (caches, barrier) = (&caches, &barrier);
-                        s.spawn(move || {
-                            barrier.wait();
-                            hits(caches, which, keys)
-                        })
-                    });
-                    hs.map(|h| h.join().unwrap()).into_iter().max().unwrap()
-                });
-                slowest.as_nanos() as f64 / HITS as f64
+                two_threads(&mut next_keys, |keys| hits(&caches, which, keys))
             })
         })
     });
@@ -361,20 +379,8 @@ fn cache_stats(c: &mut Criterion) {
     for k in 0..KEYS {
         qc.insert(k, k);
     }
-    let hot: Vec<u64> = key_order()
-        .into_iter()
-        .take(64)
-        .cycle()
-        .take(HITS)
-        .collect();
-    let order = key_order();
-    let mut at = 0usize;
-    let mut next_keys = move || {
-        at = (at + HITS) % order.len();
-        let mut v = Vec::with_capacity(HITS);
-        v.extend(order.iter().cycle().skip(at).take(HITS));
-        v
-    };
+    let hot = hot_keys();
+    let mut next_keys = key_windows();
     let mut g = c.benchmark_group("cache_stats");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
@@ -393,19 +399,7 @@ fn cache_stats(c: &mut Criterion) {
     g.bench_function("2_threads", |b| {
         b.iter_custom(|iters| {
             p.rounds(iters, |which| {
-                let keys = [next_keys(), next_keys()];
-                let barrier = Barrier::new(2);
-                let slowest = std::thread::scope(|s| {
-                    let hs = keys.each_ref().map(|keys| {
-                        let (caches, qc, barrier) = (&caches, &qc, &barrier);
-                        s.spawn(move || {
-                            barrier.wait();
-                            stats_hits(caches, qc, which, keys)
-                        })
-                    });
-                    hs.map(|h| h.join().unwrap()).into_iter().max().unwrap()
-                });
-                slowest.as_nanos() as f64 / HITS as f64
+                two_threads(&mut next_keys, |keys| stats_hits(&caches, &qc, which, keys))
             })
         })
     });
