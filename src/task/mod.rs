@@ -88,7 +88,9 @@ pub use lazy::{
     sync_await, sync_await_try, AwaitTry, Lazy, LazyTask, LocalAlreadySet, RescheduleLazy,
     Scheduled, ScheduledValue,
 };
-/// For blocking calls outside this module (`block_on`): see `raw.rs`.
+/// For blocking calls outside this module (the std build's `block_on`; the
+/// model builds block on loom's or shuttle's, inside no run): see `raw.rs`.
+#[cfg(not(any(loom, shuttle)))]
 pub(crate) use raw::make_queued_runs;
 #[cfg(not(any(loom, shuttle)))]
 pub use simple::SimpleExecutor;
