@@ -1437,3 +1437,111 @@ impl<K, V, E, F, S, M> Drop for Get<'_, K, V, E, F, S, M> {
         }
     }
 }
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+    use core::hash::Hasher;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+    /// While set, a poisoned key's `Hash` and `Drop` panic.
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static POISONED_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Equal and hashed by `id`; a poisoned one panics in `Hash` and `Drop`
+    /// while [`ARMED`].
+    struct Key {
+        id: u32,
+        poisoned: bool,
+    }
+
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            self.id == other.id
+        }
+    }
+
+    impl Eq for Key {}
+
+    impl Hash for Key {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            if self.poisoned && ARMED.load(SeqCst) {
+                panic!("Hash of a poisoned key");
+            }
+            self.id.hash(h);
+        }
+    }
+
+    impl Drop for Key {
+        fn drop(&mut self) {
+            if self.poisoned {
+                POISONED_DROPS.fetch_add(1, SeqCst);
+                if ARMED.load(SeqCst) {
+                    panic!("Drop of a poisoned key");
+                }
+            }
+        }
+    }
+
+    /// A table of values that the next `reserve` rehashes in place, every
+    /// stored key hashed again, with a stored key whose `Hash` then panics:
+    /// that key alone leaves the table (handed back, not dropped under the
+    /// lock), and every other key is found by its hash afterwards.
+    ///
+    /// The table is built by hand, so that the in-place rehash is certain:
+    /// 112 keys stored under one made-up hash fill slots 0..112 of 128 (no
+    /// room left), and the keys in slots 16..96 are removed: each has full
+    /// groups on both sides, so it leaves a tombstone, which gives no room
+    /// back. 32 keys stay, well under half the capacity, so `reserve(1)`
+    /// rehashes in place rather than grow. Plain `reserve`, with `K`'s
+    /// `Hash` unwinding through it, drops the keys it has not yet moved (the
+    /// `Drop` of the poisoned one then panics during that unwind, which
+    /// aborts the process).
+    #[test]
+    fn a_key_whose_hash_panics_in_an_in_place_rehash_leaves_alone() {
+        let cache = Cache::<Key, u32, ()>::new();
+        let mut values = HashTable::with_capacity(112);
+        assert_eq!(values.capacity(), 112, "128 slots");
+        for id in 0..112 {
+            let key = Key {
+                id,
+                poisoned: id == 100,
+            };
+            values.insert_unique(0, (key, id), |_| unreachable!("room was made"));
+        }
+        for id in 16..96 {
+            let found = values.find_entry(0, |(k, _)| k.id == id);
+            drop(found.ok().expect("stored").remove());
+        }
+        ARMED.store(true, SeqCst);
+        let rehashed =
+            std::panic::catch_unwind(AssertUnwindSafe(|| cache.reserve_values(&mut values, 1)));
+        let (lost, panics) = rehashed
+            .expect("no panic unwinds through the table")
+            .expect_err("the poisoned key's `Hash` panicked");
+        ARMED.store(false, SeqCst);
+        assert!(!panics.is_empty());
+        assert_eq!(
+            panics[0].downcast_ref::<&str>(),
+            Some(&"Hash of a poisoned key")
+        );
+        assert_eq!(
+            POISONED_DROPS.load(SeqCst),
+            0,
+            "nothing dropped under the lock"
+        );
+        let lost: Vec<u32> = lost.iter().map(|(k, _)| k.id).collect();
+        assert_eq!(lost, [100]);
+        assert_eq!(values.len(), 31);
+        for id in (0..16).chain(96..112).filter(|&id| id != 100) {
+            let key = Key {
+                id,
+                poisoned: false,
+            };
+            let found = values.find(cache.map.hash(&key), |(k, _)| *k == key);
+            assert_eq!(found.map(|(_, v)| *v), Some(id), "key {id} is found");
+        }
+        // Room for one more, as asked.
+        assert!(values.capacity() > values.len());
+    }
+}
