@@ -1441,8 +1441,8 @@ impl<K, V, E, F, S, M> Drop for Get<'_, K, V, E, F, S, M> {
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
+    use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
     use core::hash::Hasher;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
     /// While set, a poisoned key's `Hash` and `Drop` panic.
     static ARMED: AtomicBool = AtomicBool::new(false);
