@@ -868,6 +868,10 @@ fn owned_panic_reset() {
     });
 }
 
+/// Executions of [`owned_parked_behind_panicking_closure`] in which a caller
+/// parked behind the leader before its closure panicked.
+static PARKED_BEHIND: AtomicUsize = AtomicUsize::new(0);
+
 /// A leader whose closure panics while the main task polls a third caller
 /// once and parks it; a fourth caller arrives afterwards.
 fn owned_parked_behind_panicking_closure() {
@@ -906,6 +910,11 @@ fn owned_parked_behind_panicking_closure() {
         let mut parked = Vec::new();
         let mut outcomes = Vec::new();
         park(&cell, &book, &specs[2..], &mut parked, &mut outcomes).await;
+        if !parked.is_empty() {
+            // Parked while the leader held the right to initialize: after its
+            // panic the cell is empty and the caller would have led instead.
+            PARKED_BEHIND.fetch_add(1, SeqCst);
+        }
         let late = sfut::spawn(caller(cell.clone(), book.clone(), specs[1]));
         outcomes.push((specs[0], Some(leader.await.expect("not aborted"))));
         outcomes.push((specs[1], Some(late.await.expect("not aborted"))));
@@ -968,7 +977,10 @@ fn run_bounded(scheduler: impl shuttle::scheduler::Scheduler + 'static, f: fn())
 // panics), that right must not go to a parked `get_or_init_owned` caller
 // queued behind it: a caller arriving later still gets the cell filled.
 // Before the fix the baton went to the parked caller and the late caller
-// waited for ever (shuttle: deadlock, with these seeds). Seeded runs rather
+// waited for ever (shuttle: deadlock, with these seeds). The test also
+// checks that its seeds still reach that window (some execution parks a
+// caller behind the leader: 648 of the 4,000 at the time of writing), so a
+// change to the scheduling points cannot quietly make it vacuous. Seeded runs rather
 // than a replayed schedule, here and below: a schedule recorded before a fix
 // stops matching the scheduling points of the fixed code.
 #[test]
@@ -983,6 +995,9 @@ fn owned_parked_caller_is_not_handed_the_baton() {
             owned_parked_behind_panicking_closure,
         );
     }
+    let reached = PARKED_BEHIND.load(SeqCst);
+    assert!(reached > 0, "no run parked a caller behind the leader");
+    println!("a caller parked behind the leader in {reached} of 4,000 executions");
 }
 
 // Property (regression): a new owned initializer's `OWNED` state is
