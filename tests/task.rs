@@ -1018,3 +1018,104 @@ fn a_task_woken_inside_another_run_runs_after_it_not_inside_the_wake() {
         "the waiter was resumed inside the wake that unlocked, and deadlocked"
     );
 }
+
+/// `SimpleExecutor::shutdown` blocks (it joins the workers): called inside a
+/// run, it first makes the runs queued on its thread, one of which a worker
+/// is waiting for.
+#[test]
+fn shutdown_inside_a_run_makes_the_runs_queued_on_its_thread_first() {
+    let got = within(Duration::from_secs(10), || {
+        let ex = SimpleExecutor::new(1);
+        let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+        let (suspended_tx, suspended) = mpsc::channel::<()>();
+        let (out_tx, out) = mpsc::channel();
+        ex.schedule(Box::new(move || {
+            // The worker waits for a task without an executor.
+            let t = sync_await_try(Lazy::new(async move {
+                suspended_tx.send(()).unwrap();
+                rx.await.unwrap()
+            }));
+            out_tx.send(t).unwrap();
+        }))
+        .unwrap();
+        suspended.recv().unwrap();
+        let ex2 = ex.clone();
+        // This run's wake of that task is queued behind it; its callback then
+        // shuts the pool down, which waits for the worker.
+        Lazy::new(async move { tx.send(7).unwrap() }).start(move |_| ex2.shutdown());
+        out.recv().unwrap().value()
+    });
+    assert_eq!(
+        got,
+        Some(7),
+        "shutdown inside a run stranded the run the worker waits for"
+    );
+}
+
+/// Releases `tx` on its second poll, and is ready then.
+struct SendsOnSecondPoll {
+    polled: bool,
+    tx: Option<futures::channel::oneshot::Sender<u32>>,
+}
+
+impl std::future::Future for SendsOnSecondPoll {
+    type Output = u32;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u32> {
+        if !self.polled {
+            self.polled = true;
+            return std::task::Poll::Pending;
+        }
+        let _ = self.tx.take().expect("polled twice at most").send(1);
+        std::task::Poll::Ready(0)
+    }
+}
+
+/// A `collect_any` loser detached outside any run is the outermost run on
+/// its thread: the panic of another task's callback that its poll woke
+/// (queued behind it) must not fail the winner's poll.
+#[test]
+fn a_loser_that_wakes_a_task_whose_callback_panics_does_not_fail_collect_any() {
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    Lazy::new(async move { rx.await.unwrap() }).start(|_| panic!("the woken task's callback"));
+    let won = lazyflight::sync::future::block_on(lazyflight::task::collect_any(vec![
+        Lazy::new(SendsOnSecondPoll {
+            polled: false,
+            tx: Some(tx),
+        }),
+        Lazy::new(async { 5u32 }),
+    ]));
+    assert_eq!((won.index, won.value.value()), (1, 5));
+}
+
+/// Runs made early, by a `sync_await` inside a run, keep their panics for
+/// the outermost run, as the runs it makes itself do: the task that called
+/// `sync_await` gets its own result, and the panic of the other task's
+/// callback unwinds out of the `start` that began the outermost run.
+#[test]
+fn a_panic_of_a_run_made_early_unwinds_out_of_the_outermost_run() {
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    Lazy::new(async move { rx.await.unwrap() }).start(|_| panic!("the woken task's callback"));
+    let got = Arc::new(Mutex::new(None));
+    let g = got.clone();
+    let outer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        Lazy::new(async move {
+            tx.send(1).unwrap(); // queued: this is a run
+            sync_await_try(Lazy::new(async { 42u32 })).value()
+        })
+        .start(move |t| *g.lock().unwrap() = Some(t.into_result()));
+    }));
+    let payload = outer.expect_err("the queued callback's panic unwinds out of `start`");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"the woken task's callback")
+    );
+    let x = got
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the outer task completed");
+    assert!(matches!(x, Ok(42)), "the outer task got {x:?}");
+}

@@ -1029,15 +1029,22 @@ impl<T: Send + 'static> Core<T> {
                 // Polled with `poll_movable` (never in place): it may move.
                 let (fut, local) = task.into_lazy().into_parts();
                 let local = local.or_else(|| parent.local.clone());
-                RawTask::spawn(
-                    fut,
-                    Ctx::new(parent.executor.clone(), local),
-                    // The outcome is discarded; its drop (a value's or a
-                    // panic payload's `Drop`, user code) runs inside the
-                    // winner's poll, and must not fail it.
-                    Box::new(|outcome| caught(move || drop(outcome))),
-                    FirstRun::Inline,
-                );
+                let ctx = Ctx::new(parent.executor.clone(), local);
+                // Under `caught` too: outside any run, this first run is the
+                // outermost on the thread, and it resumes the panic of a run
+                // that its wakes queued (another task's callback), which must
+                // not fail the winner's poll either.
+                caught(move || {
+                    drop(RawTask::spawn(
+                        fut,
+                        ctx,
+                        // The outcome is discarded; its drop (a value's or a
+                        // panic payload's `Drop`, user code) runs inside the
+                        // winner's poll, and must not fail it.
+                        Box::new(|outcome| caught(move || drop(outcome))),
+                        FirstRun::Inline,
+                    ));
+                });
             }
         }
     }

@@ -274,9 +274,11 @@ impl<T: Send + 'static> Lazy<T> {
     /// by whoever wakes it, inline in the `wake` call. `callback` runs
     /// exactly once, with the task's [`Try`], on the thread that completes
     /// the task (possibly before `start` returns). If the task can never be
-    /// resumed (the last waker that could was dropped without waking it),
-    /// the callback runs where that waker was dropped, with
-    /// [`TaskError::Abandoned`](super::TaskError::Abandoned).
+    /// resumed (it is suspended and no waker of it is left), the callback
+    /// gets [`TaskError::Abandoned`](super::TaskError::Abandoned), where the
+    /// task's last reference goes: where its last waker is dropped, or, if
+    /// its future kept none, at the end of the run that suspended it
+    /// (possibly before `start` returns).
     ///
     /// A wake from inside a run on the same thread (a task's poll or
     /// callback waking a task without an executor) does not nest the woken
@@ -285,9 +287,12 @@ impl<T: Send + 'static> Lazy<T> {
     /// returns. So a chain of tasks that wake one another runs in bounded
     /// stack however long it is, and a waker called inside a run under a
     /// lock (as `futures::lock::Mutex` wakes the next waiter) returns before
-    /// the woken task is polled. `sync_await` and
-    /// [`block_on`](crate::sync::future::block_on) called inside a run make
-    /// the runs queued on their thread before they block. Starting a task
+    /// the woken task is polled. `sync_await`,
+    /// [`block_on`](crate::sync::future::block_on) and
+    /// [`SimpleExecutor::shutdown`](super::SimpleExecutor::shutdown) (and
+    /// its drop) called inside a run make the runs queued on their thread
+    /// before they block; a panic out of one of those runs is kept for the
+    /// outermost run, as if it had made the run itself. Starting a task
     /// (`start`, `directly_start`) still runs it inline, in a run or not.
     ///
     /// # Deadlocks
@@ -301,8 +306,8 @@ impl<T: Send + 'static> Lazy<T> {
     /// internal lock, and the waiter's poll takes it again.) Inside a run
     /// the wake is queued instead (above), so this cannot happen there.
     ///
-    /// And a run that blocks its thread by other means than `sync_await` or
-    /// `block_on` (a channel's `recv`, another crate's `block_on`) until a
+    /// And a run that blocks its thread by other means than those (a
+    /// channel's `recv`, another crate's `block_on`) until a
     /// task that it woke completes deadlocks: that task's run is queued
     /// behind the very run that blocks.
     ///

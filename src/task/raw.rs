@@ -459,8 +459,9 @@ impl<T: Send + 'static> RawTask<T> {
 }
 
 impl<T> RawTask<T> {
-    /// Completes the task; the caller owns the run (`RUNNING`, `NOTIFIED`, or
-    /// `SCHEDULED` for an abandoned run).
+    /// Completes the task. The caller owns the run (`RUNNING` or `NOTIFIED`;
+    /// an abandoned job moves `SCHEDULED` to `RUNNING` first), or is the
+    /// task's `Drop` (`IDLE`, and no other reference is left).
     fn finish(&self, mut result: Try<T>) {
         let (local, done) = self.body.with_mut(|body| {
             // SAFETY: as in `run`: the caller owns the run.
@@ -551,12 +552,21 @@ type QueuedRun = Box<dyn FnOnce()>;
 ///
 /// A thread that blocks inside a run (its poll or callback) would strand
 /// the runs queued on it, which cannot be made before that run returns:
-/// `sync_await` and [`block_on`](crate::sync::future::block_on) make them
-/// first (see [`make_queued_runs`]).
+/// `sync_await`, [`block_on`](crate::sync::future::block_on) and
+/// `SimpleExecutor::shutdown` make them first (see [`make_queued_runs`]).
 struct Runs {
     depth: core::cell::Cell<usize>,
     queued: core::cell::RefCell<std::collections::VecDeque<QueuedRun>>,
+    /// The first panic out of the runs made early, by [`make_queued_runs`]
+    /// before the thread blocks inside a run: kept for the outermost run to
+    /// resume when it ends, as it resumes those of the runs it makes itself,
+    /// rather than fail the run that was about to block (whose task has
+    /// nothing to do with it).
+    panicked: core::cell::RefCell<Option<Payload>>,
 }
+
+/// A panic's payload.
+type Payload = Box<dyn core::any::Any + Send>;
 
 crate::sync::thread_local! {
     /// This thread's runs.
@@ -564,6 +574,7 @@ crate::sync::thread_local! {
     static RUNS: Runs = Runs {
         depth: core::cell::Cell::new(0),
         queued: core::cell::RefCell::new(std::collections::VecDeque::new()),
+        panicked: core::cell::RefCell::new(None),
     };
 }
 
@@ -588,7 +599,19 @@ impl Drop for RunGuard {
         let outermost = RUNS.try_with(|r| r.depth.get() == 1).unwrap_or(false);
         // Still counted while the queued runs are made: their wakes queue
         // again, to this loop, rather than nest.
-        let panic = if outermost { make_runs() } else { None };
+        let mut panic = if outermost { make_runs() } else { None };
+        if outermost {
+            // A panic out of a run made early came first.
+            let early = RUNS
+                .try_with(|r| r.panicked.borrow_mut().take())
+                .ok()
+                .flatten();
+            if let Some(early) = early {
+                if let Some(later) = panic.replace(early) {
+                    caught(move || drop(later));
+                }
+            }
+        }
         let _ = RUNS.try_with(|r| {
             r.depth.set(r.depth.get() - 1);
             debug_assert!(
@@ -597,7 +620,13 @@ impl Drop for RunGuard {
             );
         });
         if let Some(panic) = panic {
-            std::panic::resume_unwind(panic);
+            if crate::sync::thread::panicking() {
+                // Unwinding already (the outermost run's own callback
+                // panicked): a second panic would abort the process.
+                caught(move || drop(panic));
+            } else {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }
@@ -607,6 +636,11 @@ impl Drop for RunGuard {
 /// where this thread's [`Runs`] is gone) returns `false`, and the caller runs
 /// it inline.
 fn defer<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
+    // Negative control `task_wake_nests_run`: never queue; a wake inside a
+    // run runs the task nested in the `wake` (the code before the queue).
+    #[cfg(lazyflight_break = "task_wake_nests_run")]
+    return false;
+    #[allow(unreachable_code)]
     RUNS.try_with(|r| {
         if r.depth.get() == 0 {
             return false;
@@ -647,14 +681,35 @@ fn make_runs() -> Option<Box<dyn core::any::Any + Send>> {
 
 /// Makes the runs queued on this thread (see [`Runs`]) before it blocks, so
 /// that the tasks they resume, which the thread may be about to wait for,
-/// are not stranded behind the run it blocks in. Does nothing outside a run.
+/// are not stranded behind the run it blocks in. Does nothing outside a run
+/// (nothing is queued there).
 ///
-/// # Panics
-///
-/// Resumes the first panic out of those runs (a task's callback), once they
-/// are all made.
+/// A panic out of those runs (a task's callback) does not unwind from here,
+/// into the run that is about to block: the first one is kept for the
+/// outermost run on the thread, which resumes it when it ends
+/// ([`Runs::panicked`]); later ones are dropped.
 pub(crate) fn make_queued_runs() {
-    if let Some(panic) = make_runs() {
-        std::panic::resume_unwind(panic);
+    let Some(first) = make_runs() else {
+        return;
+    };
+    let mut first = Some(first);
+    let inside = RUNS
+        .try_with(|r| {
+            let inside = r.depth.get() > 0;
+            if inside {
+                let mut kept = r.panicked.borrow_mut();
+                if kept.is_none() {
+                    *kept = first.take();
+                }
+            }
+            inside
+        })
+        .unwrap_or(false);
+    match first {
+        None => {}
+        Some(later) if inside => caught(move || drop(later)),
+        // Not reached: runs are queued only inside a run. Were it, the
+        // caller would be the outermost.
+        Some(panic) => std::panic::resume_unwind(panic),
     }
 }

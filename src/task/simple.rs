@@ -281,6 +281,10 @@ impl SimpleExecutor {
     /// assert!(ex.schedule(Box::new(|| {})).is_err());
     /// ```
     pub fn shutdown(&self) {
+        // It blocks (it joins the workers and the timer thread): called
+        // inside a run, the runs queued on this thread go first, since a
+        // worker may be waiting for one of them.
+        super::make_queued_runs();
         self.pool.timers.lock().shutdown = true;
         let workers = core::mem::take(&mut *self.workers.lock());
         Self::stop(&self.pool, workers);
