@@ -72,6 +72,25 @@ impl<F: Future> Future for NoOverlap<F> {
     }
 }
 
+/// Fails the model if the wrapped future is polled on `thread` while
+/// `in_wake` is set there: a run nested inside that thread's `wake`.
+struct NotInsideWake<F> {
+    inner: F,
+    thread: thread::Thread,
+    in_wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<F: Future + Unpin> Future for NotInsideWake<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        assert!(
+            !(self.in_wake.load(SeqCst) && thread::current().id() == self.thread.id()),
+            "a wake inside a run polled the woken task inside the wake"
+        );
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
 fn executor<E: Executor>(e: E) -> ExecutorRef {
     Arc::from_std(std::sync::Arc::new(e) as std::sync::Arc<dyn Executor>)
 }
@@ -449,21 +468,28 @@ fn task_last_waker_dropped_racing_a_wake_calls_back_once_with_abandoned() {
 // wake never poll it twice at once (the other wake finds it SCHEDULED and
 // is absorbed, or runs it inline if the queued run already left it IDLE),
 // each wake publishes its flag to a later poll, and the task completes
-// exactly once: no wake is lost in the queue.
+// exactly once: no wake is lost in the queue. And the wake inside the run
+// returns before the task is polled on that thread (the run is queued, not
+// nested in the `wake`).
 #[test]
 fn task_run_queued_inside_a_run_racing_a_wake_from_another_thread() {
     loom::model(|| {
+        let in_wake = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; 2] =
             core::array::from_fn(|_| Arc::new(Default::default()));
         let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
         let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
         let c = calls.clone();
-        Lazy::new(NoOverlap {
-            inner: Box::pin(AllSet {
-                flags: flags.clone(),
-                waker: slot.clone(),
-            }),
-            in_poll: Default::default(),
+        Lazy::new(NotInsideWake {
+            inner: NoOverlap {
+                inner: Box::pin(AllSet {
+                    flags: flags.clone(),
+                    waker: slot.clone(),
+                }),
+                in_poll: Default::default(),
+            },
+            thread: thread::current(),
+            in_wake: in_wake.clone(),
         })
         .start(move |t| {
             assert!(!t.has_error());
@@ -483,7 +509,9 @@ fn task_run_queued_inside_a_run_racing_a_wake_from_another_thread() {
         let w = waker.clone();
         Lazy::new(async move {
             mine.store(1, Ordering::Relaxed);
+            in_wake.store(true, SeqCst);
             w.wake();
+            in_wake.store(false, SeqCst);
         })
         .start(|t| assert!(!t.has_error()));
         other.join().unwrap();
