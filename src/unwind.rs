@@ -2,6 +2,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// A panic's payload, as `catch_unwind` returns it.
+pub(crate) type Payload = Box<dyn core::any::Any + Send>;
+
 /// Runs `f`, catching a panic. The panic's payload is dropped under
 /// `catch_unwind` too: its `Drop` is user code and may panic in turn, and
 /// then that panic's payload is dropped the same way (a few times at most;

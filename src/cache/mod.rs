@@ -99,7 +99,7 @@ use crate::group::ShardsOf;
 use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
-use crate::unwind::{caught, each};
+use crate::unwind::{caught, each, Payload};
 use crate::{ALazy, State};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -211,9 +211,6 @@ impl<K, V, E> Slot<K, V, E> {
         matches!(&self.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry))
     }
 }
-
-/// A panic's payload.
-type Payload = Box<dyn core::any::Any + Send>;
 
 /// The keys (with their values) a rebuilt table of values left out, and the
 /// panics of their `Hash` (see [`Cache::reserve_values`]).

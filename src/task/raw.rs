@@ -84,7 +84,7 @@ use super::executor::ExecutorRef;
 use super::try_::{TaskError, Try};
 use crate::sync::atomic::{AtomicUsize, Ordering::*};
 use crate::sync::{Arc, UnsafeCell};
-use crate::unwind::caught;
+use crate::unwind::{caught, Payload};
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type Callback<T> = Box<dyn FnOnce(Try<T>) + Send + 'static>;
@@ -557,16 +557,13 @@ type QueuedRun = Box<dyn FnOnce()>;
 struct Runs {
     depth: core::cell::Cell<usize>,
     queued: core::cell::RefCell<std::collections::VecDeque<QueuedRun>>,
-    /// The first panic out of the runs made early, by [`make_queued_runs`]
-    /// before the thread blocks inside a run: kept for the outermost run to
-    /// resume when it ends, as it resumes those of the runs it makes itself,
-    /// rather than fail the run that was about to block (whose task has
-    /// nothing to do with it).
+    /// The first panic out of a queued run (a task's callback): kept for the
+    /// outermost run to resume when it ends, also when the run was made
+    /// early, by [`make_queued_runs`] before the thread blocks inside a run
+    /// (the run about to block, whose task has nothing to do with it, is not
+    /// failed with it).
     panicked: core::cell::RefCell<Option<Payload>>,
 }
-
-/// A panic's payload.
-type Payload = Box<dyn core::any::Any + Send>;
 
 crate::sync::thread_local! {
     /// This thread's runs.
@@ -599,19 +596,14 @@ impl Drop for RunGuard {
         let outermost = RUNS.try_with(|r| r.depth.get() == 1).unwrap_or(false);
         // Still counted while the queued runs are made: their wakes queue
         // again, to this loop, rather than nest.
-        let mut panic = if outermost { make_runs() } else { None };
-        if outermost {
-            // A panic out of a run made early came first.
-            let early = RUNS
-                .try_with(|r| r.panicked.borrow_mut().take())
+        let panic = if outermost {
+            make_queued_runs();
+            RUNS.try_with(|r| r.panicked.borrow_mut().take())
                 .ok()
-                .flatten();
-            if let Some(early) = early {
-                if let Some(later) = panic.replace(early) {
-                    caught(move || drop(later));
-                }
-            }
-        }
+                .flatten()
+        } else {
+            None
+        };
         let _ = RUNS.try_with(|r| {
             r.depth.set(r.depth.get() - 1);
             debug_assert!(
@@ -654,62 +646,36 @@ fn defer<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
 }
 
 /// Makes the runs queued on this thread, and those their wakes queue, until
-/// none is left; returns the first panic out of one (a task's callback), if
-/// any.
+/// none is left: at the end of the outermost run, and before the thread
+/// blocks inside a run (`sync_await`, `block_on`, `SimpleExecutor::shutdown`),
+/// so that the tasks they resume, which the thread may be about to wait for,
+/// are not stranded behind the run it blocks in. Does nothing outside a run
+/// (nothing is queued there).
 ///
-/// A panic does not strand the other runs: they are all made first (under
-/// [`caught`] once one has panicked, or while the thread unwinds already,
-/// where a second panic would abort the process), and the caller then
-/// resumes the first one, which unwinds out of the outermost run on the
-/// thread, into its caller, as it unwound into the waker's caller when the
-/// run was nested inside the `wake`.
-fn make_runs() -> Option<Box<dyn core::any::Any + Send>> {
-    let mut first = None;
+/// A panic does not strand the other runs, and does not unwind from here:
+/// the first one (a task's callback) is kept in [`Runs::panicked`] for the
+/// outermost run to resume, out of its caller, as it unwound into the
+/// waker's caller when the run was nested inside the `wake`. Later ones,
+/// and any raised while the thread unwinds already (where a second panic
+/// would abort the process), are dropped under [`caught`].
+pub(crate) fn make_queued_runs() {
     while let Some(run) = RUNS
         .try_with(|r| r.queued.borrow_mut().pop_front())
         .ok()
         .flatten()
     {
-        if first.is_some() || crate::sync::thread::panicking() {
+        let keep = !crate::sync::thread::panicking()
+            && RUNS
+                .try_with(|r| r.panicked.borrow().is_none())
+                .unwrap_or(false);
+        if !keep {
             caught(run);
         } else if let Err(panic) = catch_unwind(AssertUnwindSafe(run)) {
-            first = Some(panic);
-        }
-    }
-    first
-}
-
-/// Makes the runs queued on this thread (see [`Runs`]) before it blocks, so
-/// that the tasks they resume, which the thread may be about to wait for,
-/// are not stranded behind the run it blocks in. Does nothing outside a run
-/// (nothing is queued there).
-///
-/// A panic out of those runs (a task's callback) does not unwind from here,
-/// into the run that is about to block: the first one is kept for the
-/// outermost run on the thread, which resumes it when it ends
-/// ([`Runs::panicked`]); later ones are dropped.
-pub(crate) fn make_queued_runs() {
-    let Some(first) = make_runs() else {
-        return;
-    };
-    let mut first = Some(first);
-    let inside = RUNS
-        .try_with(|r| {
-            let inside = r.depth.get() > 0;
-            if inside {
-                let mut kept = r.panicked.borrow_mut();
-                if kept.is_none() {
-                    *kept = first.take();
-                }
+            let mut panic = Some(panic);
+            let _ = RUNS.try_with(|r| *r.panicked.borrow_mut() = panic.take());
+            if let Some(panic) = panic {
+                caught(move || drop(panic));
             }
-            inside
-        })
-        .unwrap_or(false);
-    match first {
-        None => {}
-        Some(later) if inside => caught(move || drop(later)),
-        // Not reached: runs are queued only inside a run. Were it, the
-        // caller would be the outermost.
-        Some(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
