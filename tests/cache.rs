@@ -173,6 +173,132 @@ fn values_expire_after_their_ttl() {
     assert_eq!(cache.len(), 1);
 }
 
+/// `purge_expired` removes the entries whose result has expired (values
+/// past their time-to-live, errors past their `CachedFor`), and nothing
+/// else: not an unexpired value or error, not an entry in flight.
+#[test]
+fn purge_expired_removes_expired_results_only() {
+    let clock = ManualClock::new();
+    let cache = Cache::<u8, u32, String>::builder()
+        .time_to_live(Duration::from_secs(10))
+        .errors(ErrorPolicy::CachedFor(Duration::from_secs(5)))
+        .clock(clock.clone())
+        .build();
+    assert_eq!(cache.purge_expired(), 0, "an empty cache");
+    // t = 0: key 1 a value, key 2 an error.
+    assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+    assert!(block_on(cache.get(2, || async { Err("down".to_owned()) })).is_err());
+    // Key 3: an init in flight, never finished while the purges run.
+    let mut in_flight = Box::pin(cache.get(3, std::future::pending));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(in_flight.as_mut().poll(&mut cx), Poll::Pending);
+    clock.advance(Duration::from_secs(4));
+    // t = 4: key 4, a value.
+    assert_eq!(block_on(cache.get(4, || async { Ok(4) })), Ok(4));
+    assert_eq!(cache.purge_expired(), 0, "nothing has expired at t = 4");
+    assert_eq!(cache.len(), 4);
+    clock.advance(Duration::from_secs(1));
+    // t = 5: the error's five seconds are up.
+    assert_eq!(cache.purge_expired(), 1);
+    assert_eq!(cache.len(), 3);
+    assert_eq!(cache.peek(&1), Some(Ok(1)));
+    clock.advance(Duration::from_secs(5));
+    // t = 10: key 1's time-to-live is up; key 4 has four seconds left.
+    assert_eq!(cache.purge_expired(), 1);
+    assert_eq!(cache.len(), 2, "key 3 (in flight) and key 4 stay");
+    assert_eq!(cache.peek(&4), Some(Ok(4)));
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(cache.purge_expired(), 1, "key 4 only: key 3 is in flight");
+    assert_eq!(cache.len(), 1);
+    // The init in flight was not disturbed: its result is stored, stamped
+    // when it finished.
+    drop(in_flight);
+    assert_eq!(cache.len(), 0, "the abandoned entry leaves");
+    assert_eq!(block_on(cache.get(3, || async { Ok(3) })), Ok(3));
+    assert_eq!(cache.purge_expired(), 0);
+    assert_eq!(cache.peek(&3), Some(Ok(3)));
+    // A purged key's next get runs its init again.
+    assert_eq!(block_on(cache.get(1, || async { Ok(10) })), Ok(10));
+}
+
+/// An init finishing after a purge ran is stored: the purge skips entries
+/// in flight rather than removing them (as `invalidate` would).
+#[test]
+fn purge_expired_keeps_an_init_in_flight_whose_result_is_then_stored() {
+    let clock = ManualClock::new();
+    let cache = Cache::<u8, u32, String>::builder()
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build();
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    let mut leader = Box::pin(cache.get(1, || async { Ok(rx.await.unwrap()) }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(leader.as_mut().poll(&mut cx), Poll::Pending);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(cache.purge_expired(), 0);
+    tx.send(7).unwrap();
+    assert_eq!(leader.as_mut().poll(&mut cx), Poll::Ready(Ok(7)));
+    assert_eq!(cache.peek(&1), Some(Ok(7)), "stamped when it finished");
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 8))), Ok(7));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// In a cache where nothing expires, `purge_expired` removes nothing.
+#[test]
+fn purge_expired_without_expiry_removes_nothing() {
+    let clock = ManualClock::new();
+    for errors in [ErrorPolicy::Cached, ErrorPolicy::SharedOnly] {
+        let cache = Cache::<u8, u32, u32>::builder()
+            .errors(errors)
+            .clock(clock.clone())
+            .build();
+        assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+        assert_eq!(block_on(cache.get(1, || async { Ok(0) })), Ok(1), "moved");
+        assert_eq!(block_on(cache.get(2, || async { Err(2) })), Err(2));
+        clock.advance(Duration::from_secs(1 << 40));
+        assert_eq!(cache.purge_expired(), 0);
+        let stored = if errors == ErrorPolicy::Cached { 2 } else { 1 };
+        assert_eq!(cache.len(), stored);
+    }
+}
+
+/// A key whose `Drop` panics during `purge_expired`: every other expired
+/// entry is still removed, in every shard, and the panic reaches the caller.
+#[test]
+fn purge_expired_removes_every_expired_entry_when_a_drop_panics() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    static PANIC_ON_DROP: AtomicBool = AtomicBool::new(false);
+    #[derive(PartialEq, Eq, Hash)]
+    struct Key(u32);
+    impl Drop for Key {
+        fn drop(&mut self) {
+            if self.0 == 0 && PANIC_ON_DROP.swap(false, SeqCst) {
+                panic!("key drop panics");
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let cache = Cache::<Key, u32, ()>::builder()
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build();
+    let keys = if cfg!(miri) { 40 } else { 1000 };
+    for k in 0..keys {
+        assert_eq!(block_on(cache.get(Key(k), || async move { Ok(k) })), Ok(k));
+    }
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(block_on(cache.get(Key(keys), || async { Ok(0) })), Ok(0));
+    PANIC_ON_DROP.store(true, SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.purge_expired()));
+    assert_eq!(
+        r.unwrap_err().downcast_ref::<&str>(),
+        Some(&"key drop panics")
+    );
+    assert_eq!(cache.len(), 1, "expired keys were left behind");
+    assert_eq!(cache.peek(&Key(keys)), Some(Ok(0)));
+}
+
 #[test]
 fn invalidate_in_flight_serves_current_callers_and_stores_nothing() {
     let cache = Cache::<u8, u32, String>::new();

@@ -318,6 +318,45 @@ fn cache_ttl_expiry_racing_a_hit() {
     });
 }
 
+// Property: `purge_expired` racing a `get` of the same expired key removes
+// only what has expired: the expired entry (if it gets there first), never
+// the entry the get put in its place, whether that one is still in flight or
+// already holds the fresh value. The get runs one init, its value is stored,
+// and the purge reports exactly what it removed.
+#[test]
+fn cache_purge_racing_a_get_of_the_expired_key() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let cache = Arc::new(
+            Cache::<u8, u8, ()>::builder()
+                .time_to_live(Duration::from_secs(10))
+                .clock(clock.clone())
+                .build(),
+        );
+        assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
+        clock.advance(Duration::from_secs(10));
+        let c2 = cache.clone();
+        let t = thread::spawn(move || c2.purge_expired());
+        let inits = Arc::new(AtomicUsize::new(0));
+        let i2 = inits.clone();
+        let mine = block_on(cache.get(1, || async move {
+            i2.fetch_add(1, Ordering::Relaxed);
+            Ok(2)
+        }));
+        let purged = t.join().unwrap();
+        assert_eq!(mine, Ok(2), "a value was served after its time-to-live");
+        assert_eq!(inits.load(Ordering::Relaxed), 1);
+        assert!(purged <= 1, "purged {purged} entries of one key");
+        assert_eq!(cache.len(), 1, "the fresh entry was purged");
+        assert_eq!(
+            cache.peek(&1),
+            Some(Ok(2)),
+            "the fresh value was not stored"
+        );
+        assert_eq!(cache.purge_expired(), 0, "a fresh value was expired");
+    });
+}
+
 // Property: a `get` cancelled after it started its key's init removes the
 // entry only when nothing can finish it: a caller that found the entry
 // (and took over its init, or leads it) keeps it in the table, so its value

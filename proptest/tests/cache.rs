@@ -1,12 +1,12 @@
 //! Model-based tests of `Cache`: proptest generates single-threaded sequences
 //! of `get` (polled by hand, with initializers the test finishes by hand),
-//! drops (cancellation), `invalidate`, `clear`, `peek` and clock advances over
-//! two keys, under every error policy with and without a time-to-live. Every
-//! step is checked against a small sequential reference model of the cache's
-//! documented behaviour:
-//! whether a `get` is answered at once, joins the init in flight or leads one
-//! (its initializer called), the FIFO hand-off when a leader is cancelled,
-//! every result, what is stored and for how long, `len` and `peek`.
+//! drops (cancellation), `invalidate`, `clear`, `peek`, `purge_expired` and
+//! clock advances over two keys, under every error policy with and without a
+//! time-to-live. Every step is checked against a small sequential reference
+//! model of the cache's documented behaviour: whether a `get` is answered at
+//! once, joins the init in flight or leads one (its initializer called), the
+//! FIFO hand-off when a leader is cancelled, every result, what is stored and
+//! for how long, what a purge removes, `len` and `peek`.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -32,6 +32,7 @@ enum Op {
     Clear,
     Advance { secs: u8 },
     Peek { key: u8 },
+    Purge,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Clear),
         2 => (0..4u8).prop_map(|secs| Op::Advance { secs }),
         1 => key.prop_map(|key| Op::Peek { key }),
+        1 => Just(Op::Purge),
     ]
 }
 
@@ -360,6 +362,23 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                 model.now += d;
             }
             Op::Peek { key } => assert_eq!(cache.peek(&key), model.cached(key), "peek"),
+            Op::Purge => {
+                // Finished entries whose result is no longer served leave;
+                // entries in flight or empty stay.
+                let expired: Vec<u8> = model
+                    .table
+                    .iter()
+                    .filter(|&(_, &id)| match &model.entries[id].state {
+                        MState::Done { result, at } => !model.fresh(result, *at),
+                        _ => false,
+                    })
+                    .map(|(&key, _)| key)
+                    .collect();
+                for &key in &expired {
+                    model.remove_from_table(key);
+                }
+                assert_eq!(cache.purge_expired(), expired.len(), "purge_expired");
+            }
             _ => {}
         }
         assert_eq!(cache.len(), model.table.len(), "len");
@@ -377,12 +396,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     // Property: any single-threaded sequence of get / finish / poll / drop /
-    // invalidate / clear / advance / peek over two keys, under any error
+    // invalidate / clear / advance / peek / purge over two keys, under any error
     // policy and time-to-live, behaves as the sequential model: hits answered
     // at once without an init, joiners share the leader's result, a cancelled
     // leader hands the init to the longest waiter, invalidated and
-    // SharedOnly-failed results are never stored, expiry is exact, and `len`
-    // and `peek` agree after every step.
+    // SharedOnly-failed results are never stored, expiry is exact, a purge
+    // removes exactly the expired results, and `len` and `peek` agree after
+    // every step.
     #[test]
     fn cache_matches_the_sequential_model((errors, ttl) in policy(), ops in proptest::collection::vec(op(), 1..60)) {
         run_ops(errors, ttl, ops);

@@ -1,7 +1,9 @@
 //! shuttle models of `Cache`: 16 callers per execution over keys drawn from a
 //! 1,000-key space, with random cancellation and failing inits, under both
-//! the default error policy and `ErrorPolicy::SharedOnly`; and callers that
-//! come back for their key while others invalidate keys and clear the cache.
+//! the default error policy and `ErrorPolicy::SharedOnly`; callers that
+//! come back for their key while others invalidate keys and clear the cache;
+//! and callers of a cache with a time-to-live while others move the clock
+//! and purge expired entries.
 //!
 //! Build and run with `RUSTFLAGS="--cfg shuttle"`. Each execution draws its
 //! scenario from `shuttle::rand`; a failure replays from the printed
@@ -14,7 +16,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use lazyflight::{Cache, ErrorPolicy};
+use core::time::Duration;
+
+use lazyflight::{Cache, ErrorPolicy, ManualClock};
 use lazyflight_shuttle_tests::{env_usize, GiveUpAfter};
 use shuttle::future::{self as sfut, JoinHandle};
 use shuttle::rand::{thread_rng, Rng};
@@ -307,4 +311,111 @@ fn cache_churn_invalidate_and_clear_random() {
 #[test]
 fn cache_churn_invalidate_and_clear_pct() {
     shuttle::check_pct(churn, iterations(), 3);
+}
+
+/// Callers that come back for their key (with inits that fail or give up)
+/// in a cache whose values live 10 s and errors 5 s, while one task moves
+/// the clock on and another purges expired entries at random moments.
+fn expiry_churn() {
+    let mut rng = thread_rng();
+    let clock = ManualClock::new();
+    let cache = Arc::new(
+        Cache::<u32, u32, u32>::builder()
+            .time_to_live(Duration::from_secs(10))
+            .errors(ErrorPolicy::CachedFor(Duration::from_secs(5)))
+            .clock(clock.clone())
+            .build(),
+    );
+    let book = Arc::new(Book::default());
+    let hot: Vec<u32> = (0..rng.gen_range(1..=3))
+        .map(|_| rng.gen_range(0..KEY_SPACE))
+        .collect();
+
+    sfut::block_on(async {
+        let mut handles = Vec::new();
+        for id in 0..CALLERS as u32 / 2 {
+            let key = hot[rng.gen_range(0..hot.len())];
+            let fail = rng.gen_bool(0.2);
+            let yields = rng.gen_range(0..=2);
+            let give_up = rng.gen_bool(0.15).then(|| rng.gen_range(0..=3));
+            let rounds = rng.gen_range(1..=3);
+            let (cache, book) = (cache.clone(), book.clone());
+            handles.push(sfut::spawn(async move {
+                for _ in 0..rounds {
+                    // No invalidate or clear here: an init runs only for
+                    // the entry in the table, so never two of a key at once
+                    // (a purge that took an entry in flight would start a
+                    // second one).
+                    let call = Call {
+                        id,
+                        key,
+                        fail,
+                        yields,
+                        give_up,
+                        exclusive: true,
+                    };
+                    let _ = caller(cache.clone(), book.clone(), call).await;
+                    sfut::yield_now().await;
+                }
+            }));
+        }
+        let steps: Vec<(usize, u64)> = (0..rng.gen_range(1..=2))
+            .map(|_| (rng.gen_range(0..=4), rng.gen_range(0..=12)))
+            .collect();
+        let mover = clock.clone();
+        handles.push(sfut::spawn(async move {
+            for (wait, secs) in steps {
+                for _ in 0..wait {
+                    sfut::yield_now().await;
+                }
+                mover.advance(Duration::from_secs(secs));
+            }
+        }));
+        let purges: Vec<usize> = (0..rng.gen_range(1..=2))
+            .map(|_| rng.gen_range(0..=6))
+            .collect();
+        let (c, keys) = (cache.clone(), hot.len());
+        handles.push(sfut::spawn(async move {
+            for wait in purges {
+                for _ in 0..wait {
+                    sfut::yield_now().await;
+                }
+                let purged = c.purge_expired();
+                assert!(purged <= keys, "purged {purged} entries of {keys} keys");
+            }
+        }));
+        for h in handles {
+            h.await.expect("no task panics");
+        }
+
+        assert!(book.running.lock().unwrap().is_empty());
+        let left = cache.len();
+        assert!(left <= hot.len(), "more entries than keys");
+        // Nothing is in flight now, so once everything has expired a purge
+        // removes every entry: none was left empty or stranded.
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(cache.purge_expired(), left, "a purge left an entry");
+        assert!(cache.is_empty());
+        for &key in &hot {
+            let fresh = cache.get(key, || async { Ok(u32::MAX) }).await;
+            assert_eq!(fresh, Ok(u32::MAX), "key {key}: a purged value was served");
+        }
+    });
+}
+
+// Property: callers of a cache with a time-to-live come back for their key
+// while the clock moves and expired entries are purged at random moments:
+// nobody hangs, never two inits of one key at once (a purge never takes an
+// entry in flight), never more entries than keys, and once everything has
+// expired one purge removes every entry. Random scheduler.
+#[test]
+fn cache_expiry_churn_with_purges_random() {
+    shuttle::check_random(expiry_churn, iterations());
+}
+
+// Property: as `cache_expiry_churn_with_purges_random`, under shuttle's PCT
+// scheduler (depth 3).
+#[test]
+fn cache_expiry_churn_with_purges_pct() {
+    shuttle::check_pct(expiry_churn, iterations(), 3);
 }

@@ -32,7 +32,10 @@
 //!                                                                         │
 //!   CACHED (value, or error under Cached / CachedFor) ◄── Ok / Err ───────┘
 //!     │  get finds it expired (TTL, CachedFor): the entry is replaced by a
-//!     └─ fresh one under the shard lock, and that caller leads (IN FLIGHT)
+//!     ├─ fresh one under the shard lock, and that caller leads (IN FLIGHT)
+//!     │
+//!     └─ purge_expired finds it expired: removed (ABSENT); entries in
+//!        flight are left alone
 //! ```
 //!
 //! # Access rules
@@ -309,8 +312,10 @@ pub struct CacheStats {
 /// expired, and dropped when an init fails under
 /// [`ErrorPolicy::SharedOnly`] or is abandoned (its caller cancelled, or it
 /// panicked) with nobody waiting; there is no size bound. An expired entry
-/// is not swept: it keeps its memory, and counts in [`len`](Self::len),
-/// until a `get` of its key replaces it, or it is invalidated or cleared.
+/// is not swept in the background (the cache runs no task of its own): it
+/// keeps its memory, and counts in [`len`](Self::len), until a `get` of its
+/// key replaces it, it is invalidated or cleared, or
+/// [`purge_expired`](Self::purge_expired) removes it.
 ///
 /// # Values, errors and threads
 ///
@@ -450,6 +455,101 @@ impl<K, V, E> Cache<K, V, E> {
             let old = (values.drain().map(Old::Value)).chain(others.drain().map(Old::Other));
             each(old, drop);
         });
+    }
+
+    /// Removes every entry whose cached result has expired, and returns how
+    /// many it removed.
+    ///
+    /// A `get` replaces an expired entry when it meets it, so expiry alone
+    /// frees nothing: in a cache with a time-to-live (or
+    /// [`ErrorPolicy::CachedFor`]) whose keys keep changing (sessions,
+    /// request ids), entries nobody asks for again stay in memory and count
+    /// in [`len`](Self::len) until they are invalidated or cleared. Call this
+    /// from time to time (from a periodic task of your runtime, say) to give
+    /// their memory back. Entries in flight and unexpired results stay. In a
+    /// cache with nothing that expires it removes nothing and locks nothing.
+    ///
+    /// Reads the clock once, then locks each shard in turn (as
+    /// [`clear`](Self::clear) does), so a result that expires meanwhile may
+    /// stay until the next call. Removed keys, values and errors are dropped
+    /// after their shard's lock is released. Runs no user code under a
+    /// shard lock.
+    ///
+    /// # Panics
+    ///
+    /// If the clock panics, nothing is removed. If a removed key's, value's
+    /// or error's `Drop` panics, every other removed element is still
+    /// dropped, every shard is still purged, and the first panic unwinds on
+    /// afterwards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # lazyflight::sync::future::block_on(async {
+    /// use core::time::Duration;
+    /// use lazyflight::{Cache, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let sessions = Cache::<u64, String, ()>::builder()
+    ///     .time_to_live(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// for id in 0..3 {
+    ///     let _ = sessions.get(id, || async move { Ok(format!("session {id}")) }).await;
+    /// }
+    /// clock.advance(Duration::from_secs(30));
+    /// let _ = sessions.get(3, || async { Ok("session 3".to_owned()) }).await;
+    ///
+    /// clock.advance(Duration::from_secs(30));
+    /// // Sessions 0 to 2 are 60 s old: expired. Session 3 is 30 s old.
+    /// assert_eq!(sessions.len(), 4);
+    /// assert_eq!(sessions.purge_expired(), 3);
+    /// assert_eq!(sessions.len(), 1);
+    /// # });
+    /// ```
+    pub fn purge_expired(&self) -> usize {
+        if !self.timed {
+            // Nothing expires: values and errors stay until invalidated.
+            return 0;
+        }
+        let now = self.now();
+        let mut purged = 0;
+        each(self.map.iter(), |shard| {
+            let expired: Vec<Slot<K, V, E>> = {
+                let mut t = shard.lock();
+                // Only `others`: a timed cache keeps every result in its
+                // entry, next to its stamp (`values` and stored errors are
+                // for caches without expiry).
+                t.others
+                    .extract_if(|slot| self.expired(&slot.state, now))
+                    .collect()
+            };
+            purged += expired.len();
+            // Dropped outside the lock.
+            each(expired, drop);
+        });
+        purged
+    }
+
+    /// Whether [`purge_expired`](Self::purge_expired) takes this slot out:
+    /// a finished entry whose result is no longer served at `now`. An entry
+    /// in flight (or empty, about to be led) stays.
+    fn expired(&self, state: &SlotState<V, E>, now: Duration) -> bool {
+        // Stored errors are kept only by caches without expiry.
+        let SlotState::Pending(entry) = state else {
+            return false;
+        };
+        let Some(done) = entry.get_result() else {
+            // Negative control: an entry in flight is purged as well, so its
+            // result is not stored.
+            return cfg!(lazyflight_break = "cache_purge_in_flight");
+        };
+        let (at, is_err) = match done {
+            Ok(v) => (v.at, false),
+            Err(e) => (e.at, true),
+        };
+        // A failed attempt under `SharedOnly` is never served.
+        (is_err && self.errors == ErrorPolicy::SharedOnly) || !self.fresh(at, now, is_err)
     }
 
     /// The counters, if enabled with [`CacheBuilder::stats`].
@@ -1106,10 +1206,10 @@ impl<K, V, E> CacheBuilder<K, V, E> {
     /// Cached values (and errors) expire this long after their init
     /// finished; the next `get` then starts a fresh init. Default: never.
     ///
-    /// Expired entries are not swept: each keeps its memory until a `get`
-    /// of its key replaces it, or it is invalidated or cleared. With many keys that are
-    /// never asked for again, call [`Cache::invalidate`] or
-    /// [`Cache::clear`] to reclaim them.
+    /// Expired entries are not swept in the background: each keeps its
+    /// memory until a `get` of its key replaces it, or it is invalidated or
+    /// cleared. With many keys that are never asked for again, call
+    /// [`Cache::purge_expired`] from time to time to reclaim them.
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
