@@ -412,7 +412,8 @@ impl<K, V, E> Cache<K, V, E> {
     }
 
     /// Number of keys with an entry: a cached value or error (expired ones
-    /// included until they are next touched), or an init in flight.
+    /// included until they are next touched or
+    /// [purged](Self::purge_expired)), or an init in flight.
     ///
     /// Locks each shard in turn, so it is not atomic across keys.
     #[must_use]
