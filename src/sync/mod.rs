@@ -120,16 +120,6 @@ pub(crate) fn waker<W: WakeHandle>(handle: W) -> core::task::Waker {
     core::task::Waker::from(std::sync::Arc::new(Adapter(handle)))
 }
 
-/// Builds a [`Waker`](core::task::Waker) from a `std::task::Wake` handle.
-/// Prefer [`waker`], whose handle names no `std::sync` type.
-#[allow(dead_code)]
-pub(crate) fn waker_from<W>(wake: W) -> core::task::Waker
-where
-    W: std::task::Wake + Send + Sync + 'static,
-{
-    core::task::Waker::from(std::sync::Arc::new(wake))
-}
-
 /// Runs `f` under the model checker selected at build time.
 ///
 /// * `--cfg loom`: [`loom::model`](https://docs.rs/loom/latest/loom/fn.model.html),
