@@ -98,7 +98,7 @@ use core::time::Duration;
 
 use hashbrown::HashTable;
 
-use crate::group::ShardsOf;
+use crate::group::{free_if_empty, shrink_if_sparse, ShardsOf};
 use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
@@ -186,10 +186,13 @@ impl<K, V, E> Table<K, V, E> {
     /// Takes `entry`'s slot out of [`Table::others`], found by identity, if
     /// it is still there, for the caller to drop outside the lock.
     fn take_entry(&mut self, hash: u64, entry: &Arc<Cell<V, E>>) -> Option<Slot<K, V, E>> {
-        self.others
+        let taken = self
+            .others
             .find_entry(hash, |s| s.is_entry(entry))
             .ok()
-            .map(|found| found.remove().0)
+            .map(|found| found.remove().0);
+        shrink_if_sparse(&mut self.others, |s| s.hash);
+        taken
     }
 
     /// Whether `entry` is the one the table holds for its key.
@@ -316,6 +319,13 @@ pub struct CacheStats {
 /// keeps its memory, and counts in [`len`](Self::len), until a `get` of its
 /// key replaces it, it is invalidated or cleared, or
 /// [`purge_expired`](Self::purge_expired) removes it.
+///
+/// A shard's table of entries gives its memory back once it is mostly
+/// empty (entries invalidated, purged, or moved to the table of stored
+/// values), so a burst of keys in flight does not keep the memory of its
+/// peak. The table of stored values keeps its capacity until
+/// [`clear`](Self::clear): resizing it hashes every stored key, which runs
+/// `K`'s `Hash` (see below), and hits never allocate.
 ///
 /// # Values, errors and threads
 ///
@@ -521,9 +531,12 @@ impl<K, V, E> Cache<K, V, E> {
                 // Only `others`: a timed cache keeps every result in its
                 // entry, next to its stamp (`values` and stored errors are
                 // for caches without expiry).
-                t.others
+                let expired = t
+                    .others
                     .extract_if(|slot| self.expired(&slot.state, now))
-                    .collect()
+                    .collect();
+                shrink_if_sparse(&mut t.others, |s| s.hash);
+                expired
             };
             purged += expired.len();
             // Dropped outside the lock.
@@ -918,6 +931,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                                 debug_assert!(false, "room was kept for every promotion");
                                 self.map.hash(k)
                             });
+                            // A hit allocates nothing, so a table of
+                            // entries left sparse by promotions is shrunk
+                            // by the next miss (`insert`); only an emptied
+                            // one is freed here.
+                            free_if_empty(&mut t.others);
                             Ok(first_clone.take().expect("just set"))
                         }
                     },
@@ -965,6 +983,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 return Err(HashPanicked { key, lost, panics });
             }
         }
+        // Where promotions left the table of entries sparse (see
+        // `lookup_slow`), give its memory back.
+        shrink_if_sparse(&mut t.others, |s| s.hash);
         let entry = Arc::new(ALazy::new());
         let state = SlotState::Pending(entry.clone());
         t.others
@@ -1147,7 +1168,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 {
                     (true, None)
                 }
-                Ok(found) => (true, Some(found.remove().0)),
+                Ok(found) => {
+                    let removed = found.remove().0;
+                    shrink_if_sparse(&mut table.others, |s| s.hash);
+                    (true, Some(removed))
+                }
                 Err(_) => (false, None),
             }
         };

@@ -86,7 +86,7 @@
 
 mod shards;
 
-pub(crate) use shards::ShardsOf;
+pub(crate) use shards::{free_if_empty, shrink_if_sparse, ShardsOf};
 
 use core::convert::Infallible;
 use core::fmt;
@@ -292,6 +292,22 @@ enum Role<T, E> {
 /// to share it (leaders and subscribers keep what they need alive on their
 /// own).
 ///
+/// # User code under a shard lock
+///
+/// `K`'s `Eq` (and, for [`forget`](Self::forget) and
+/// [`subscribers`](Self::subscribers), `Borrow` and the borrowed type's
+/// `Eq`) runs while the key's shard lock is held; `K`'s `Hash` and `Drop`
+/// run outside it. An `Eq` that calls into the same group, or takes a lock
+/// that a caller of the group may hold, can deadlock: keep it a plain
+/// comparison. A panic in it propagates to the caller and leaves the group
+/// as it was.
+///
+/// # Memory
+///
+/// A shard's table gives its memory back once its flights are mostly gone
+/// (when under a quarter of its capacity is in use, it shrinks to twice its
+/// length), so a burst of keys does not keep the memory of its peak.
+///
 /// # Examples
 ///
 /// ```
@@ -394,7 +410,9 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     /// All callers of one flight get the same `Arc`. `f` is called only by
     /// the leader, and its result is published as soon as it is ready: a
     /// caller joins if it arrives while the work runs. The flight is in the
-    /// map from the call to the publication, so a caller on another thread,
+    /// map from the first poll of the returned future (where this call leads
+    /// or joins; nothing happens before it) to the publication, so a caller
+    /// on another thread,
     /// or `f` itself through [`entry`](Self::entry), can join even work that
     /// finishes at its first poll; a caller that only comes after the
     /// outcome is published leads a new flight. Like every single-flight,
@@ -411,6 +429,13 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     ///
     /// A panic in `f` propagates to the leader's caller; its subscribers get
     /// [`Outcome::Canceled`].
+    ///
+    /// The leader's caller also panics, after its subscribers have all been
+    /// told the outcome, when a subscriber's waker panics as it is woken, or
+    /// when the key's `Drop` panics; and any caller panics with its key's
+    /// `Hash` or `Eq`. The same holds when the leading call is dropped: the
+    /// panic then comes out of the drop. The group stays consistent in every
+    /// case (see [`Leader::complete`]).
     ///
     /// # Deadlocks
     ///
@@ -495,6 +520,7 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
             flight,
             ..
         } = found.remove().0;
+        shrink_if_sparse(&mut table.slots, |s| s.hash);
         if let Some(flight) = flight {
             // Its subscribers still wait: keep the flight where its leader
             // finds it by identity. (Unshared, there is nobody to tell.)
@@ -620,6 +646,7 @@ impl<K, T, E> Inner<K, T, E> {
         let (key, flight) = match found {
             Ok(slot) => {
                 let slot = slot.remove().0;
+                shrink_if_sparse(&mut table.slots, |s| s.hash);
                 (Some(slot.key), slot.flight)
             }
             // Forgotten. If nobody had joined, nothing was kept.
@@ -630,6 +657,7 @@ impl<K, T, E> Inner<K, T, E> {
                     .find_entry(self.map.hash(&ticket.id), |f| f.id == ticket.id)
                     .ok()
                     .map(|f| f.remove().0.flight);
+                shrink_if_sparse(&mut table.forgotten, |f| self.map.hash(&f.id));
                 (None, flight)
             }
         };
@@ -750,6 +778,7 @@ impl<K, T, E> fmt::Debug for Group<K, T, E> {
 }
 
 /// What [`Group::entry`] returns: lead a new flight, or join the current one.
+#[must_use = "dropping an Entry cancels its flight (a Leader) or leaves it (a Subscriber, which has made the flight shared)"]
 pub enum Entry<K, T, E> {
     /// No flight was in progress: this caller does the work.
     Leader(Leader<K, T, E>),
@@ -786,6 +815,16 @@ impl<K, T, E> Leader<K, T, E> {
     /// `shared` in the outcome is true if at least one subscriber joined.
     /// The flight leaves the group's map before the outcome is visible, so a
     /// caller arriving afterwards starts a new flight.
+    ///
+    /// # Panics
+    ///
+    /// If a subscriber's waker panics as it is woken, or the key's `Drop`
+    /// panics. Either happens only after the flight has left the map and
+    /// every subscriber has been told the outcome (a panicking waker costs
+    /// no other subscriber its wake-up); the first panic then unwinds out of
+    /// this call, and its `Arc` is lost to this caller alone. Dropping a
+    /// leader without completing panics in the same cases, after publishing
+    /// [`Outcome::Canceled`].
     pub fn complete(mut self, result: Result<T, E>) -> Arc<Outcome<T, E>> {
         let ticket = self.ticket.take().expect("a live leader has a ticket");
         self.group.publish(ticket, result)
@@ -932,9 +971,9 @@ impl<T, E> Future for Recv<T, E> {
         #[cfg(lazyflight_break = "group_relaxed_done")]
         let done = flight.state.load(Relaxed) == DONE;
         let outcome = if done {
-            // One lock round per subscriber: if this waiter's node is still
-            // in the queue, it is notified (or about to be) and freed with
-            // the flight, so the key is simply let go (see the invariants).
+            // No lock: if this waiter's node is still in the queue, it is
+            // notified (or about to be) and freed with the flight, so the key
+            // is simply let go (see the invariants).
             this.key = WaitKey::new();
             // SAFETY: DONE was seen (with Acquire, see above), so the write
             // of `outcome` happened before, and it is never written again.

@@ -2,7 +2,7 @@
 //!
 //! Each shard is one or more [`hashbrown::HashTable`]s behind its own lock.
 //! Entries are stored by a hash the caller computes once per operation; the
-//! shard is chosen from bits 32..40 of that hash, which `HashTable` uses
+//! shard is chosen from bits 32..38 of that hash, which `HashTable` uses
 //! neither for its bucket index (low bits) nor for its control bytes (top
 //! seven bits), so the shards do not degrade the tables' probing.
 //!
@@ -17,6 +17,8 @@
 //! executions are deterministic).
 
 use core::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
 
 use crate::sync::Mutex;
 
@@ -71,5 +73,44 @@ impl<S> ShardsOf<S> {
     /// Every shard, for whole-table operations (`len`, `clear`).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Mutex<S>> {
         self.shards.iter().map(|s| &s.0)
+    }
+}
+
+/// Capacity up to which a table is never shrunk: below it, giving memory
+/// back would only trade it for allocations on the next few inserts.
+const KEEP: usize = 16;
+
+/// Gives a table's memory back after a burst: once at most a quarter of its
+/// capacity (above [`KEEP`]) is in use, shrinks it to twice its length, so
+/// that a table whose keys came and went does not keep the memory of its
+/// peak for ever (`HashTable` never shrinks on its own). Called after a
+/// removal, under the shard lock; `hash` must be the slots' stored hash, so
+/// that no user code runs.
+///
+/// Amortized O(1) per removal: after shrinking to twice its length `n`, a
+/// table shrinks again only once it has lost half of `n`, and grows only
+/// after `n` more inserts; either costs O(n).
+#[inline]
+pub(crate) fn shrink_if_sparse<T>(table: &mut HashTable<T>, hash: impl Fn(&T) -> u64) {
+    let capacity = table.capacity();
+    if capacity > KEEP && table.len() < capacity / 4 {
+        shrink(table, hash);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn shrink<T>(table: &mut HashTable<T>, hash: impl Fn(&T) -> u64) {
+    let len = table.len();
+    table.shrink_to(len * 2, hash);
+}
+
+/// Frees an emptied table's memory, if it holds more than [`KEEP`] slots'
+/// worth: the form of [`shrink_if_sparse`] for paths that must not allocate
+/// (a cache's first hit), since freeing allocates nothing.
+#[inline]
+pub(crate) fn free_if_empty<T>(table: &mut HashTable<T>) {
+    if table.is_empty() && table.capacity() > KEEP {
+        *table = HashTable::new();
     }
 }

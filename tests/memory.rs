@@ -1,0 +1,172 @@
+//! Memory given back: after a burst of keys has come and gone, a `Group` or
+//! a `Cache` does not keep the memory of its peak. Measured with a global
+//! allocator that tallies, per thread, the bytes allocated and not yet freed
+//! (every allocation and free here happens on the test's own thread).
+#![allow(clippy::disallowed_types)] // tests may name std types next to the shim
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use lazyflight::sync::future::block_on;
+use lazyflight::{Cache, Entry, Group, ManualClock};
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add(bytes: isize) {
+    // `try_with`: the allocator runs during thread teardown too.
+    let _ = LIVE.try_with(|l| l.set(l.get() + bytes));
+}
+
+// SAFETY: forwards to `System`, only counting bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add(-(layout.size() as isize));
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Bytes this thread has allocated and not freed.
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+const BURST: u64 = 100_000;
+
+/// What an emptied structure may keep: its 64 shards' tables at their
+/// smallest kept size (a few hundred bytes each).
+const KEPT: isize = 64 * 1024;
+
+#[test]
+fn a_group_gives_back_its_tables_after_a_burst_of_flights() {
+    let group = Group::<u64, u64, ()>::new();
+    let before = live();
+    let leaders: Vec<_> = (0..BURST)
+        .map(|k| match group.entry(k) {
+            Entry::Leader(l) => l,
+            Entry::Subscriber(_) => unreachable!("one call per key"),
+        })
+        .collect();
+    let peak = live() - before;
+    drop(leaders);
+    assert!(group.is_empty());
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "an empty group keeps {kept} bytes after a burst (peak {peak})"
+    );
+}
+
+#[test]
+fn a_group_gives_back_its_forgotten_flights_after_a_burst() {
+    let group = Group::<u64, u64, ()>::new();
+    let before = live();
+    // Forgotten flights with a subscriber are kept (by id) until their
+    // leader ends them.
+    let flights: Vec<_> = (0..BURST)
+        .map(|k| {
+            let Entry::Leader(l) = group.entry(k) else {
+                unreachable!("one leader per key")
+            };
+            let Entry::Subscriber(s) = group.entry(k) else {
+                unreachable!("the second call joins")
+            };
+            assert!(group.forget(&k));
+            (l, s)
+        })
+        .collect();
+    for (l, s) in flights {
+        let mine = l.complete(Ok(1));
+        assert!(lazyflight::sync::Arc::ptr_eq(
+            &mine,
+            &s.try_recv().expect("published")
+        ));
+    }
+    assert_eq!(group.in_flight(), 0);
+    let kept = live() - before;
+    assert!(kept < KEPT, "an empty group keeps {kept} bytes");
+}
+
+fn timed(clock: &ManualClock) -> Cache<u64, u64, ()> {
+    Cache::builder()
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+}
+
+#[test]
+fn a_timed_cache_gives_back_purged_entries() {
+    let clock = ManualClock::new();
+    let cache = timed(&clock);
+    let before = live();
+    for k in 0..BURST {
+        assert_eq!(block_on(cache.get(k, || async move { Ok(k) })), Ok(k));
+    }
+    let peak = live() - before;
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(cache.purge_expired(), BURST as usize);
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "a purged cache keeps {kept} bytes (peak {peak})"
+    );
+}
+
+#[test]
+fn a_timed_cache_gives_back_invalidated_entries() {
+    let clock = ManualClock::new();
+    let cache = timed(&clock);
+    let before = live();
+    for k in 0..BURST {
+        assert_eq!(block_on(cache.get(k, || async move { Ok(k) })), Ok(k));
+    }
+    for k in 0..BURST {
+        assert!(cache.invalidate(&k));
+    }
+    let kept = live() - before;
+    assert!(kept < KEPT, "an emptied cache keeps {kept} bytes");
+}
+
+/// In a cache without expiry, entries in flight live in one table and
+/// stored values in another: once every value has moved across, the first
+/// table's memory is given back (the second keeps its capacity until
+/// `clear`, since growing or shrinking it runs `K`'s `Hash`).
+#[test]
+fn a_cache_gives_back_its_table_of_entries_once_values_are_stored() {
+    let cache = Cache::<u64, u64, ()>::new();
+    let before = live();
+    for k in 0..BURST {
+        assert_eq!(block_on(cache.get(k, || async move { Ok(k) })), Ok(k));
+    }
+    let entries_and_room = live() - before;
+    // The first hit of each key moves its value into the table of values.
+    for k in 0..BURST {
+        assert_eq!(block_on(cache.get(k, || async { Ok(0) })), Ok(k));
+    }
+    let values_only = live() - before;
+    // A hashbrown table of `BURST` slots of 16 bytes (`u64` key and value)
+    // and a control byte each, in a power-of-two number of buckets at most
+    // 7/8 full; the table of entries (32-byte slots) would be twice that.
+    let values_table = ((BURST as usize * 8 / 7 + 1).next_power_of_two() * (16 + 1)) as isize;
+    assert!(
+        values_only < values_table * 3 / 2,
+        "{values_only} bytes kept (of {entries_and_room} before the first hits), \
+         where the table of values takes {values_table}"
+    );
+    cache.clear();
+    let kept = live() - before;
+    assert!(kept < KEPT, "a cleared cache keeps {kept} bytes");
+}
