@@ -244,6 +244,54 @@ fn purge_expired_keeps_an_init_in_flight_whose_result_is_then_stored() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+/// A removed key's and value's `Drop` both panic, in `purge_expired` and in
+/// `clear`: the value's panic is caught (dropped as one value, the pair
+/// would abort the process: the value is dropped while the key's panic
+/// unwinds), the key's reaches the caller, and nothing is left.
+#[test]
+fn purge_and_clear_survive_a_key_and_a_value_that_both_panic_in_drop() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    #[derive(PartialEq, Eq, Hash)]
+    struct Key(u32);
+    impl Drop for Key {
+        fn drop(&mut self) {
+            if ARMED.load(SeqCst) {
+                panic!("key drop");
+            }
+        }
+    }
+    #[derive(Clone)]
+    struct Value;
+    impl Drop for Value {
+        fn drop(&mut self) {
+            if ARMED.load(SeqCst) {
+                panic!("value drop");
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let timed = Cache::<Key, Value, ()>::builder()
+        .time_to_live(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build();
+    let plain = Cache::<Key, Value, ()>::new();
+    for cache in [&timed, &plain] {
+        drop(block_on(cache.get(Key(1), || async { Ok(Value) })));
+        // The first hit moves the value into the table of stored values.
+        drop(block_on(cache.get(Key(1), || async { Ok(Value) })));
+    }
+    clock.advance(Duration::from_secs(1));
+    ARMED.store(true, SeqCst);
+    let purged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| timed.purge_expired()));
+    let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plain.clear()));
+    ARMED.store(false, SeqCst);
+    for r in [purged.map(drop), cleared] {
+        assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"key drop"));
+    }
+    assert!(timed.is_empty() && plain.is_empty());
+}
+
 /// In a cache where nothing expires, `purge_expired` removes nothing.
 #[test]
 fn purge_expired_without_expiry_removes_nothing() {

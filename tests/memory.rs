@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lazyflight::sync::future::block_on;
 use lazyflight::{Cache, Entry, Group, ManualClock};
+use std::hash::{Hash, Hasher};
 
 struct Counting;
 
@@ -169,4 +170,60 @@ fn a_cache_gives_back_its_table_of_entries_once_values_are_stored() {
     cache.clear();
     let kept = live() - before;
     assert!(kept < KEPT, "a cleared cache keeps {kept} bytes");
+}
+
+/// Equal by both fields, hashed by the first only (a legal `Hash`): every
+/// key of one tenant lands in one probe sequence, so removals leave
+/// tombstones, which `HashTable::capacity` does not count as capacity.
+#[derive(PartialEq, Eq)]
+struct Tenant(u32, u32);
+
+impl Hash for Tenant {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+    }
+}
+
+/// The size (3,582 keys) at which the emptied table is all tombstones.
+const CLUSTER: u32 = 3_582;
+
+#[test]
+fn a_group_with_colliding_keys_gives_back_its_table() {
+    let group = Group::<Tenant, u64, ()>::new();
+    let before = live();
+    let leaders: Vec<_> = (0..CLUSTER)
+        .map(|i| match group.entry(Tenant(0, i)) {
+            Entry::Leader(l) => l,
+            Entry::Subscriber(_) => unreachable!("one call per key"),
+        })
+        .collect();
+    let peak = live() - before;
+    drop(leaders);
+    assert!(group.is_empty());
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "an empty group keeps {kept} bytes (peak {peak})"
+    );
+}
+
+#[test]
+fn a_timed_cache_with_colliding_keys_gives_back_purged_entries() {
+    let clock = ManualClock::new();
+    let cache = Cache::<Tenant, u64, ()>::builder()
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build();
+    let before = live();
+    for i in 0..CLUSTER {
+        assert_eq!(block_on(cache.get(Tenant(0, i), || async { Ok(1) })), Ok(1));
+    }
+    let peak = live() - before;
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(cache.purge_expired(), CLUSTER as usize);
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "an empty cache keeps {kept} bytes (peak {peak})"
+    );
 }

@@ -102,7 +102,7 @@ use crate::group::{free_if_empty, shrink_if_sparse, ShardsOf};
 use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
-use crate::unwind::{caught, each, Payload};
+use crate::unwind::{caught, each, Payload, Quiet};
 use crate::{ALazy, State};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -212,10 +212,26 @@ struct Slot<K, V, E> {
 }
 
 impl<K, V, E> Slot<K, V, E> {
+    /// Drops the slot as [`drop_pair`] drops a key and its value.
+    fn drop_apart(self) {
+        let Self { key, state, .. } = self;
+        drop_pair(key, state);
+    }
+
     /// Whether this slot holds `entry` itself (by identity).
     fn is_entry(&self, entry: &Arc<Cell<V, E>>) -> bool {
         matches!(&self.state, SlotState::Pending(e) if Arc::ptr_eq(e, entry))
     }
+}
+
+/// Drops a key, then what it held, so that when both `Drop`s panic the
+/// second panic is caught instead of aborting the process (as it would if
+/// the pair were dropped as one value: the second field is dropped while
+/// the first one's panic unwinds). The first panic unwinds on.
+fn drop_pair<K, X>(key: K, held: X) {
+    let held = Quiet::new(held);
+    drop(key);
+    drop(held);
 }
 
 /// The keys (with their values) a rebuilt table of values left out, and the
@@ -241,7 +257,7 @@ impl<K, V> HashPanicked<K, V> {
     fn resume(self) -> ! {
         let Self { key, lost, panics } = self;
         caught(move || drop(key));
-        each(lost, |kv| caught(move || drop(kv)));
+        each(lost, |(k, v)| caught(move || drop_pair(k, v)));
         let mut panics = panics.into_iter();
         let first = panics.next().expect("at least one panic");
         each(panics, |p| caught(move || drop(p)));
@@ -321,11 +337,13 @@ pub struct CacheStats {
 /// [`purge_expired`](Self::purge_expired) removes it.
 ///
 /// A shard's table of entries gives its memory back once it is mostly
-/// empty (entries invalidated, purged, or moved to the table of stored
-/// values), so a burst of keys in flight does not keep the memory of its
-/// peak. The table of stored values keeps its capacity until
+/// empty, so a burst of keys in flight does not keep the memory of its
+/// peak: at once when entries are invalidated or purged, or when the last
+/// one moves to the table of stored values; when they move there but some
+/// stay (stored errors, inits in flight), at the shard's next miss, since a
+/// hit never allocates. The table of stored values keeps its capacity until
 /// [`clear`](Self::clear): resizing it hashes every stored key, which runs
-/// `K`'s `Hash` (see below), and hits never allocate.
+/// `K`'s `Hash` (see below).
 ///
 /// # Values, errors and threads
 ///
@@ -462,9 +480,13 @@ impl<K, V, E> Cache<K, V, E> {
                     core::mem::take(&mut t.others),
                 )
             };
-            // Dropped outside the lock.
+            // Dropped outside the lock, each element's parts apart (see
+            // `Slot::drop_apart`).
             let old = (values.drain().map(Old::Value)).chain(others.drain().map(Old::Other));
-            each(old, drop);
+            each(old, |old| match old {
+                Old::Value((key, value)) => drop_pair(key, value),
+                Old::Other(slot) => slot.drop_apart(),
+            });
         });
     }
 
@@ -490,8 +512,8 @@ impl<K, V, E> Cache<K, V, E> {
     ///
     /// If the clock panics, nothing is removed. If a removed key's, value's
     /// or error's `Drop` panics, every other removed element is still
-    /// dropped, every shard is still purged, and the first panic unwinds on
-    /// afterwards.
+    /// dropped (a key's value too, even when both panic), every shard is
+    /// still purged, and the first panic unwinds on afterwards.
     ///
     /// # Examples
     ///
@@ -539,8 +561,8 @@ impl<K, V, E> Cache<K, V, E> {
                 expired
             };
             purged += expired.len();
-            // Dropped outside the lock.
-            each(expired, drop);
+            // Dropped outside the lock (see `Slot::drop_apart`).
+            each(expired, Slot::drop_apart);
         });
         purged
     }

@@ -433,7 +433,7 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     /// The leader's caller also panics, after its subscribers have all been
     /// told the outcome, when a subscriber's waker panics as it is woken, or
     /// when the key's `Drop` panics; and any caller panics with its key's
-    /// `Hash` or `Eq`. The same holds when the leading call is dropped: the
+    /// `Hash` or `Eq`, or, when it joins, with its own key's `Drop`. The same holds when the leading call is dropped: the
     /// panic then comes out of the drop. The group stays consistent in every
     /// case (see [`Leader::complete`]).
     ///

@@ -87,12 +87,19 @@ const KEEP: usize = 16;
 /// removal, under the shard lock; `hash` must be the slots' stored hash, so
 /// that no user code runs.
 ///
-/// Amortized O(1) per removal: after shrinking to twice its length `n`, a
-/// table shrinks again only once it has lost half of `n`, and grows only
-/// after `n` more inserts; either costs O(n).
+/// Amortized O(1) per removal: a shrink to twice the length `n` leaves
+/// room for about `n` more inserts before the table grows, and the next
+/// shrink needs the length under a quarter of the new size again; each
+/// costs O(n).
+///
+/// Capacity is counted from the allocation ([`slots`]), not from
+/// `HashTable::capacity`, which is the length plus the room left: removals
+/// that leave tombstones use that room up, so an emptied table with
+/// clustered hashes could report a capacity near its length and never
+/// shrink.
 #[inline]
 pub(crate) fn shrink_if_sparse<T>(table: &mut HashTable<T>, hash: impl Fn(&T) -> u64) {
-    let capacity = table.capacity();
+    let capacity = slots(table);
     if capacity > KEEP && table.len() < capacity / 4 {
         shrink(table, hash);
     }
@@ -110,7 +117,20 @@ fn shrink<T>(table: &mut HashTable<T>, hash: impl Fn(&T) -> u64) {
 /// (a cache's first hit), since freeing allocates nothing.
 #[inline]
 pub(crate) fn free_if_empty<T>(table: &mut HashTable<T>) {
-    if table.is_empty() && table.capacity() > KEEP {
+    if table.is_empty() && slots(table) > KEEP {
         *table = HashTable::new();
+    }
+}
+
+/// The slots a table's allocation holds, tombstones included: its buckets
+/// less the share hashbrown keeps free (one of up to eight buckets, an
+/// eighth above that).
+#[inline]
+fn slots<T>(table: &HashTable<T>) -> usize {
+    let buckets = table.num_buckets();
+    if buckets <= 8 {
+        buckets.saturating_sub(1)
+    } else {
+        buckets / 8 * 7
     }
 }
