@@ -244,19 +244,31 @@ fn purge_expired_keeps_an_init_in_flight_whose_result_is_then_stored() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
-/// A removed key's and value's `Drop` both panic, in `purge_expired` and in
-/// `clear`: the value's panic is caught (dropped as one value, the pair
-/// would abort the process: the value is dropped while the key's panic
-/// unwinds), the key's reaches the caller, and nothing is left.
+/// A removed key's and value's `Drop` both panic, in `purge_expired`,
+/// `clear` and `invalidate`: the value's panic is caught (dropped as one
+/// value, the pair would abort the process: the value is dropped while the
+/// key's panic unwinds), the key's reaches the caller, and nothing is left.
 #[test]
-fn purge_and_clear_survive_a_key_and_a_value_that_both_panic_in_drop() {
+fn removals_survive_a_key_and_a_value_that_both_panic_in_drop() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     static ARMED: AtomicBool = AtomicBool::new(false);
-    #[derive(PartialEq, Eq, Hash)]
-    struct Key(u32);
+    /// Compared and hashed by `.0`; a stored key (`.1`) panics when dropped
+    /// while `ARMED`, a key made for a look-up does not.
+    struct Key(u32, bool);
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl Eq for Key {}
+    impl std::hash::Hash for Key {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            self.0.hash(h);
+        }
+    }
     impl Drop for Key {
         fn drop(&mut self) {
-            if ARMED.load(SeqCst) {
+            if self.1 && ARMED.load(SeqCst) {
                 panic!("key drop");
             }
         }
@@ -271,25 +283,38 @@ fn purge_and_clear_survive_a_key_and_a_value_that_both_panic_in_drop() {
         }
     }
     let clock = ManualClock::new();
-    let timed = Cache::<Key, Value, ()>::builder()
-        .time_to_live(Duration::from_secs(1))
-        .clock(clock.clone())
-        .build();
-    let plain = Cache::<Key, Value, ()>::new();
-    for cache in [&timed, &plain] {
-        drop(block_on(cache.get(Key(1), || async { Ok(Value) })));
-        // The first hit moves the value into the table of stored values.
-        drop(block_on(cache.get(Key(1), || async { Ok(Value) })));
+    let timed = || {
+        Cache::<Key, Value, Value>::builder()
+            .time_to_live(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build()
+    };
+    let (purged, timed_invalidated) = (timed(), timed());
+    let (cleared, invalidated) = (Cache::new(), Cache::new());
+    let errors = Cache::<Key, Value, Value>::new();
+    for cache in [&purged, &timed_invalidated, &cleared, &invalidated] {
+        drop(block_on(cache.get(Key(1, true), || async { Ok(Value) })));
+        // Untimed: the first hit moves the value into the table of values.
+        drop(block_on(cache.get(Key(1, false), || async { Ok(Value) })));
     }
+    drop(block_on(errors.get(Key(1, true), || async { Err(Value) })));
     clock.advance(Duration::from_secs(1));
     ARMED.store(true, SeqCst);
-    let purged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| timed.purge_expired()));
-    let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plain.clear()));
+    let quietly = |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let results = [
+        quietly(&|| drop(purged.purge_expired())),
+        quietly(&|| cleared.clear()),
+        quietly(&|| drop(invalidated.invalidate(&Key(1, false)))),
+        quietly(&|| drop(timed_invalidated.invalidate(&Key(1, false)))),
+        quietly(&|| drop(errors.invalidate(&Key(1, false)))),
+    ];
     ARMED.store(false, SeqCst);
-    for r in [purged.map(drop), cleared] {
+    for r in results {
         assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"key drop"));
     }
-    assert!(timed.is_empty() && plain.is_empty());
+    for cache in [&purged, &timed_invalidated, &cleared, &invalidated, &errors] {
+        assert!(cache.is_empty());
+    }
 }
 
 /// In a cache where nothing expires, `purge_expired` removes nothing.

@@ -1095,7 +1095,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     /// Removes `entry` from the table if it is still the one for its key.
     fn remove_entry(&self, hash: u64, entry: &Arc<Cell<V, E>>) {
         let removed = self.map.shard(hash).lock().take_entry(hash, entry);
-        drop(removed);
+        if let Some(slot) = removed {
+            slot.drop_apart();
+        }
     }
 
     /// The cached, unexpired result for `key`, without initializing or
@@ -1143,8 +1145,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
     ///
     /// # Panics
     ///
-    /// A panic in `K`'s `Hash` or `Eq`, or in the `Drop` of the removed
-    /// value or error, propagates to the caller.
+    /// A panic in `K`'s `Hash` or `Eq`, or in the `Drop` of the removed key,
+    /// value or error, propagates to the caller (the key's, if both the key's
+    /// and the value's panic; the other is caught).
     ///
     /// # Examples
     ///
@@ -1176,10 +1179,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                     .map_err(drop)
             };
             if let Ok(found) = stored {
-                let removed = found.remove().0;
+                let (key, value) = found.remove().0;
                 drop(table);
                 // The key and the value are dropped outside the lock.
-                drop(removed);
+                drop_pair(key, value);
                 return true;
             }
             match table.others.find_entry(hash, |s| s.key.borrow() == key) {
@@ -1199,7 +1202,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             }
         };
         // The key and the entry are dropped outside the lock.
-        drop(removed);
+        if let Some(slot) = removed {
+            slot.drop_apart();
+        }
         found
     }
 }
