@@ -412,9 +412,8 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     /// caller joins if it arrives while the work runs. The flight is in the
     /// map from the first poll of the returned future (where this call leads
     /// or joins; nothing happens before it) to the publication, so a caller
-    /// on another thread,
-    /// or `f` itself through [`entry`](Self::entry), can join even work that
-    /// finishes at its first poll; a caller that only comes after the
+    /// on another thread, or `f` itself through [`entry`](Self::entry), can
+    /// join even work that finishes at its first poll; a caller that only comes after the
     /// outcome is published leads a new flight. Like every single-flight,
     /// `Group` coalesces calls that overlap in time.
     ///
@@ -432,10 +431,11 @@ impl<K: Hash + Eq, T, E> Group<K, T, E> {
     ///
     /// The leader's caller also panics, after its subscribers have all been
     /// told the outcome, when a subscriber's waker panics as it is woken, or
-    /// when the key's `Drop` panics; and any caller panics with its key's
-    /// `Hash` or `Eq`, or, when it joins, with its own key's `Drop`. The same holds when the leading call is dropped: the
-    /// panic then comes out of the drop. The group stays consistent in every
-    /// case (see [`Leader::complete`]).
+    /// when the key's `Drop` panics; the same holds when the leading call is
+    /// dropped, and the panic then comes out of the drop. Any caller panics
+    /// with its key's `Hash` or `Eq`, and a joining caller with its own
+    /// key's `Drop`. The group stays consistent in every case (see
+    /// [`Leader::complete`]).
     ///
     /// # Deadlocks
     ///
