@@ -113,6 +113,28 @@ fn errors_cached_for_a_duration() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// With a time-to-live shorter than `CachedFor`, an error expires with the
+/// time-to-live (as `ErrorPolicy::CachedFor` documents), and is purged then.
+#[test]
+fn a_shorter_time_to_live_expires_errors_too() {
+    let clock = ManualClock::new();
+    let cache = Cache::<u8, u32, String>::builder()
+        .errors(ErrorPolicy::CachedFor(Duration::from_secs(7)))
+        .time_to_live(Duration::from_secs(5))
+        .clock(clock.clone())
+        .build();
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert!(block_on(cache.get(1, || async { Err("down".to_owned()) })).is_err());
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(cache.peek(&1), Some(Err("down".into())));
+    assert_eq!(cache.purge_expired(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.peek(&1), None, "an error outlived the time-to-live");
+    assert_eq!(cache.purge_expired(), 1);
+    assert_eq!(block_on(cache.get(1, || counted(&calls, 2))), Ok(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_only_errors_reach_that_attempts_callers_only() {
     let cache = Arc::new(

@@ -55,6 +55,8 @@ fn policy() -> impl Strategy<Value = (ErrorPolicy, Option<Duration>)> {
     let errors = prop_oneof![
         Just(ErrorPolicy::Cached),
         Just(ErrorPolicy::CachedFor(Duration::from_secs(3))),
+        // Longer than the 5 s time-to-live, which then applies to errors too.
+        Just(ErrorPolicy::CachedFor(Duration::from_secs(7))),
         Just(ErrorPolicy::SharedOnly),
     ];
     let ttl = prop_oneof![Just(None), Just(Some(Duration::from_secs(5)))];

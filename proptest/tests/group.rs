@@ -289,6 +289,10 @@ fn run_ops(ops: Vec<Op>) {
         mapped: HashMap::new(),
     };
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();
+    // Dropped subscribers' wake counters, with their count at the drop: a
+    // dropped subscriber leaves the queue at once, so it is never woken
+    // again and nothing keeps its waker.
+    let mut gone: Vec<(Arc<Wakes>, usize)> = Vec::new();
 
     for op in ops {
         match op {
@@ -329,14 +333,31 @@ fn run_ops(ops: Vec<Op>) {
                         let out = l.complete(r);
                         model.check_outcome(id, &out);
                     }
-                    Some(Handle::RunLead(_, _, gate)) => {
-                        let gate = gate.clone();
+                    Some(Handle::RunLead(_, id, gate)) => {
+                        let (id, gate) = (*id, gate.clone());
+                        let before = slots[slot].as_ref().unwrap().wakes.0.load(SeqCst);
                         *gate.result.lock().unwrap() = Some(r);
                         let w = gate.waker.lock().unwrap().take();
                         if let Some(w) = w {
                             w.wake();
                         }
+                        // The work's wake reached the run's task, and
+                        // polling it (as an executor would, once) publishes
+                        // this very result.
+                        assert!(
+                            slots[slot].as_ref().unwrap().wakes.0.load(SeqCst) > before,
+                            "the work's wake did not reach the run's task"
+                        );
                         poll_slot(slot, &mut slots, &mut model);
+                        assert!(
+                            matches!(slots[slot].as_ref().map(|s| &s.handle), Some(Handle::Done)),
+                            "a run whose work finished did not complete when polled"
+                        );
+                        assert_eq!(
+                            model.flights[id].outcome,
+                            Some(Some((ok, v, model.flights[id].joins > 0))),
+                            "the run's leader published another result"
+                        );
                     }
                     _ => {}
                 }
@@ -357,7 +378,11 @@ fn run_ops(ops: Vec<Op>) {
                     }
                     Handle::Sub(_, id) | Handle::RunSub(_, id) => {
                         model.flights[id].live_subs -= 1;
+                        let wakes = s.wakes.clone();
                         drop(s.handle);
+                        drop(s.waker);
+                        let n = wakes.0.load(SeqCst);
+                        gone.push((wakes, n));
                     }
                     Handle::Done => {}
                 }
@@ -370,6 +395,14 @@ fn run_ops(ops: Vec<Op>) {
         }
 
         // Invariants after every step.
+        for (w, n) in &gone {
+            assert_eq!(w.0.load(SeqCst), *n, "a dropped subscriber was woken");
+            assert_eq!(
+                Arc::strong_count(w),
+                1,
+                "a dropped subscriber's waker was kept"
+            );
+        }
         assert_eq!(group.in_flight(), model.in_flight(), "in_flight");
         assert_eq!(group.len(), model.mapped.len(), "keys in the map");
         for key in 0..2u8 {
