@@ -168,14 +168,27 @@ fn dropping_a_waiting_subscriber_removes_only_it() {
     let (_, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     let keep = join(group.entry(1));
+    let (gone_count, gone_waker) = counting_waker();
     {
         let mut gone = Box::pin(join(group.entry(1)).recv());
-        assert!(gone.as_mut().poll(&mut cx).is_pending());
+        assert!(gone
+            .as_mut()
+            .poll(&mut Context::from_waker(&gone_waker))
+            .is_pending());
         assert_eq!(leader.subscribers(), 2);
     }
+    drop(gone_waker);
     assert_eq!(leader.subscribers(), 1);
+    assert_eq!(
+        std::sync::Arc::strong_count(&gone_count),
+        1,
+        "the flight kept the dropped subscriber's waker"
+    );
+    let mut kept = pin!(keep.recv());
+    assert!(kept.as_mut().poll(&mut cx).is_pending());
     let out = leader.complete(Ok(4));
-    assert!(Arc::ptr_eq(&out, &block_on(keep.recv()).unwrap()));
+    assert_eq!(gone_count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(matches!(kept.poll(&mut cx), Poll::Ready(Ok(o)) if Arc::ptr_eq(&out, &o)));
 }
 
 #[test]
@@ -447,11 +460,13 @@ fn growing_the_table_does_not_hash_keys_again() {
     assert_eq!(group.in_flight(), 0);
 }
 
-/// Panics when woken.
-struct PanickingWaker;
+/// Counts its wake-ups, then panics.
+#[derive(Default)]
+struct PanickingWaker(std::sync::atomic::AtomicUsize);
 
 impl Wake for PanickingWaker {
     fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         panic!("waker panics");
     }
 }
@@ -464,13 +479,24 @@ fn two_panicking_subscriber_wakers_do_not_abort() {
     let g = Group::<u8, u8, ()>::new();
     let leader = lead(g.entry(1));
     let (a, b) = (join(g.entry(1)), join(g.entry(1)));
-    let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
-    let mut cx = Context::from_waker(&waker);
+    let counts = [(); 2].map(|()| std::sync::Arc::new(PanickingWaker::default()));
     let (mut ra, mut rb) = (pin!(a.recv()), pin!(b.recv()));
-    assert!(ra.as_mut().poll(&mut cx).is_pending());
-    assert!(rb.as_mut().poll(&mut cx).is_pending());
+    let waker_a = Waker::from(counts[0].clone());
+    let waker_b = Waker::from(counts[1].clone());
+    assert!(ra
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker_a))
+        .is_pending());
+    assert!(rb
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker_b))
+        .is_pending());
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| leader.complete(Ok(1))));
     assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"waker panics"));
+    for c in &counts {
+        let woken = c.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(woken, 1, "each subscriber is woken once, the second too");
+    }
     let noop = futures::task::noop_waker();
     let mut cx = Context::from_waker(&noop);
     for r in [ra, rb] {
@@ -515,7 +541,7 @@ fn a_panicking_waker_and_a_panicking_key_drop_do_not_abort() {
         let group = Group::<ArmedKey, u8, ()>::new();
         let leader = lead(group.entry(ArmedKey(1, true)));
         let sub = join(group.entry(ArmedKey(1, false)));
-        let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+        let waker = Waker::from(std::sync::Arc::new(PanickingWaker::default()));
         let mut recv = pin!(sub.recv());
         assert!(recv
             .as_mut()

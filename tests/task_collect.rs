@@ -346,6 +346,50 @@ fn collect_any_callback_once_with_racing_scheduled_children() {
     }
 }
 
+/// Two children on two workers that finish at the same moment (each spins
+/// until both are running): exactly one wins. The win is a single
+/// compare-and-swap; had it been a load and then a store, both could claim
+/// it, and the second claim trips the collect's own check ("two collect_any
+/// children claimed the win"), which reaches this caller. The callback
+/// count cannot show it: the callback is taken by its first claimer.
+#[test]
+fn collect_any_of_two_children_finishing_at_once_has_one_winner() {
+    let ex = SimpleExecutor::new(2);
+    let rounds = if cfg!(miri) { 10 } else { 3_000 };
+    let mut two_winners = 0;
+    for _ in 0..rounds {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let child = |i: usize| {
+            let arrived = arrived.clone();
+            Lazy::new(async move {
+                arrived.fetch_add(1, SeqCst);
+                while arrived.load(SeqCst) < 2 {
+                    std::hint::spin_loop();
+                }
+                i
+            })
+            .via(ex.clone())
+        };
+        let input = vec![child(0), child(1)];
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sync_await(Lazy::new(async move {
+                let winner = collect_any_with(input, |i, v| assert_eq!(v.value(), i)).await;
+                // Time for the other child's report to arrive.
+                std::thread::sleep(Duration::from_micros(50));
+                winner
+            }))
+        }));
+        match round {
+            Ok(winner) => assert!(winner < 2),
+            Err(_) => two_winners += 1,
+        }
+    }
+    assert_eq!(
+        two_winners, 0,
+        "two winners in {two_winners} of {rounds} rounds"
+    );
+}
+
 #[test]
 fn variadic_collect_all_and_collect_any() {
     let (i, s, u) = sync_await(Lazy::new(async {
