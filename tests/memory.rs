@@ -1,5 +1,6 @@
 //! Memory given back: after a burst of keys has come and gone, a `Group` or
-//! a `Cache` does not keep the memory of its peak. Measured with a global
+//! a `Cache` does not keep the memory of its peak, and a task is freed once
+//! the last reference to it goes, also on a path that panics. Measured with a global
 //! allocator that tallies, per thread, the bytes allocated and not yet freed
 //! (every allocation and free here happens on the test's own thread).
 #![allow(clippy::disallowed_types)] // tests may name std types next to the shim
@@ -9,6 +10,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use lazyflight::sync::future::block_on;
+use lazyflight::task::Lazy;
 use lazyflight::{Cache, Entry, Group, ManualClock};
 use std::hash::{Hash, Hasher};
 
@@ -226,4 +228,48 @@ fn a_timed_cache_with_colliding_keys_gives_back_purged_entries() {
         kept < KEPT,
         "an empty cache keeps {kept} bytes (peak {peak})"
     );
+}
+
+/// Pending once, keeping its waker in a slot for the test to wake.
+struct KeepsWaker(
+    std::sync::Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+    bool,
+);
+
+impl std::future::Future for KeepsWaker {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.1 {
+            return std::task::Poll::Ready(());
+        }
+        self.1 = true;
+        *self.0.lock().unwrap() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// A task without an executor runs inside `wake()`, and its callback
+/// panics there: the waker's count on the task is still released, so the
+/// task is freed (every byte of the round is given back).
+#[test]
+fn a_wake_whose_run_panics_still_frees_the_task() {
+    let round = || {
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        // `resume_unwind`: a panic that skips the panic hook, whose message
+        // the test harness would keep (allocated) in the test's output.
+        Lazy::new(KeepsWaker(slot.clone(), false))
+            .start(|_| std::panic::resume_unwind(Box::new("callback panics")));
+        let waker = slot.lock().unwrap().take().expect("the task is parked");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || waker.wake()));
+        assert!(r.is_err());
+    };
+    // The first panic sets up what the panic machinery keeps for good.
+    round();
+    let before = live();
+    round();
+    let kept = live() - before;
+    assert_eq!(kept, 0, "a round kept {kept} bytes: the task was not freed");
 }

@@ -19,8 +19,10 @@
 //! * a scheduled child: `child.via(executor).await`.
 //!
 //! The checks: the root's `Try` equals the sequential model of the plan, no
-//! `collect_any` winner disagrees with its plan, and nothing hangs (shuttle
-//! reports a deadlock otherwise). The executor runs each job on a fresh
+//! `collect_any` winner disagrees with its plan, no leaf is polled while a
+//! poll of it is under way (a task's polls never overlap: a leaf's yield
+//! schedules its task while the poll is still running), and nothing hangs
+//! (shuttle reports a deadlock otherwise). The executor runs each job on a fresh
 //! shuttle thread, so every resumption races with everything else.
 //!
 //! Iterations per test: `LAZYFLIGHT_SHUTTLE_ITERATIONS` (default 10,000);
@@ -30,7 +32,7 @@
 use std::future::Future;
 use std::panic;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Once};
 use std::task::{Context, Poll};
 
@@ -153,20 +155,44 @@ impl Future for PollOnceThenDrop {
     }
 }
 
+/// Counts a violation when it is polled while a poll of it is under way.
+struct NoOverlap<F> {
+    inner: Pin<Box<F>>,
+    busy: AtomicBool,
+    violations: Arc<AtomicUsize>,
+}
+
+impl<F: Future> Future for NoOverlap<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if self.busy.swap(true, SeqCst) {
+            self.violations.fetch_add(1, SeqCst);
+        }
+        // A planned panic leaves `busy` set: the leaf is not polled again.
+        let out = self.inner.as_mut().poll(cx);
+        self.busy.store(false, SeqCst);
+        out
+    }
+}
+
 fn build(plan: Plan, ex: ExecutorRef, violations: Arc<AtomicUsize>) -> Lazy<u64> {
     match plan {
         Plan::Leaf {
             value,
             yields,
             panics,
-        } => Lazy::new(async move {
-            for _ in 0..yields {
-                yield_now().await.expect("the tree runs on an executor");
-            }
-            if panics {
-                panic::panic_any(PLANNED);
-            }
-            value
+        } => Lazy::new(NoOverlap {
+            inner: Box::pin(async move {
+                for _ in 0..yields {
+                    yield_now().await.expect("the tree runs on an executor");
+                }
+                if panics {
+                    panic::panic_any(PLANNED);
+                }
+                value
+            }),
+            busy: AtomicBool::new(false),
+            violations,
         }),
         Plan::Seq(kids) => Lazy::new(async move {
             let mut sum = 0;
@@ -241,7 +267,7 @@ fn one_tree() {
     assert_eq!(
         violations.load(SeqCst),
         0,
-        "a collect_any winner disagreed with its plan: {plan:?}"
+        "a collect_any winner disagreed with its plan, or a leaf's polls overlapped: {plan:?}"
     );
 }
 
