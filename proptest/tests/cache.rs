@@ -6,12 +6,15 @@
 //! model of the cache's documented behaviour: whether a `get` is answered at
 //! once, joins the init in flight or leads one (its initializer called), the
 //! FIFO hand-off when a leader is cancelled, every result, what is stored and
-//! for how long, what a purge removes, `len` and `peek`.
+//! for how long, what a purge removes, `len` and `peek`. Each caller is polled
+//! with a waker of its own: a waiter must have been woken before the poll that
+//! gives it its attempt's result, and the waiter handed a cancelled leader's
+//! init must be woken by the hand-off.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -89,6 +92,35 @@ struct Slot {
     fut: GetFut,
     gate: Arc<Gate>,
     entry: usize,
+    /// Counts the wake-ups of this caller's task.
+    wakes: Arc<Wakes>,
+    waker: Waker,
+    /// `wakes` when this caller was last polled.
+    seen: usize,
+}
+
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+impl Slot {
+    /// Polls this caller with its own waker.
+    fn poll(&mut self) -> Poll<Res> {
+        self.seen = self.wakes.0.load(SeqCst);
+        self.fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
+
+    /// Whether this caller was woken since it was last polled.
+    fn woken(&self) -> bool {
+        self.wakes.0.load(SeqCst) > self.seen
+    }
 }
 
 #[derive(Debug)]
@@ -211,8 +243,6 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
         table: HashMap::new(),
     };
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();
-    let mut cx = Context::from_waker(Waker::noop());
-
     for op in ops {
         match op {
             Op::Get { slot, key } if slots[slot].is_none() => {
@@ -222,7 +252,9 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                     g.called.store(true, SeqCst);
                     GateFut(g)
                 }));
-                let polled = fut.as_mut().poll(&mut cx);
+                let wakes = Arc::new(Wakes::default());
+                let waker = Waker::from(wakes.clone());
+                let polled = fut.as_mut().poll(&mut Context::from_waker(&waker));
                 if let Some(hit) = model.cached(key) {
                     assert_eq!(polled, Poll::Ready(hit), "a hit is answered at once");
                     assert!(!gate.called.load(SeqCst));
@@ -264,6 +296,9 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                     fut,
                     gate,
                     entry: id,
+                    wakes,
+                    waker,
+                    seen: 0,
                 });
             }
             Op::Finish { slot, ok, v } => {
@@ -281,7 +316,7 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                 }
                 let r = if ok { Ok(v) } else { Err(v) };
                 *s.gate.result.lock().unwrap() = Some(r);
-                assert_eq!(s.fut.as_mut().poll(&mut cx), Poll::Ready(r));
+                assert_eq!(s.poll(), Poll::Ready(r));
                 let waiters: Vec<usize> = waiters.iter().copied().collect();
                 let id = s.entry;
                 slots[slot] = None;
@@ -296,11 +331,8 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                 // Every waiter of this attempt gets its result.
                 for w in waiters {
                     let ws = slots[w].as_mut().expect("a queued waiter is live");
-                    assert_eq!(
-                        ws.fut.as_mut().poll(&mut cx),
-                        Poll::Ready(r),
-                        "a waiter got another result"
-                    );
+                    assert!(ws.woken(), "a waiter was not woken by its attempt's result");
+                    assert_eq!(ws.poll(), Poll::Ready(r), "a waiter got another result");
                     assert!(!ws.gate.called.load(SeqCst));
                     slots[w] = None;
                 }
@@ -309,7 +341,7 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                 let Some(s) = slots[slot].as_mut() else {
                     continue;
                 };
-                let polled = s.fut.as_mut().poll(&mut cx);
+                let polled = s.poll();
                 assert_eq!(polled, Poll::Pending, "only Finish completes an init");
                 if let MState::InFlight { leader, baton, .. } = &mut model.entries[s.entry].state {
                     if *baton == Some(slot) {
@@ -336,6 +368,13 @@ fn run_ops(errors: ErrorPolicy, ttl: Option<Duration>, ops: Vec<Op>) {
                 {
                     if *leader == Some(slot) || *baton == Some(slot) {
                         model.hand_off(s.entry);
+                        if let MState::InFlight {
+                            baton: Some(next), ..
+                        } = model.entries[s.entry].state
+                        {
+                            let next = slots[next].as_ref().expect("a queued waiter is live");
+                            assert!(next.woken(), "the waiter handed the init was not woken");
+                        }
                     } else {
                         waiters.retain(|&w| w != slot);
                     }
