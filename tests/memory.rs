@@ -11,7 +11,13 @@ use std::time::Duration;
 
 use lazyflight::sync::future::block_on;
 use lazyflight::task::Lazy;
-use lazyflight::{Cache, Entry, Group, ManualClock};
+use lazyflight::{Cache, Group, Leader, ManualClock};
+
+mod common;
+#[path = "common/keeps_waker.rs"]
+mod keeps_waker;
+use common::lead;
+use keeps_waker::KeepsWaker;
 use std::hash::{Hash, Hasher};
 
 struct Counting;
@@ -53,16 +59,12 @@ const BURST: u64 = 100_000;
 /// smallest kept size (a few hundred bytes each).
 const KEPT: isize = 64 * 1024;
 
-#[test]
-fn a_group_gives_back_its_tables_after_a_burst_of_flights() {
-    let group = Group::<u64, u64, ()>::new();
+/// Leads one flight per key in a fresh group, then drops every leader: the
+/// emptied group keeps under `KEPT` bytes.
+fn group_gives_back_a_burst<K: Hash + Eq>(keys: impl Iterator<Item = K>) {
+    let group = Group::<K, u64, ()>::new();
     let before = live();
-    let leaders: Vec<_> = (0..BURST)
-        .map(|k| match group.entry(k) {
-            Entry::Leader(l) => l,
-            Entry::Subscriber(_) => unreachable!("one call per key"),
-        })
-        .collect();
+    let leaders: Vec<Leader<K, u64, ()>> = keys.map(|k| lead(group.entry(k))).collect();
     let peak = live() - before;
     drop(leaders);
     assert!(group.is_empty());
@@ -73,6 +75,36 @@ fn a_group_gives_back_its_tables_after_a_burst_of_flights() {
     );
 }
 
+/// Fills a fresh cache whose values live 10 s with one value per key, lets
+/// them all expire and purges them: the emptied cache keeps under `KEPT`
+/// bytes.
+fn timed_cache_gives_back_a_purged_burst<K: Hash + Eq>(keys: impl Iterator<Item = K>) {
+    let clock = ManualClock::new();
+    let cache = Cache::<K, u64, ()>::builder()
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build();
+    let before = live();
+    let mut n = 0;
+    for k in keys {
+        assert_eq!(block_on(cache.get(k, || async { Ok(1) })), Ok(1));
+        n += 1;
+    }
+    let peak = live() - before;
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(cache.purge_expired(), n);
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "a purged cache keeps {kept} bytes (peak {peak})"
+    );
+}
+
+#[test]
+fn a_group_gives_back_its_tables_after_a_burst_of_flights() {
+    group_gives_back_a_burst(0..BURST);
+}
+
 #[test]
 fn a_group_gives_back_its_forgotten_flights_after_a_burst() {
     let group = Group::<u64, u64, ()>::new();
@@ -81,12 +113,8 @@ fn a_group_gives_back_its_forgotten_flights_after_a_burst() {
     // leader ends them.
     let flights: Vec<_> = (0..BURST)
         .map(|k| {
-            let Entry::Leader(l) = group.entry(k) else {
-                unreachable!("one leader per key")
-            };
-            let Entry::Subscriber(s) = group.entry(k) else {
-                unreachable!("the second call joins")
-            };
+            let l = lead(group.entry(k));
+            let s = common::join(group.entry(k));
             assert!(group.forget(&k));
             (l, s)
         })
@@ -112,20 +140,7 @@ fn timed(clock: &ManualClock) -> Cache<u64, u64, ()> {
 
 #[test]
 fn a_timed_cache_gives_back_purged_entries() {
-    let clock = ManualClock::new();
-    let cache = timed(&clock);
-    let before = live();
-    for k in 0..BURST {
-        assert_eq!(block_on(cache.get(k, || async move { Ok(k) })), Ok(k));
-    }
-    let peak = live() - before;
-    clock.advance(Duration::from_secs(10));
-    assert_eq!(cache.purge_expired(), BURST as usize);
-    let kept = live() - before;
-    assert!(
-        kept < KEPT,
-        "a purged cache keeps {kept} bytes (peak {peak})"
-    );
+    timed_cache_gives_back_a_purged_burst(0..BURST);
 }
 
 #[test]
@@ -191,64 +206,12 @@ const CLUSTER: u32 = 3_582;
 
 #[test]
 fn a_group_with_colliding_keys_gives_back_its_table() {
-    let group = Group::<Tenant, u64, ()>::new();
-    let before = live();
-    let leaders: Vec<_> = (0..CLUSTER)
-        .map(|i| match group.entry(Tenant(0, i)) {
-            Entry::Leader(l) => l,
-            Entry::Subscriber(_) => unreachable!("one call per key"),
-        })
-        .collect();
-    let peak = live() - before;
-    drop(leaders);
-    assert!(group.is_empty());
-    let kept = live() - before;
-    assert!(
-        kept < KEPT,
-        "an empty group keeps {kept} bytes (peak {peak})"
-    );
+    group_gives_back_a_burst((0..CLUSTER).map(|i| Tenant(0, i)));
 }
 
 #[test]
 fn a_timed_cache_with_colliding_keys_gives_back_purged_entries() {
-    let clock = ManualClock::new();
-    let cache = Cache::<Tenant, u64, ()>::builder()
-        .time_to_live(Duration::from_secs(10))
-        .clock(clock.clone())
-        .build();
-    let before = live();
-    for i in 0..CLUSTER {
-        assert_eq!(block_on(cache.get(Tenant(0, i), || async { Ok(1) })), Ok(1));
-    }
-    let peak = live() - before;
-    clock.advance(Duration::from_secs(10));
-    assert_eq!(cache.purge_expired(), CLUSTER as usize);
-    let kept = live() - before;
-    assert!(
-        kept < KEPT,
-        "an empty cache keeps {kept} bytes (peak {peak})"
-    );
-}
-
-/// Pending once, keeping its waker in a slot for the test to wake.
-struct KeepsWaker(
-    std::sync::Arc<std::sync::Mutex<Option<std::task::Waker>>>,
-    bool,
-);
-
-impl std::future::Future for KeepsWaker {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.1 {
-            return std::task::Poll::Ready(());
-        }
-        self.1 = true;
-        *self.0.lock().unwrap() = Some(cx.waker().clone());
-        std::task::Poll::Pending
-    }
+    timed_cache_gives_back_a_purged_burst((0..CLUSTER).map(|i| Tenant(0, i)));
 }
 
 /// A task without an executor runs inside `wake()`, and its callback

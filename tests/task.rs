@@ -17,6 +17,10 @@ use lazyflight::task::{
     Lazy, ScheduleError, SimpleExecutor, TaskError, Try,
 };
 
+#[path = "common/keeps_waker.rs"]
+mod keeps_waker;
+use keeps_waker::KeepsWaker;
+
 fn plus_one(x: i32) -> Lazy<i32> {
     Lazy::new(async move { x + 1 })
 }
@@ -601,24 +605,6 @@ fn a_panic_payload_that_panics_when_dropped_does_not_kill_the_worker() {
         .via(ex.clone())
         .start(move |r| tx.send(r.value()).unwrap());
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(1));
-}
-
-/// Pending once; the waker it saw is kept where the test can take it.
-struct KeepsWaker(Arc<Mutex<Option<std::task::Waker>>>, bool);
-
-impl std::future::Future for KeepsWaker {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.1 {
-            return std::task::Poll::Ready(());
-        }
-        self.1 = true;
-        *self.0.lock().unwrap() = Some(cx.waker().clone());
-        std::task::Poll::Pending
-    }
 }
 
 /// A task without an executor runs inside `wake()`; if its callback

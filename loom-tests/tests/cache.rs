@@ -284,6 +284,16 @@ fn cache_cached_for_error_expires() {
     });
 }
 
+/// A cache whose values live 10 s by `clock`.
+fn ten_second_cache(clock: &ManualClock) -> Arc<Cache<u8, u8, ()>> {
+    Arc::new(
+        Cache::builder()
+            .time_to_live(Duration::from_secs(10))
+            .clock(clock.clone())
+            .build(),
+    )
+}
+
 // Property: a hit racing TTL expiry never serves a value after its
 // time-to-live: once another thread has moved the clock past it, a get runs
 // a fresh init (and two racing gets of the expired key share one init).
@@ -291,12 +301,7 @@ fn cache_cached_for_error_expires() {
 fn cache_ttl_expiry_racing_a_hit() {
     loom::model(|| {
         let clock = ManualClock::new();
-        let cache = Arc::new(
-            Cache::<u8, u8, ()>::builder()
-                .time_to_live(Duration::from_secs(10))
-                .clock(clock.clone())
-                .build(),
-        );
+        let cache = ten_second_cache(&clock);
         assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
         let moved = Arc::new(AtomicBool::new(false));
         let (m2, c2) = (moved.clone(), cache.clone());
@@ -327,12 +332,7 @@ fn cache_ttl_expiry_racing_a_hit() {
 fn cache_purge_racing_a_get_of_the_expired_key() {
     loom::model(|| {
         let clock = ManualClock::new();
-        let cache = Arc::new(
-            Cache::<u8, u8, ()>::builder()
-                .time_to_live(Duration::from_secs(10))
-                .clock(clock.clone())
-                .build(),
-        );
+        let cache = ten_second_cache(&clock);
         assert_eq!(block_on(cache.get(1, || async { Ok(1) })), Ok(1));
         clock.advance(Duration::from_secs(10));
         let c2 = cache.clone();

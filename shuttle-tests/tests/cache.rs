@@ -221,6 +221,47 @@ fn cache_stampede_shared_only_pct() {
     shuttle::check_pct(|| scenario(ErrorPolicy::SharedOnly), iterations(), 3);
 }
 
+/// Spawns half of `CALLERS` callers that each come back for one of the
+/// `hot` keys one to three times (inits that fail one time in five, after
+/// up to two yields; with `give_ups`, some give up after a few polls).
+fn returning_callers(
+    rng: &mut impl Rng,
+    cache: &Arc<Cache<u32, u32, u32>>,
+    book: &Arc<Book>,
+    hot: &[u32],
+    give_ups: bool,
+    exclusive: bool,
+) -> Vec<JoinHandle<()>> {
+    (0..CALLERS as u32 / 2)
+        .map(|id| {
+            let key = hot[rng.gen_range(0..hot.len())];
+            let fail = rng.gen_bool(0.2);
+            let yields = rng.gen_range(0..=2);
+            let give_up = if give_ups {
+                rng.gen_bool(0.15).then(|| rng.gen_range(0..=3))
+            } else {
+                None
+            };
+            let rounds = rng.gen_range(1..=3);
+            let (cache, book) = (cache.clone(), book.clone());
+            sfut::spawn(async move {
+                for _ in 0..rounds {
+                    let call = Call {
+                        id,
+                        key,
+                        fail,
+                        yields,
+                        give_up,
+                        exclusive,
+                    };
+                    let _ = caller(cache.clone(), book.clone(), call).await;
+                    sfut::yield_now().await;
+                }
+            })
+        })
+        .collect()
+}
+
 /// Callers that come back for their key (so that later calls are first hits,
 /// which move a result into the table of stored values, and then plain hits)
 /// while two tasks invalidate keys and clear the cache at random moments.
@@ -233,28 +274,9 @@ fn churn() {
         .collect();
 
     sfut::block_on(async {
-        let mut handles = Vec::new();
-        for id in 0..CALLERS as u32 / 2 {
-            let key = hot[rng.gen_range(0..hot.len())];
-            let fail = rng.gen_bool(0.2);
-            let yields = rng.gen_range(0..=2);
-            let rounds = rng.gen_range(1..=3);
-            let (cache, book) = (cache.clone(), book.clone());
-            handles.push(sfut::spawn(async move {
-                for _ in 0..rounds {
-                    let call = Call {
-                        id,
-                        key,
-                        fail,
-                        yields,
-                        give_up: None,
-                        exclusive: false,
-                    };
-                    let _ = caller(cache.clone(), book.clone(), call).await;
-                    sfut::yield_now().await;
-                }
-            }));
-        }
+        // Not exclusive: an invalidated init may still be finishing for its
+        // own callers while the next one runs.
+        let mut handles = returning_callers(&mut rng, &cache, &book, &hot, false, false);
         for _ in 0..2 {
             let cache = cache.clone();
             let key = hot[rng.gen_range(0..hot.len())];
@@ -363,33 +385,10 @@ fn expiry_churn(cov: &'static PurgeCoverage) {
         .collect();
 
     sfut::block_on(async {
-        let mut handles = Vec::new();
-        for id in 0..CALLERS as u32 / 2 {
-            let key = hot[rng.gen_range(0..hot.len())];
-            let fail = rng.gen_bool(0.2);
-            let yields = rng.gen_range(0..=2);
-            let give_up = rng.gen_bool(0.15).then(|| rng.gen_range(0..=3));
-            let rounds = rng.gen_range(1..=3);
-            let (cache, book) = (cache.clone(), book.clone());
-            handles.push(sfut::spawn(async move {
-                for _ in 0..rounds {
-                    // No invalidate or clear here: an init runs only for
-                    // the entry in the table, so never two of a key at once
-                    // (a purge that took an entry in flight would start a
-                    // second one).
-                    let call = Call {
-                        id,
-                        key,
-                        fail,
-                        yields,
-                        give_up,
-                        exclusive: true,
-                    };
-                    let _ = caller(cache.clone(), book.clone(), call).await;
-                    sfut::yield_now().await;
-                }
-            }));
-        }
+        // Exclusive: with no invalidate or clear, an init runs only for the
+        // entry in the table, so never two of a key at once (a purge that
+        // took an entry in flight would start a second one).
+        let mut handles = returning_callers(&mut rng, &cache, &book, &hot, true, true);
         let steps: Vec<(usize, u64)> = (0..rng.gen_range(1..=2))
             .map(|_| (rng.gen_range(0..=4), rng.gen_range(0..=12)))
             .collect();
