@@ -580,12 +580,7 @@ impl<K, V, E> Cache<K, V, E> {
             // result is not stored.
             return cfg!(lazyflight_break = "cache_purge_in_flight");
         };
-        let (at, is_err) = match done {
-            Ok(v) => (v.at, false),
-            Err(e) => (e.at, true),
-        };
-        // A failed attempt under `SharedOnly` is never served.
-        (is_err && self.errors == ErrorPolicy::SharedOnly) || !self.fresh(at, now, is_err)
+        !self.is_served(done, now)
     }
 
     /// The counters, if enabled with [`CacheBuilder::stats`].
@@ -621,6 +616,18 @@ impl<K, V, E> Cache<K, V, E> {
         } else {
             Duration::ZERO
         }
+    }
+
+    /// Whether a finished entry's result is still served at `now`: not a
+    /// failed attempt under [`ErrorPolicy::SharedOnly`] (never served from
+    /// the table), and not expired.
+    #[inline]
+    fn is_served(&self, done: Result<&Stamped<V>, &Stamped<E>>, now: Duration) -> bool {
+        let (at, is_err) = match done {
+            Ok(v) => (v.at, false),
+            Err(e) => (e.at, true),
+        };
+        !(is_err && self.errors == ErrorPolicy::SharedOnly) && self.fresh(at, now, is_err)
     }
 
     /// Whether a cached result stamped `at` is still served at `now`.
@@ -1066,15 +1073,14 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         fresh
     }
 
-    /// A finished entry's result, cloned, if it is still served at `now`.
+    /// A finished entry's result, cloned, if it is still served at `now`
+    /// (see [`is_served`](Self::is_served)).
     #[inline]
     fn serve(&self, done: Result<&Stamped<V>, &Stamped<E>>, now: Duration) -> Option<Result<V, E>> {
-        let (result, at) = match done {
-            Ok(v) => (Ok(&v.value), v.at),
-            Err(e) => (Err(&e.value), e.at),
-        };
-        self.fresh(at, now, result.is_err())
-            .then(|| result.cloned().map_err(E::clone))
+        self.is_served(done, now).then(|| match done {
+            Ok(v) => Ok(v.value.clone()),
+            Err(e) => Err(e.value.clone()),
+        })
     }
 
     /// Under [`ErrorPolicy::SharedOnly`], removes the entry of an attempt
@@ -1132,9 +1138,6 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             SlotState::Error(e) => return Some(Err(e.clone())),
             SlotState::Pending(entry) => entry.get_result()?,
         };
-        if done.is_err() && self.errors == ErrorPolicy::SharedOnly {
-            return None;
-        }
         self.serve(done, now)
     }
 
