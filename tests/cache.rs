@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use lazyflight::sync::atomic::{AtomicUsize, Ordering};
+use lazyflight::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use lazyflight::sync::future::block_on;
 use lazyflight::sync::Arc;
 use lazyflight::{Cache, CacheStats, ErrorPolicy, ManualClock};
@@ -350,40 +350,58 @@ fn purge_expired_without_expiry_removes_nothing() {
     }
 }
 
+/// A key (compared and hashed by `.0`) whose `Drop` panics once for key 0,
+/// the first time its flag (`.1`, one per test: tests run in parallel) is
+/// found set.
+struct ZeroPanicsOnce(u32, &'static AtomicBool);
+
+impl PartialEq for ZeroPanicsOnce {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ZeroPanicsOnce {}
+
+impl std::hash::Hash for ZeroPanicsOnce {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+    }
+}
+
+impl Drop for ZeroPanicsOnce {
+    fn drop(&mut self) {
+        if self.0 == 0 && self.1.swap(false, Ordering::SeqCst) {
+            panic!("key drop panics");
+        }
+    }
+}
+
 /// A key whose `Drop` panics during `purge_expired`: every other expired
 /// entry is still removed, in every shard, and the panic reaches the caller.
 #[test]
 fn purge_expired_removes_every_expired_entry_when_a_drop_panics() {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     static PANIC_ON_DROP: AtomicBool = AtomicBool::new(false);
-    #[derive(PartialEq, Eq, Hash)]
-    struct Key(u32);
-    impl Drop for Key {
-        fn drop(&mut self) {
-            if self.0 == 0 && PANIC_ON_DROP.swap(false, SeqCst) {
-                panic!("key drop panics");
-            }
-        }
-    }
+    let key = |k| ZeroPanicsOnce(k, &PANIC_ON_DROP);
     let clock = ManualClock::new();
-    let cache = Cache::<Key, u32, ()>::builder()
+    let cache = Cache::<ZeroPanicsOnce, u32, ()>::builder()
         .time_to_live(Duration::from_secs(10))
         .clock(clock.clone())
         .build();
     let keys = if cfg!(miri) { 40 } else { 1000 };
     for k in 0..keys {
-        assert_eq!(block_on(cache.get(Key(k), || async move { Ok(k) })), Ok(k));
+        assert_eq!(block_on(cache.get(key(k), || async move { Ok(k) })), Ok(k));
     }
     clock.advance(Duration::from_secs(10));
-    assert_eq!(block_on(cache.get(Key(keys), || async { Ok(0) })), Ok(0));
-    PANIC_ON_DROP.store(true, SeqCst);
+    assert_eq!(block_on(cache.get(key(keys), || async { Ok(0) })), Ok(0));
+    PANIC_ON_DROP.store(true, Ordering::SeqCst);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.purge_expired()));
     assert_eq!(
         r.unwrap_err().downcast_ref::<&str>(),
         Some(&"key drop panics")
     );
     assert_eq!(cache.len(), 1, "expired keys were left behind");
-    assert_eq!(cache.peek(&Key(keys)), Some(Ok(0)));
+    assert_eq!(cache.peek(&key(keys)), Some(Ok(0)));
 }
 
 #[test]
@@ -997,23 +1015,14 @@ fn callers_cancelled_at_once_leave_no_entry() {
 /// and the panic reaches the caller.
 #[test]
 fn clear_empties_every_shard_when_a_drop_panics() {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     static PANIC_ON_DROP: AtomicBool = AtomicBool::new(false);
-    #[derive(PartialEq, Eq, Hash)]
-    struct Key(u32);
-    impl Drop for Key {
-        fn drop(&mut self) {
-            if self.0 == 0 && PANIC_ON_DROP.swap(false, SeqCst) {
-                panic!("key drop panics");
-            }
-        }
-    }
-    let cache = Cache::<Key, u32, ()>::new();
+    let key = |k| ZeroPanicsOnce(k, &PANIC_ON_DROP);
+    let cache = Cache::<ZeroPanicsOnce, u32, ()>::new();
     let keys = if cfg!(miri) { 40 } else { 1000 };
     for k in 0..keys {
-        assert_eq!(block_on(cache.get(Key(k), || async move { Ok(k) })), Ok(k));
+        assert_eq!(block_on(cache.get(key(k), || async move { Ok(k) })), Ok(k));
     }
-    PANIC_ON_DROP.store(true, SeqCst);
+    PANIC_ON_DROP.store(true, Ordering::SeqCst);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.clear()));
     assert!(r.is_err(), "the drop's panic reaches the caller");
     assert_eq!(cache.len(), 0, "clear left keys behind");
