@@ -29,3 +29,9 @@ step "cargo test (workspace, default features)"
 cargo test --workspace --exclude lazyflight-benches --locked
 step "cargo test (library, all features)"
 cargo test -p lazyflight --all-features --locked
+# The README's main command, shortened (4,000 requests instead of 40,000, in
+# the debug build the tests already made): it runs to the end, every request
+# gets an answer and coalescing calls the backend less than direct calls do
+# (the example asserts both). Measured 2 s.
+step "the main job, shortened (examples/stampede.rs)"
+STAMPEDE_REQUESTS=4000 cargo run --example stampede --locked
