@@ -34,7 +34,7 @@ unset LOOM_MAX_PERMUTATIONS LOOM_MAX_DURATION LOOM_CHECKPOINT_FILE LOOM_CHECKPOI
 # executions, 8.5 s alone; the largest of the other ALazy and wait_queue
 # models: 702); task 8 models 4.5 s, nearly all of it
 # task_wake_absorbed_after_the_runner_saw_notified_still_publishes (4.3 s
-# alone); cache 11 models, group 7, wait_queue 6 and the 2 lazyflight::model
+# alone); cache 11 models (12 since f8c87ab), group 7, wait_queue 6 and the 2 lazyflight::model
 # checks under 0.1 s per binary. Since then (c898d61) task has 10 models:
 # the two added (task_last_waker_dropped_racing_a_wake_calls_back_once_with_abandoned,
 # task_run_queued_inside_a_run_racing_a_wake_from_another_thread) run in

@@ -52,7 +52,7 @@ printf '\n==> shuttle (%s iterations per test, PCT depth %s)\n' \
 # (build 2m33s, 1m35s when idle; tests 69s: alazy 32s = 6 stampedes x 20,000
 # executions at 4-13 s each plus 3 regressions, cache 15s, group 15s, task
 # 6s); warm, with the library rebuilt, under 2 min. In the fresh-clone gate
-# on the quiet machine (cache now 5 tests): 29-32 s. With the Group stampede
+# on the quiet machine (cache then 5 tests, now 7): 29-32 s; 36 s at e53b678. With the Group stampede
 # at 2 keys x 16 callers (load average 5): cold 2m12s (build 1m27s; tests
 # 45 s: alazy 15 s, cache 13 s, group 14 s, task 3 s); warm 1m29s.
 cargo test --release --locked -p lazyflight-shuttle-tests --tests -- --nocapture

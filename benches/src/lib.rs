@@ -425,7 +425,7 @@ impl<T> Future for YieldOnce<T> {
 /// A hash map of the shape `Cache` and `Group` use: 64 shards, each a
 /// `hashbrown::HashTable` behind a mutex of lazyflight's sync shim (std's in
 /// a normal build), a foldhash hash computed once per call and the shard
-/// picked from bits 32..40 of it. The "sharded map on the shim" candidate of
+/// picked from bits 32..38 of it (64 shards). The "sharded map on the shim" candidate of
 /// the hit comparison.
 pub struct ShardedMap<K, V> {
     hasher: foldhash::fast::RandomState,
