@@ -79,7 +79,7 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 use crate::sync::{Arc, Mutex, MutexGuard, UnsafeCell};
-use crate::unwind::each;
+use crate::unwind::{caught, dropped, each};
 use crate::wait_queue::{Notify, WaitKey, WaitQueue};
 
 /// Encoding of `ALazy::state`: the two low bits are the [`State`]; bit 2 is
@@ -444,21 +444,22 @@ impl<T, E> ALazy<T, E> {
     /// Takes the value or error out, leaving the cell `Empty`.
     ///
     /// Returns `None` if the cell was empty. An owned initializer that was
-    /// still pending is dropped.
+    /// still pending is dropped. Callers left queued by waiting futures that
+    /// were leaked (`mem::forget`; no live caller can wait while `take` has
+    /// `&mut self`) are forgotten, with their wakers: they would otherwise
+    /// be handed the next leader's turn and keep it.
     ///
     /// # Panics
     ///
-    /// If dropping that owned initializer panics, the panic propagates; the
-    /// cell is `Empty` by then.
+    /// If dropping that owned initializer, or a waker a leaked caller left,
+    /// panics, the panic propagates; the cell is `Empty` by then, and the
+    /// value or error taken out is dropped.
     pub fn take(&mut self) -> Option<Result<T, E>> {
         // Exclusive access: no other thread can touch the cell now; Acquire
         // only documents that any earlier publication is visible.
         let s = self.state.load(Acquire);
         self.state.store(EMPTY, Release);
-        if let Some(driver) = self.driver.get_mut().take() {
-            driver.retire();
-        }
-        match s & STATE_MASK {
+        let out = match s & STATE_MASK {
             // SAFETY: FILLED: `value` is initialized; the state is now EMPTY
             // so it will not be read or dropped again.
             FILLED => Some(Ok(self
@@ -469,7 +470,12 @@ impl<T, E> ALazy<T, E> {
                 .slot
                 .with_mut(|p| unsafe { ManuallyDrop::take(&mut (*p).error) }))),
             _ => None,
+        };
+        if let Some(driver) = self.driver.get_mut().take() {
+            driver.retire();
         }
+        self.waiters.clear();
+        out
     }
 
     /// Consumes the cell, returning its value or error, if any. An owned
@@ -886,7 +892,11 @@ impl crate::sync::WakeHandle for SignalsWaker {
     fn wake(&self) {
         // SeqCst: see `Drive::poll`.
         self.0.repoll.store(true, SeqCst);
-        self.0.waiters.notify_all();
+        // Every helper is woken; a helper's waker that panics (another
+        // task's executor) must not unwind into the initializer's `poll`
+        // when it wakes itself there: that would fail a healthy initializer
+        // and report its panic to every caller. The panic is dropped.
+        caught(|| self.0.waiters.notify_all());
     }
 }
 
@@ -1064,6 +1074,13 @@ impl<T, E> Drop for PanicGuard<'_, T, E> {
         drop(slot);
         // Release: pairs with the Acquire load in `get_or_init_owned`.
         self.driver.sig.panicked.store(true, Release);
+        // The dead initializer goes before the cell is reset: at most one
+        // initializer exists at a time, so the next one (started as soon as
+        // the cell is `EMPTY`) never runs beside what this one still holds
+        // (a lock, a port, a permit). Meanwhile helpers that take the lock
+        // find no future and wait for `finish`. Its `Drop` runs during the
+        // unwind, where a panic would abort: it is caught.
+        dropped(fut);
         {
             // Clear `driver` and leave OWNED under `driver`'s lock: a caller
             // that saw OWNED and then finds no driver must find the new state
@@ -1078,8 +1095,6 @@ impl<T, E> Drop for PanicGuard<'_, T, E> {
         }
         self.cell.waiters.notify_all();
         self.driver.sig.finish();
-        // A panic while dropping a panicked future aborts, as in `std`.
-        drop(fut);
     }
 }
 
@@ -1220,8 +1235,13 @@ crate::sync::thread_local! {
 /// of the same cell once (the tests do, to queue a waiter behind the
 /// leader), and one that blocks on the cell instead stays the documented
 /// deadlock too.
+///
+/// During the thread's teardown (a thread-local's `Drop` that uses a cell)
+/// the marks are gone: nothing is marked, and no re-entrance is detected.
 struct Initializing<'w> {
     addr: usize,
+    /// Whether the mark was pushed (not in the thread's teardown).
+    marked: bool,
     /// The mark holds a pointer to this waker: see `refuse_reentry`.
     _waker: PhantomData<&'w Waker>,
 }
@@ -1229,9 +1249,14 @@ struct Initializing<'w> {
 impl<'w> Initializing<'w> {
     fn enter<T, E>(cell: &ALazy<T, E>, waker: &'w Waker) -> Self {
         let addr = cell as *const ALazy<T, E> as usize;
-        INITIALIZING_HERE.with(|h| h.borrow_mut().push((addr, waker as *const Waker)));
+        // `try_with`: a cell used from a thread-local's `Drop` must not panic
+        // (which aborts there) because this thread-local is gone already.
+        let marked = INITIALIZING_HERE
+            .try_with(|h| h.borrow_mut().push((addr, waker as *const Waker)))
+            .is_ok();
         Initializing {
             addr,
+            marked,
             _waker: PhantomData,
         }
     }
@@ -1241,7 +1266,7 @@ impl<'w> Initializing<'w> {
     fn refuse_reentry<T, E>(cell: &ALazy<T, E>) -> impl Future<Output = ()> + '_ {
         let addr = cell as *const ALazy<T, E> as usize;
         core::future::poll_fn(move |cx| {
-            let mine = INITIALIZING_HERE.with(|h| {
+            let mine = INITIALIZING_HERE.try_with(|h| {
                 h.borrow().iter().any(|&(a, w)| {
                     // SAFETY: a mark is on the stack only while its
                     // `Initializing` lives, which borrows the waker for
@@ -1252,6 +1277,8 @@ impl<'w> Initializing<'w> {
                     a == addr && unsafe { &*w }.will_wake(cx.waker())
                 })
             });
+            // No marks (the thread's teardown): nothing to refuse.
+            let mine = mine.unwrap_or(false);
             if mine {
                 panic!(
                     "lazyflight: an initializer awaits its own result (an `ALazy` init awaiting \
@@ -1266,6 +1293,9 @@ impl<'w> Initializing<'w> {
 
 impl Drop for Initializing<'_> {
     fn drop(&mut self) {
+        if !self.marked {
+            return;
+        }
         INITIALIZING_HERE.with(|h| {
             let popped = h.borrow_mut().pop();
             debug_assert_eq!(

@@ -97,6 +97,9 @@ impl Woken {
     }
 }
 
+/// Freed node slots a queue keeps when it empties (see `List::shed_if_empty`).
+const KEEP_NODES: usize = 64;
+
 struct List {
     nodes: Slab<Node>,
     head: usize,
@@ -112,6 +115,16 @@ impl List {
         tail: NIL,
         linked: 0,
     };
+
+    /// A slab whose nodes are all freed and that has grown past
+    /// [`KEEP_NODES`] is swapped for an empty one, returned for the caller to
+    /// drop after unlocking: a stampede's nodes are not kept for the life of
+    /// a long-lived queue (a `static` cell's). The next burst grows it again:
+    /// one allocation per burst, not per waiter.
+    fn shed_if_empty(&mut self) -> Option<Slab<Node>> {
+        (self.nodes.is_empty() && self.nodes.capacity() > KEEP_NODES)
+            .then(|| core::mem::replace(&mut self.nodes, Slab::new()))
+    }
 
     fn push_back(&mut self, waker: Waker, takes_one: bool) -> usize {
         let key = self.nodes.insert(Node {
@@ -308,6 +321,9 @@ impl WaitQueue {
                 let n = *n;
                 list.nodes.remove(k);
                 key.0 = None;
+                let spare = list.shed_if_empty();
+                drop(list);
+                drop(spare);
                 Poll::Ready(n)
             }
             Slot::Waiting(Some(w)) if w.will_wake(cx.waker()) => Poll::Pending,
@@ -322,8 +338,9 @@ impl WaitQueue {
                         let n = *n;
                         list.nodes.remove(k);
                         key.0 = None;
+                        let spare = list.shed_if_empty();
                         drop(list);
-                        drop(fresh);
+                        drop((fresh, spare));
                         return Poll::Ready(n);
                     }
                 };
@@ -371,7 +388,10 @@ impl WaitQueue {
                 (old, pass)
             }
         };
+        let spare = list.shed_if_empty();
         drop(list);
+        // Freed nodes only (no wakers): nothing of the user's runs.
+        drop(spare);
         // The node's waker, if it still has one: an executor's code, and a
         // waiter is dropped during unwinds too.
         crate::unwind::dropped(old);
@@ -429,6 +449,15 @@ impl WaitQueue {
         }
         #[cfg(not(lazyflight_break = "no_wake"))]
         woken
+    }
+
+    /// Forgets every node, and the wakers they hold. With `&mut self` no
+    /// waiter can be live: any node left belongs to a waiting future that
+    /// was leaked (`mem::forget`), and would otherwise be singled out later
+    /// and swallow a notification meant for a live one.
+    pub fn clear(&mut self) {
+        let old = core::mem::replace(&mut *self.list.lock(), List::EMPTY);
+        drop(old);
     }
 
     /// Number of tasks currently queued (not yet notified).

@@ -897,3 +897,178 @@ fn another_task_polled_inside_the_initializer_waits_instead_of_panicking() {
     assert!(other_woken.0.load(SeqCst) >= 1, "the other task was woken");
     assert_eq!(poll_once(&mut other, &other_waker), Poll::Ready(Ok(&1)));
 }
+
+/// Something an initializer holds that only one may hold at a time (a lock
+/// file, a port); letting it go takes a while.
+struct Exclusive(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.0.store(false, SeqCst);
+    }
+}
+
+/// An owned initializer that panics is dropped before the cell goes back to
+/// `Empty`: the next initializer (a helper parked on the dead one, woken by
+/// the reset) never runs beside what the dead one still holds. At most one
+/// initializer exists at a time, as for a plain leader.
+#[test]
+fn a_panicked_owned_initializer_is_gone_before_the_next_one_starts() {
+    use std::sync::atomic::AtomicBool;
+    let cell = Arc::new(ALazy::<u32, ()>::new());
+    let held = Arc::new(AtomicBool::new(false));
+    let (armed, polls) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (h, a, p) = (held.clone(), armed.clone(), polls.clone());
+    let (_, w) = counting_waker();
+    let mut starter = Box::pin(cell.get_or_init_owned(move || {
+        h.store(true, SeqCst);
+        let resource = Exclusive(h);
+        std::future::poll_fn(move |_| {
+            let _keep = &resource;
+            p.fetch_add(1, SeqCst);
+            if a.load(SeqCst) {
+                panic!("owned init fails");
+            }
+            // Nobody is woken: the helper below stays parked until the
+            // initializer is gone.
+            Poll::Pending
+        })
+    }));
+    assert!(poll_once(&mut starter, &w).is_pending());
+    let (c, hh) = (cell.clone(), held.clone());
+    let helper = std::thread::spawn(move || {
+        let overlap = Arc::new(AtomicBool::new(false));
+        let o = overlap.clone();
+        let got = block_on(c.get_or_init(|| async move {
+            o.store(hh.load(SeqCst), SeqCst);
+            Ok(2)
+        }))
+        .copied()
+        .map_err(|_| ());
+        (got, overlap.load(SeqCst))
+    });
+    // The helper drove the initializer once (so it is registered with it)
+    // and parked.
+    while polls.load(SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    armed.store(true, SeqCst);
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut starter, &w)));
+    assert!(
+        p.is_err(),
+        "the starter drove the initializer into its panic"
+    );
+    let (got, overlap) = helper.join().unwrap();
+    assert_eq!(got, Ok(2), "the helper ran the next initializer");
+    assert!(
+        !overlap,
+        "the next initializer ran while the panicked one still held its resource"
+    );
+}
+
+/// A helper's waker that panics when an owned initializer wakes itself
+/// (inside its own poll) does not fail the initializer: the panic is
+/// dropped, the initializer keeps its progress and completes, and nobody is
+/// told that it panicked.
+#[test]
+fn a_helpers_panicking_waker_does_not_fail_a_self_waking_owned_initializer() {
+    let cell = ALazy::<u32, ()>::new();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    let (_, good) = counting_waker();
+    let mut starter = Box::pin(cell.get_or_init_owned(move || {
+        std::future::poll_fn(move |cx| match p.fetch_add(1, SeqCst) {
+            0 | 1 => Poll::Pending,
+            2 => {
+                // Wakes itself inside its poll: every helper is woken.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            _ => Poll::Ready(Ok(7)),
+        })
+    }));
+    assert!(poll_once(&mut starter, &good).is_pending()); // poll 0
+    let bad = Waker::from(Arc::new(PanicsOnWake));
+    let mut helper_bad = Box::pin(cell.get_or_init(|| async { Ok(0) }));
+    assert!(poll_once(&mut helper_bad, &bad).is_pending()); // poll 1
+    let mut helper_good = Box::pin(cell.get_or_init(|| async { Ok(0) }));
+    // Poll 2 wakes every helper, the bad one too; the initializer is then
+    // polled again (it woke itself) and completes.
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_once(&mut helper_good, &good)
+    }));
+    assert!(
+        matches!(got, Ok(Poll::Ready(Ok(&7)))),
+        "the helper driving the initializer got its value"
+    );
+    assert_eq!(cell.state(), State::Filled);
+    assert_eq!(poll_once(&mut starter, &good), Poll::Ready(Ok(&7)));
+    assert_eq!(poll_once(&mut helper_bad, &good), Poll::Ready(Ok(&7)));
+    assert_eq!(polls.load(SeqCst), 4);
+}
+
+/// `take` forgets callers left queued by leaked waiting futures: a later
+/// cancelled leader hands its turn to a live waiter, not to a ghost that
+/// would keep it (and leave the cell `Initializing` for ever).
+#[test]
+fn take_forgets_waiters_of_leaked_futures() {
+    let mut cell = ALazy::<u32, ()>::new();
+    let (_, w) = counting_waker();
+    {
+        let mut leader = Box::pin(cell.get_or_init(std::future::pending));
+        assert!(poll_once(&mut leader, &w).is_pending());
+        let mut ghost = Box::pin(cell.get_or_init(|| async { Ok(1) }));
+        assert!(poll_once(&mut ghost, &w).is_pending());
+        std::mem::forget(leader);
+        std::mem::forget(ghost);
+    }
+    assert_eq!(cell.waiting(), 1);
+    assert_eq!(cell.take(), None);
+    assert_eq!(cell.waiting(), 0, "take forgot the leaked waiter");
+    let mut leader = Box::pin(cell.get_or_init(std::future::pending));
+    assert!(poll_once(&mut leader, &w).is_pending());
+    let (woken, ww) = counting_waker();
+    let mut waiter = Box::pin(cell.get_or_init(|| async { Ok(2) }));
+    assert!(poll_once(&mut waiter, &ww).is_pending());
+    drop(leader);
+    assert_eq!(
+        woken.0.load(SeqCst),
+        1,
+        "the live waiter was handed the turn"
+    );
+    assert_eq!(poll_once(&mut waiter, &ww), Poll::Ready(Ok(&2)));
+}
+
+/// A cell used from a thread-local's `Drop` (a flush at thread exit that
+/// reads a lazily made config) works: the slow path does not need the
+/// library's own thread-local, which may be gone by then (a panic there
+/// would abort the process).
+#[test]
+fn a_cell_initialized_from_a_thread_locals_drop() {
+    static AT_EXIT: ALazy<u32, ()> = ALazy::new();
+    struct FlushOnExit;
+    impl Drop for FlushOnExit {
+        fn drop(&mut self) {
+            let (_, w) = counting_waker();
+            let mut fut = Box::pin(AT_EXIT.get_or_init(|| async { Ok(5) }));
+            assert_eq!(poll_once(&mut fut, &w), Poll::Ready(Ok(&5)));
+        }
+    }
+    thread_local! {
+        static FLUSH: FlushOnExit = const { FlushOnExit };
+    }
+    std::thread::spawn(|| {
+        // Registered first, so destroyed after the library's thread-local,
+        // which the slow path below sets up.
+        FLUSH.with(|_| {});
+        let other = ALazy::<u32, ()>::new();
+        assert_eq!(block_on(other.get_or_init(|| async { Ok(1) })), Ok(&1));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    assert_eq!(AT_EXIT.get(), Some(&5));
+}

@@ -236,3 +236,67 @@ fn a_wake_whose_run_panics_still_frees_the_task() {
     let kept = live() - before;
     assert_eq!(kept, 0, "a round kept {kept} bytes: the task was not freed");
 }
+
+/// A stampede of `BURST` waiters on a long-lived cell (a `static` one, say)
+/// comes and goes: the cell keeps under 4 KiB of it, whether the last
+/// waiter to leave was polled to its value (`last_polled`) or dropped.
+fn a_cell_gives_back_its_waiters_after_a_stampede(last_polled: bool) {
+    use lazyflight::ALazy;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    let cell = ALazy::<u64, ()>::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = live();
+    {
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let o = open.clone();
+        let mut leader = Box::pin(cell.get_or_init(move || {
+            std::future::poll_fn(move |_| {
+                if o.load(std::sync::atomic::Ordering::SeqCst) {
+                    Poll::Ready(Ok(1))
+                } else {
+                    Poll::Pending
+                }
+            })
+        }));
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        let mut waiters: Vec<Pin<Box<_>>> = (0..BURST)
+            .map(|_| Box::pin(cell.get_or_init(|| async { Ok(0) })))
+            .collect();
+        for w in &mut waiters {
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(cell.waiting(), BURST as usize);
+        open.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(leader.as_mut().poll(&mut cx), Poll::Ready(Ok(&1)));
+        // Half leave by being polled, half by being dropped, in the order
+        // that makes the last one to leave the kind asked for.
+        let mut polled = waiters.split_off(waiters.len() / 2);
+        let mut dropped = Some(waiters);
+        if last_polled {
+            drop(dropped.take());
+        }
+        for w in &mut polled {
+            assert_eq!(w.as_mut().poll(&mut cx), Poll::Ready(Ok(&1)));
+        }
+        drop(dropped);
+    }
+    assert_eq!(cell.waiting(), 0);
+    let kept = live() - before;
+    assert!(
+        kept < 4096,
+        "a filled cell keeps {kept} bytes after a stampede of {BURST} waiters"
+    );
+}
+
+#[test]
+fn a_cell_gives_back_its_waiters_after_a_stampede_whose_last_waiter_is_polled() {
+    a_cell_gives_back_its_waiters_after_a_stampede(true);
+}
+
+#[test]
+fn a_cell_gives_back_its_waiters_after_a_stampede_whose_last_waiter_is_dropped() {
+    a_cell_gives_back_its_waiters_after_a_stampede(false);
+}
