@@ -282,6 +282,11 @@ impl<T, E> ALazy<T, E> {
     /// If `f` or its future panics, the panic propagates to this caller, and
     /// the cell hands off as if the leader were cancelled.
     ///
+    /// While another caller's owned initializer runs (see
+    /// [`get_or_init_owned`](Self::get_or_init_owned)), this call helps drive
+    /// it; if it panics while this call polls it, the panic propagates to
+    /// this caller too, and the cell goes back to `Empty`.
+    ///
     /// An initializer future that awaits its own cell (re-entrant
     /// initialization) would wait for itself: the inner call panics instead,
     /// which fails the initializer as above. "Its own" means polled with the
