@@ -142,7 +142,7 @@ fn send_sync_unpin_table() {
     type_row!(table, Try<u8>,                        true,  false, true);
     type_row!(table, Try<Bad>,                       false, false, false);
     type_row!(table, TaskError,                      true,  false, true);
-    type_row!(table, ScheduleError,                  true,  false, true);
+    type_row!(table, ScheduleError,                  true,  true,  true);
     type_row!(table, LocalAlreadySet<Lazy<u8>>,      true,  false, true);
     type_row!(table, ExecutorRef,                    true,  true,  true);
     type_row!(table, SimpleExecutor,                 true,  true,  true);

@@ -1105,3 +1105,26 @@ fn a_panic_of_a_run_made_early_unwinds_out_of_the_outermost_run() {
         .expect("the outer task completed");
     assert!(matches!(x, Ok(42)), "the outer task got {x:?}");
 }
+
+/// A refused job converts with `?` into the usual boxed error of
+/// `Send + Sync` (and so into `anyhow::Error` and the like).
+#[test]
+fn a_schedule_error_converts_into_a_send_sync_boxed_error() {
+    #[derive(Debug)]
+    struct Refuses;
+    impl Executor for Refuses {
+        fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
+            Err(ScheduleError::new(job))
+        }
+        fn current_thread_in_executor(&self) -> bool {
+            false
+        }
+    }
+    fn submit(ex: &dyn Executor) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        ex.schedule(Box::new(|| {}))?;
+        Ok(())
+    }
+    let err = submit(&Refuses).unwrap_err();
+    assert_eq!(err.to_string(), "the executor refused the job");
+    assert!(err.downcast::<ScheduleError>().is_ok());
+}

@@ -53,6 +53,13 @@ impl fmt::Display for ScheduleError {
 
 impl std::error::Error for ScheduleError {}
 
+// SAFETY: a shared `&ScheduleError` gives no access to the job (`Debug` and
+// `Display` do not touch it; only `into_job`, by value, reaches it), so
+// sharing one between threads shares nothing that is not `Sync`. `Sync`
+// lets it convert into `Box<dyn Error + Send + Sync>` (and `anyhow::Error`)
+// with `?`.
+unsafe impl Sync for ScheduleError {}
+
 /// Something that runs jobs: a thread pool, an event loop, a runtime handle.
 ///
 /// The trait is object safe; tasks hold executors as [`ExecutorRef`].
@@ -60,7 +67,12 @@ impl std::error::Error for ScheduleError {}
 /// # Contract
 ///
 /// * [`schedule`](Self::schedule) either runs `job` exactly once, later and on
-///   whatever thread the executor chooses, or returns it in the error. An
+///   whatever thread the executor chooses, or returns it in the error.
+///   "Later" means after `schedule` has returned, or at least not on the
+///   calling thread inside the call: a task's run schedules its next run
+///   from inside itself (a [`yield_now`](super::yield_now), a wake during
+///   its poll), so an executor that ran jobs inline would nest one run in
+///   the other, and a task that yields in a loop would overflow the stack. An
 ///   executor that accepts a job and then drops it unrun (for example because
 ///   it shuts down) must *drop* it: the tasks' jobs detect that and complete
 ///   their task with [`TaskError::Rejected`](super::TaskError::Rejected).
