@@ -1128,3 +1128,56 @@ fn a_schedule_error_converts_into_a_send_sync_boxed_error() {
     assert_eq!(err.to_string(), "the executor refused the job");
     assert!(err.downcast::<ScheduleError>().is_ok());
 }
+
+/// A future that wakes itself once and returns `Pending` (a cooperative
+/// yield, as runtime-agnostic `yield_now`s do), then is ready.
+struct SelfWakeOnce(bool);
+
+impl std::future::Future for SelfWakeOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// A task without an executor that wakes another task (whose run is queued
+/// for the outermost run on the thread) and then yields by waking itself
+/// until that task has made progress: its re-poll goes behind the queued
+/// run, which is made, instead of polling for ever in front of it.
+#[test]
+fn a_self_waking_task_yields_to_the_runs_queued_on_its_thread() {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        let progressed = Arc::new(AtomicBool::new(false));
+        let p = progressed.clone();
+        Lazy::new(async move {
+            rx.await.unwrap();
+            p.store(true, SeqCst);
+        })
+        .start(|_| {});
+        let spins = sync_await(Lazy::new(async move {
+            // Wakes the task above inside this run: its run is queued.
+            tx.send(()).unwrap();
+            let mut spins = 0u32;
+            while !progressed.load(SeqCst) {
+                SelfWakeOnce(false).await;
+                spins += 1;
+            }
+            spins
+        }));
+        let _ = done_tx.send(spins);
+    });
+    let spins = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the yielding task gave way to the queued run");
+    assert_eq!(spins, 1, "one yield let the queued run be made");
+}

@@ -14,11 +14,11 @@
 //!                      ▼     wake: absorbed
 //!   ┌──────────────► SCHEDULED ◄───────────────┐
 //!   │                  │ a run starts           │ re-poll requested and the
-//!   │ wake (this       ▼                        │ task has an executor:
-//!   │ waker           RUNNING ──── wake ────► NOTIFIED   re-queued at the tail
-//!   │ dispatches)      │  ▲                     │
-//!   │                  │  └─ no executor: ──────┘
-//!   │     Pending      │     re-poll inline
+//!   │ wake (this       ▼                        │ task has an executor, or
+//!   │ waker           RUNNING ──── wake ────► NOTIFIED   runs are queued on the
+//!   │ dispatches)      │  ▲                     │        thread: re-queued at
+//!   │                  │  └─ no executor, ──────┘        the tail
+//!   │     Pending      │     nothing queued: re-poll inline
 //!   └──── IDLE ◄───────┤
 //!          │           │ Ready / panic / the run was refused
 //!          │           ▼
@@ -45,7 +45,8 @@
 //!   `RUNNING`, and a wake during `RUNNING` only sets `NOTIFIED`.
 //! * Never loses a wake: a wake during `RUNNING` makes the runner's
 //!   `RUNNING → IDLE` CAS fail, so it polls again (inline, or by re-queueing
-//!   the task on its executor, which is what makes `yield_now` go to the tail).
+//!   the task on its executor, which is what makes `yield_now` go to the tail;
+//!   without an executor, behind the runs queued on the thread, if any).
 //! * Completes exactly once: the callback is taken out of `body` by the
 //!   single runner that saw `Ready` (or by the dropped, unrun job), or, if
 //!   neither ever comes, by the task's own `Drop` when its last count goes
@@ -438,6 +439,14 @@ impl<T: Send + 'static> RawTask<T> {
                         leave_notified(SCHEDULED);
                         return Self::dispatch(this);
                     }
+                    // Without an executor: behind the runs queued on this
+                    // thread, if any (a task that wakes itself until another
+                    // one it woke has made progress would otherwise poll for
+                    // ever, and the queued run never be made); else again
+                    // at once.
+                    if requeue_behind_queued_runs(this, || leave_notified(SCHEDULED)) {
+                        return;
+                    }
                     leave_notified(RUNNING);
                 }
             }
@@ -637,6 +646,28 @@ fn defer<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
         if r.depth.get() == 0 {
             return false;
         }
+        // The job holds the run's count until the run is made.
+        let job = RunJob(Some(this.clone()));
+        r.queued.borrow_mut().push_back(Box::new(move || job.run()));
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// Queues the run of a task without an executor that woke itself during its
+/// poll behind the runs already queued on this thread, and returns `true`;
+/// returns `false`, doing nothing, when none is queued (the caller polls it
+/// again at once). `leave` moves the task to `SCHEDULED` (the run the job
+/// makes), before it is queued.
+fn requeue_behind_queued_runs<T: Send + 'static>(
+    this: &Arc<RawTask<T>>,
+    leave: impl FnOnce(),
+) -> bool {
+    RUNS.try_with(|r| {
+        if r.depth.get() == 0 || r.queued.borrow().is_empty() {
+            return false;
+        }
+        leave();
         // The job holds the run's count until the run is made.
         let job = RunJob(Some(this.clone()));
         r.queued.borrow_mut().push_back(Box::new(move || job.run()));
