@@ -96,3 +96,43 @@ fn a_shut_down_runtime_rejects_instead_of_hanging() {
     let r = sync_await_try(Lazy::new(async { 1 }).via(ex));
     assert!(matches!(r.into_result(), Err(TaskError::Rejected)));
 }
+
+/// `yield_now` gives way to the tasks already queued on the runtime: three
+/// tasks on a one-worker runtime take turns, every task's step `s` before
+/// any task's step `s + 1` (tokio runs a task spawned from its worker next,
+/// in its LIFO slot, which a plain spawn per run would turn into three steps
+/// in a row). Within a turn the order is tokio's: its deferred wake-ups are
+/// not strictly FIFO.
+#[test]
+fn yield_takes_turns_on_a_one_worker_runtime() {
+    let rt = runtime(1);
+    let ex: ExecutorRef = Arc::new(TokioExecutor::new(rt.handle().clone()));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Hold the only worker until all three tasks are queued.
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    ex.schedule(Box::new(move || gate_rx.recv().unwrap()))
+        .unwrap();
+    for id in 0..3 {
+        let (order, tx) = (order.clone(), tx.clone());
+        Lazy::new(async move {
+            for step in 0..3 {
+                order.lock().unwrap().push((step, id));
+                yield_now().await.unwrap();
+            }
+        })
+        .via(ex.clone())
+        .start(move |r| tx.send(r.value()).unwrap());
+    }
+    gate_tx.send(()).unwrap();
+    for _ in 0..3 {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    let got = order.lock().unwrap().clone();
+    let steps: Vec<u32> = got.iter().map(|&(step, _)| step).collect();
+    assert_eq!(
+        steps,
+        [0, 0, 0, 1, 1, 1, 2, 2, 2],
+        "each yield gives way to the tasks already queued: {got:?}"
+    );
+}

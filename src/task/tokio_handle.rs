@@ -9,8 +9,13 @@ use super::executor::{Executor, Job, ScheduleError};
 
 /// Runs lazyflight tasks on a tokio runtime (feature `tokio`).
 ///
-/// Each job is spawned as a tokio task; timed jobs use `tokio::time::sleep`,
-/// so the runtime needs its time driver (`enable_time`). A runtime that is
+/// Each job is spawned as a tokio task (from a thread of this runtime, one
+/// that yields once before it runs the job, so that it goes behind the
+/// tasks already queued there rather than into the worker's LIFO slot, and
+/// [`yield_now`](super::yield_now) gives way to them; among themselves they
+/// run in tokio's order, which is not strictly FIFO); timed jobs use
+/// `tokio::time::sleep`, so the runtime needs its time driver
+/// (`enable_time`). A runtime that is
 /// shutting down drops spawned jobs unrun, which completes their lazyflight
 /// tasks with [`TaskError::Rejected`](super::TaskError::Rejected).
 ///
@@ -65,7 +70,20 @@ impl TokioExecutor {
 
 impl Executor for TokioExecutor {
     fn schedule(&self, job: Job) -> Result<(), ScheduleError> {
-        drop(self.handle.spawn(async move { job() }));
+        if self.current_thread_in_executor() {
+            // Spawned from one of the runtime's workers, a task goes into
+            // that worker's LIFO slot and runs next, ahead of the tasks
+            // already queued: a `yield_now` (a task re-queued from its own
+            // run) would not give way. tokio's own yield puts the job behind
+            // them, as near the `Executor` contract's FIFO order as tokio
+            // lets a spawner come.
+            drop(self.handle.spawn(async move {
+                tokio::task::yield_now().await;
+                job()
+            }));
+        } else {
+            drop(self.handle.spawn(async move { job() }));
+        }
         Ok(())
     }
 
