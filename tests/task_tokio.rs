@@ -122,7 +122,10 @@ fn yield_takes_turns_on_a_one_worker_runtime() {
             }
         })
         .via(ex.clone())
-        .start(move |r| tx.send(r.value()).unwrap());
+        .start(move |r| {
+            r.value();
+            tx.send(()).unwrap()
+        });
     }
     gate_tx.send(()).unwrap();
     for _ in 0..3 {
