@@ -76,6 +76,10 @@ unsafe impl Sync for ScheduleError {}
 ///   executor that accepts a job and then drops it unrun (for example because
 ///   it shuts down) must *drop* it: the tasks' jobs detect that and complete
 ///   their task with [`TaskError::Rejected`](super::TaskError::Rejected).
+///   Dropping a job runs that completion at once, on the dropping thread:
+///   the task's callback, and the drop of its future and lazy local, which
+///   may wake other tasks and so call `schedule` again. Drop jobs outside
+///   the executor's own locks.
 /// * Jobs should run in FIFO order for [`yield_now`](super::yield_now) to be
 ///   fair; nothing else depends on the order.
 /// * [`current_thread_in_executor`](Self::current_thread_in_executor) must be
