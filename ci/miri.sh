@@ -78,6 +78,8 @@ for t in "${MIRI_TESTS[@]}"; do args+=(--test "$t"); done
 # does not advance like a real one. They run in ci/test.sh.
 MIRI_SKIP=(many_ready ready_chains long_wake_chains sleep_orders sleeping_tasks variadic_collect_all_and)
 echo "miri: skipping ${MIRI_SKIP[*]} (large or wall-clock tests; run natively by ci/test.sh)"
+echo "miri: ignored under Miri by their own #[cfg_attr(miri, ignore)]: tests/task.rs's test that spawns a child"
+echo "      process, and tests/alazy.rs's take_forgets_waiters_of_leaked_futures (it leaks futures on purpose)"
 skips=()
 for t in "${MIRI_SKIP[@]}"; do skips+=(--skip "$t"); done
 # Flags from the environment are added to the project's, never replace them.
