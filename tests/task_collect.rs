@@ -11,9 +11,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lazyflight::task::{
-    collect_all, collect_all_para, collect_all_windowed, collect_any, collect_any_with,
-    current_executor, sleep, sync_await, yield_now, AnyOf3, Executor, Lazy, RescheduleLazy,
-    SimpleExecutor, Try,
+    collect_all, collect_all_para, collect_all_windowed, collect_all_windowed_para, collect_any,
+    collect_any_with, current_executor, sleep, sync_await, sync_await_try, yield_now, AnyOf3,
+    Executor, Lazy, RescheduleLazy, SimpleExecutor, TaskError, Try,
 };
 
 fn value(x: i32) -> Lazy<i32> {
@@ -1326,5 +1326,354 @@ fn a_panicking_collect_any_callback_fails_the_awaiting_task() {
     assert_eq!(
         scheduled.error().and_then(|e| e.panic_message()),
         Some("callback on the executor")
+    );
+}
+
+/// Runs `f` on a thread of its own; `None` if it has not returned within
+/// `limit` (the thread is then left behind).
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// Pending for ever, keeping every waker it is given in the shared list.
+struct ParkedIn(Arc<Mutex<Vec<std::task::Waker>>>);
+
+impl Future for ParkedIn {
+    type Output = u32;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        self.0.lock().unwrap().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A task awaiting a collect whose children can no longer wake it is
+/// abandoned once their last waker is dropped unwoken, as a task awaiting
+/// anything else is: the collect does not keep the task's own waker for
+/// ever (it is kept in the collect's shared state, which the task's own
+/// future owns: a cycle that used to leak the task, and leave `sync_await`
+/// parked for good).
+#[test]
+fn a_task_awaiting_a_collect_no_child_can_wake_any_more_is_abandoned() {
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let w = wakers.clone();
+    let waiter = std::thread::spawn(move || {
+        sync_await_try(Lazy::new(async move {
+            collect_all(vec![Lazy::new(ParkedIn(w))]).await.len() as u32
+        }))
+        .into_result()
+        .map_err(|e| e.to_string())
+    });
+    while wakers.lock().unwrap().is_empty() {
+        std::thread::yield_now();
+    }
+    // The child's only waker goes, unwoken.
+    let kept = std::mem::take(&mut *wakers.lock().unwrap());
+    drop(kept);
+    let got = within(Duration::from_secs(5), move || waiter.join().unwrap());
+    assert_eq!(got, Some(Err(TaskError::Abandoned.to_string())));
+}
+
+/// The same when the children never kept a waker at all: the task is
+/// abandoned at the end of the run that suspended it (its callback runs,
+/// once, and its future is dropped), for `collect_any` and `collect_all`.
+#[test]
+fn a_task_awaiting_a_collect_whose_children_keep_no_waker_is_abandoned_and_dropped() {
+    for any in [true, false] {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = DropCount(dropped.clone());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let c = calls.clone();
+        Lazy::new(async move {
+            let _d = d;
+            let children = vec![
+                Lazy::new(std::future::pending::<u32>()),
+                Lazy::new(std::future::pending::<u32>()),
+            ];
+            if any {
+                collect_any(children).await.index
+            } else {
+                collect_all(children).await.len()
+            }
+        })
+        .start(move |t| {
+            c.lock()
+                .unwrap()
+                .push(t.into_result().map_err(|e| e.to_string()))
+        });
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [Err(TaskError::Abandoned.to_string())],
+            "collect_any: {any}: the callback runs once, with Abandoned"
+        );
+        assert_eq!(
+            dropped.load(SeqCst),
+            1,
+            "collect_any: {any}: the future is dropped"
+        );
+    }
+}
+
+/// The windowed collects too: a later batch whose children can never wake
+/// the task abandons it (`_para` without an executor runs its batches
+/// inline), and so does one whose last kept waker is dropped unwoken.
+#[test]
+fn a_task_awaiting_a_windowed_collect_no_child_can_wake_any_more_is_abandoned() {
+    for para in [false, true] {
+        let windowed = if para {
+            collect_all_windowed_para
+        } else {
+            collect_all_windowed
+        };
+        let t = within(Duration::from_secs(5), move || {
+            let input = vec![
+                Lazy::new(async { 1 }),
+                Lazy::new(std::future::pending::<u32>()),
+            ];
+            sync_await_try(windowed(1, true, input))
+                .into_result()
+                .map(values_u32)
+                .map_err(|e| e.to_string())
+        });
+        assert_eq!(
+            t,
+            Some(Err(TaskError::Abandoned.to_string())),
+            "para: {para}"
+        );
+
+        let wakers = Arc::new(Mutex::new(Vec::new()));
+        let w = wakers.clone();
+        let waiter = std::thread::spawn(move || {
+            // The second batch parks.
+            let input = vec![
+                Lazy::new(async { 1 }),
+                Lazy::new(async { 2 }),
+                Lazy::new(ParkedIn(w.clone())),
+                Lazy::new(ParkedIn(w)),
+            ];
+            sync_await_try(windowed(2, false, input))
+                .into_result()
+                .map(values_u32)
+                .map_err(|e| e.to_string())
+        });
+        while wakers.lock().unwrap().len() < 2 {
+            std::thread::yield_now();
+        }
+        // One waker goes: the other child can still wake the task.
+        let mut kept = std::mem::take(&mut *wakers.lock().unwrap());
+        drop(kept.pop());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            !waiter.is_finished(),
+            "para: {para}: abandoned while a child can still wake it"
+        );
+        drop(kept);
+        let got = within(Duration::from_secs(5), move || waiter.join().unwrap());
+        assert_eq!(
+            got,
+            Some(Err(TaskError::Abandoned.to_string())),
+            "para: {para}"
+        );
+    }
+}
+
+/// A scheduled child that is still running can still wake the awaiting
+/// task: the task is not abandoned while it runs (even when every inline
+/// child is stuck without a waker), and resumes when it reports.
+#[test]
+fn a_running_scheduled_child_keeps_the_awaiting_task_until_it_reports() {
+    let ex = SimpleExecutor::new(2);
+    let gated = |x: u32| {
+        let (go, rx) = mpsc::channel::<()>();
+        (
+            go,
+            Lazy::new(async move {
+                rx.recv().unwrap();
+                x
+            })
+            .via(ex.clone()),
+        )
+    };
+    let outcome = |t: Try<Vec<u32>>| t.into_result().map_err(|e| e.to_string());
+
+    // A scheduled child (its completion callback is what can wake the task).
+    let (go, child) = gated(5);
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async move { values_u32(collect_all(vec![child]).await) })
+        .start(move |t| tx.send(outcome(t)).unwrap());
+    // Had the task been abandoned, its callback would have run by now: its
+    // first run, inline in `start`, started the child and suspended.
+    assert!(
+        rx.try_recv().is_err(),
+        "abandoned while a scheduled child runs"
+    );
+    go.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(Ok(vec![5])));
+
+    // `collect_all_para` on the task's executor.
+    let (go, child) = gated(6);
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async move {
+        let input = vec![
+            Lazy::new(async move { child.await }),
+            Lazy::new(async { 7 }),
+        ];
+        values_u32(collect_all_para(input).await)
+    })
+    .via(ex.clone())
+    .start(move |t| tx.send(outcome(t)).unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        rx.try_recv().is_err(),
+        "abandoned while a scheduled child runs"
+    );
+    go.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(Ok(vec![6, 7])));
+
+    // `collect_any` beside an inline child stuck without a waker: the inline
+    // child awaiting a scheduled one keeps its waker, and wins.
+    let (go, child) = gated(8);
+    let (tx, rx) = mpsc::channel();
+    Lazy::new(async move {
+        let input = vec![
+            Lazy::new(std::future::pending::<u32>()),
+            Lazy::new(async move { child.await }),
+        ];
+        let r = collect_any(input).await;
+        vec![r.index as u32, r.value.value()]
+    })
+    .start(move |t| tx.send(outcome(t)).unwrap());
+    assert!(
+        rx.try_recv().is_err(),
+        "abandoned while a scheduled child runs"
+    );
+    go.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(Ok(vec![1, 8])));
+
+    // `collect_all` with a stuck inline child beside a scheduled one: not
+    // abandoned until the scheduled child has reported, then abandoned.
+    let (go, child) = gated(9);
+    let (tx, rx) = mpsc::channel();
+    let reported = Arc::new(AtomicBool::new(false));
+    let r = reported.clone();
+    Lazy::new(async move {
+        let input = vec![
+            Lazy::new(std::future::pending::<u32>()),
+            Lazy::new(async move {
+                let x = child.await;
+                r.store(true, SeqCst);
+                x
+            }),
+        ];
+        values_u32(collect_all(input).await)
+    })
+    .start(move |t| tx.send(outcome(t)).unwrap());
+    assert!(
+        rx.try_recv().is_err(),
+        "abandoned while a scheduled child runs"
+    );
+    go.send(()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)),
+        Ok(Err(TaskError::Abandoned.to_string()))
+    );
+    assert!(
+        reported.load(SeqCst),
+        "abandoned only after the scheduled child reported"
+    );
+}
+
+/// Keeps its waker at its first poll only; pending for ever.
+struct KeepsItsFirstWaker(Arc<Mutex<Vec<std::task::Waker>>>, bool);
+
+impl Future for KeepsItsFirstWaker {
+    type Output = u32;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        if !self.1 {
+            self.1 = true;
+            self.0.lock().unwrap().push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// A child woken by value (its last waker goes with the wake) that then
+/// parks without keeping a waker: the collect is polled again for the wake,
+/// and is left then, with nothing to wake it: the task is abandoned.
+#[test]
+fn a_task_awaiting_a_collect_whose_woken_child_parks_without_a_waker_is_abandoned() {
+    let wakers = Arc::new(Mutex::new(Vec::new()));
+    let (w, calls) = (wakers.clone(), Arc::new(Mutex::new(Vec::new())));
+    let c = calls.clone();
+    Lazy::new(async move {
+        collect_all(vec![Lazy::new(KeepsItsFirstWaker(w, false))])
+            .await
+            .len()
+    })
+    .start(move |t| {
+        c.lock()
+            .unwrap()
+            .push(t.into_result().map_err(|e| e.to_string()))
+    });
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "a child can still wake it"
+    );
+    let waker = wakers
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("kept at the first poll");
+    waker.wake();
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [Err(TaskError::Abandoned.to_string())]
+    );
+}
+
+fn values_u32(v: Vec<Try<u32>>) -> Vec<u32> {
+    v.into_iter().map(Try::value).collect()
+}
+
+/// `collect_any_with` dropped before any child finished: its callback is
+/// dropped with it, uncalled, and a scheduled child that finishes later
+/// loses (as the cancel safety docs say), instead of claiming the win and
+/// running the callback of a collect that is gone.
+#[test]
+fn a_collect_any_with_dropped_before_any_child_finished_never_calls_back() {
+    let ex = SimpleExecutor::new(1);
+    let called = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (c, d) = (called.clone(), DropCount(dropped.clone()));
+    let (go, rx) = mpsc::channel::<()>();
+    let child = Lazy::new(async move {
+        rx.recv().unwrap();
+        7u32
+    })
+    .via(ex.clone());
+    let mut fut = collect_any_with(vec![child], move |_, _| {
+        let _d = &d;
+        c.store(true, SeqCst);
+    });
+    let waker = futures::task::noop_waker();
+    assert!(Pin::new(&mut fut)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(fut);
+    assert_eq!(
+        dropped.load(SeqCst),
+        1,
+        "the callback is dropped with the collect"
+    );
+    go.send(()).unwrap();
+    // The executor's one thread runs its jobs in order: once this one has
+    // run, the child has finished and its completion callback returned.
+    sync_await(Lazy::new(async {}).via(ex.clone()));
+    assert!(
+        !called.load(SeqCst),
+        "the callback ran although the collect was dropped before any child finished"
     );
 }

@@ -521,3 +521,104 @@ fn task_run_queued_inside_a_run_racing_a_wake_from_another_thread() {
         assert_eq!(calls.load(SeqCst), 1, "the task completes exactly once");
     });
 }
+
+/// A collect child: its first poll hands a clone of its waker to a new
+/// thread that drops it unwoken and, if `wake`, another clone to a new
+/// thread that wakes it; it is ready at its next poll. Sets `dropped` when
+/// the future is dropped.
+struct HandsOffItsWaker {
+    wake: bool,
+    polled: bool,
+    threads: std::sync::Arc<std::sync::Mutex<Vec<thread::JoinHandle<()>>>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Future for HandsOffItsWaker {
+    type Output = usize;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        if self.polled {
+            return Poll::Ready(7);
+        }
+        self.polled = true;
+        let mut threads = self.threads.lock().unwrap();
+        let dropped = cx.waker().clone();
+        threads.push(thread::spawn(move || drop(dropped)));
+        if self.wake {
+            let woken = cx.waker().clone();
+            threads.push(thread::spawn(move || woken.wake()));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for HandsOffItsWaker {
+    fn drop(&mut self) {
+        self.dropped.store(true, SeqCst);
+    }
+}
+
+/// A task awaiting `collect_all` over one `HandsOffItsWaker` child: what its
+/// callback got, once the child's threads are done, and whether the child's
+/// future was dropped.
+fn collect_parent_racing_its_childs_last_waker(wake: bool) -> (Vec<Option<usize>>, bool) {
+    let threads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let child = HandsOffItsWaker {
+        wake,
+        polled: false,
+        threads: threads.clone(),
+        dropped: dropped.clone(),
+    };
+    let c = calls.clone();
+    Lazy::new(async move {
+        let out = collect_all(vec![Lazy::new(child)]).await;
+        out.into_iter().map(|t| t.value()).sum::<usize>()
+    })
+    .start(move |t| {
+        let got = match t.into_result() {
+            Ok(v) => Some(v),
+            Err(TaskError::Abandoned) => None,
+            Err(e) => panic!("unexpected outcome: {e}"),
+        };
+        c.lock().unwrap().push(got);
+    });
+    let handles = std::mem::take(&mut *threads.lock().unwrap());
+    for h in handles {
+        h.join().unwrap();
+    }
+    let calls = std::mem::take(&mut *calls.lock().unwrap());
+    (calls, dropped.load(SeqCst))
+}
+
+// Property: a task awaiting a collect whose only child kept one waker, and
+// that waker is dropped unwoken on another thread while the task's run
+// registers the task's own waker with the collect (before, during or after
+// the registration): once nothing can wake the collect any more, the task
+// does not keep itself alive through its own future (which owns the
+// collect's queue, which holds the task's waker): whichever of the two
+// sides comes last lets go of that waker, the task is abandoned, its
+// future (with the child) dropped and its callback run exactly once.
+#[test]
+fn task_collect_parent_abandoned_when_its_childs_last_waker_is_dropped() {
+    loom::model(|| {
+        let (calls, dropped) = collect_parent_racing_its_childs_last_waker(false);
+        assert_eq!(calls, [None], "the callback runs once, with Abandoned");
+        assert!(dropped, "the task's future (and the child) is dropped");
+    });
+}
+
+// Property: as above, but the child hands out a second clone of its waker
+// that another thread wakes, racing the drop of the first and the task's
+// registration: the collect can still be woken until that wake, so the
+// task is never abandoned, the wake is not lost (the holder that wakes goes
+// only after its notification), and the task completes once, with the
+// child's value.
+#[test]
+fn task_collect_parent_not_abandoned_while_a_childs_waker_still_wakes() {
+    loom::model(|| {
+        let (calls, dropped) = collect_parent_racing_its_childs_last_waker(true);
+        assert_eq!(calls, [Some(7)], "the task completes once, with the value");
+        assert!(dropped);
+    });
+}

@@ -28,7 +28,8 @@
 //! first keeps its waker (clones it) or wakes it are the *wake nodes*
 //! allocated, one allocation for every child at once (`Shared::nodes`): a
 //! child's owned waker is then a pointer to its node plus a count on
-//! `Shared`, so parking costs no allocation either.
+//! `Shared` (and one on `Shared::holders`, below), so parking costs no
+//! allocation either.
 //!
 //! A child that makes progress lands its index in one shared *ready list*
 //! (`Shared::ready`), and the awaiting task is woken through a
@@ -70,6 +71,12 @@
 //!   a lent waker (a CAS from null; a loser frees its copy), and freed with
 //!   `Shared`. Nodes are shared read-only except their atomic `queued` flag;
 //!   every owned waker holds a count on `Shared`, which owns the nodes.
+//! * `Shared::holders` counts what outside the collect future can still
+//!   wake it: owned child wakers and the completion callbacks of scheduled
+//!   children not yet run (each a `Holder`). A holder is made by another
+//!   (a clone) or during the collect future's poll (a child cloning its
+//!   lent waker, a child started on an executor), and goes only after its
+//!   last wake was recorded and notified.
 //! * A waker or callback changes the ready list *before* it notifies the
 //!   wait queue, and the collect future registers with a predicate that reads
 //!   the ready list under the queue lock: a change is either seen by the
@@ -99,6 +106,26 @@
 //! * Dropping a collect future mid-flight drops its inline children (in
 //!   place) and leaves its scheduled children to finish on their executors
 //!   (their callbacks then write into a ready list nobody reads).
+//!   `collect_any` first claims the win for nobody (`DROPPED`), so a
+//!   scheduled child finishing later loses, and the `collect_any_with`
+//!   callback is dropped uncalled; if a child claimed first, its callback
+//!   runs (where it finishes) regardless.
+//! * The awaiting task's waker is kept (registered in `Shared::parent`,
+//!   which the task's own future owns through the collect future: a cycle)
+//!   only while a holder is left that can wake the collect future. After
+//!   registering, a pending poll checks `Shared::holders`: at 0 it cancels
+//!   the registration, dropping the waker, so a task that nothing can
+//!   resume any more is freed and completes with `Abandoned`, as a root
+//!   task waiting on anything else does. Only the collect future drops that
+//!   waker (it alone makes new holders, in its polls); the last holder to
+//!   go just wakes it (`Shared::last_holder_gone`), and its next poll checks
+//!   again. The two sides meet under the queue lock: the last holder's
+//!   notification either finds the registration, or came before it, and
+//!   then the check after registering sees its decrement. A holder goes
+//!   only after its wake was recorded and notified, so a cancel on 0 loses
+//!   no wake. The `task_collect_parent_abandoned_when_its_childs_last_waker_is_dropped`
+//!   and `task_collect_parent_not_abandoned_while_a_childs_waker_still_wakes`
+//!   loom models check both sides.
 //!
 //! # Orderings
 //!
@@ -106,10 +133,11 @@
 //! |---|---|---|
 //! | `Node::queued` swap to true, in `Node::wake` | `AcqRel` | the clearing swap before the child's poll: what the waker published is seen by that poll, and the push comes after the clear |
 //! | `Node::queued` swap to false, before polling a child (`Core::poll_inline`) | `AcqRel` | the swap in `Node::wake`, both ways |
-//! | `Shared::claimed` CAS from `UNCLAIMED` (`Shared::claim`) | `AcqRel` (failure `Relaxed`) | the other claims: the claim is the lock around `on_win`; a loser touches nothing |
+//! | `Shared::claimed` CAS from `UNCLAIMED` (`Shared::claim`; also to `DROPPED` in `Drop for Core`) | `AcqRel` (failure `Relaxed`) | the other claims: the claim is the lock around `on_win`; a loser touches nothing |
 //! | `Shared::claimed` load before starting the next `collect_any` child | `Acquire` | the winning CAS; a stale read only starts one child more |
 //! | `Shared::nodes` CAS from null (`make_nodes`) | `AcqRel` (failure `Acquire`) | the `Acquire` loads in `node`, `nodes_if_any` and `Drop`: the nodes are seen initialized |
 //! | `Shared::ready` and the wait queue | mutexes | a change to the ready list happens before the notification; the predicate reads it under the queue lock |
+//! | `Shared::holders` increment (`Shared::hold`), decrement (`Shared::release`), load after registering (`Core::poll_core`) | `Relaxed` | nothing: the count publishes no data (the ready list and the registration are under their mutexes). What the check needs comes from the queue lock and coherence: a last decrement whose notification locked the queue before the registration happens before the load, which so reads it or a later value (new holders, made by that poll, that notify in turn when they go); one whose notification came after finds the registration and wakes it. A holder's wake is recorded and notified before its decrement, so a load that reads 0 misses no wake either |
 
 use core::any::Any;
 use core::fmt;
@@ -161,6 +189,12 @@ type WinCallback<T> = Box<dyn FnOnce(usize, Try<T>) + Send + 'static>;
 
 const UNCLAIMED: usize = usize::MAX;
 
+/// `collect_any`: the claim of a collect future dropped before any child
+/// finished (`Drop for Core`): every later finisher loses, and the callback
+/// is dropped uncalled. Never a child's index (there are fewer than
+/// `usize::MAX - 1` of them).
+const DROPPED: usize = usize::MAX - 1;
+
 /// Shared by a collect future, its children's wakers and its scheduled
 /// children's callbacks.
 struct Shared<T> {
@@ -176,6 +210,17 @@ struct Shared<T> {
     nodes: AtomicPtr<Node<T>>,
     /// The number of children.
     len: usize,
+    /// Holders outside the collect future that can still wake it: owned
+    /// child wakers and the completion callbacks of scheduled children not
+    /// yet called (`Holder`). Not the collect future itself, nor the wakers
+    /// it lends to a child for one poll (`Lent`, and a node's waker built
+    /// without a count in `poll_child`). When it is 0 after the collect
+    /// future registers, nothing can wake it any more, and it lets go of the
+    /// awaiting task's waker (`poll_core`; the last holder to go wakes it
+    /// for that, `Shared::release`): that waker, kept in `parent`, is owned
+    /// through `Shared` by the awaiting task's own future, and would keep
+    /// the task alive for ever (it is never woken, so never `Abandoned`).
+    holders: AtomicUsize,
 }
 
 // SAFETY: `on_win` is the only field that is not `Sync` by itself; it is
@@ -243,6 +288,44 @@ impl<T> Shared<T> {
             Some(cb) => catch_unwind(AssertUnwindSafe(|| cb(index, t))).map(|()| None),
             None => Ok(Some(t)),
         }
+    }
+
+    /// A new holder (`holders`): a clone of a child's waker, or a scheduled
+    /// child's callback. Made only by an existing holder or by the collect
+    /// future's own poll.
+    #[inline]
+    fn hold(&self) {
+        // Relaxed: the count publishes nothing (see the orderings table).
+        self.holders.fetch_add(1, Relaxed);
+    }
+
+    /// A holder goes, after its last wake (if any) was recorded and
+    /// notified. The last one wakes the collect future: the check that
+    /// follows its next registration sees no holder, and lets go of the
+    /// awaiting task's waker (`poll_core`).
+    #[inline]
+    fn release(&self) {
+        // Relaxed: see the orderings table.
+        // Negative control `task_collect_last_holder_silent`: the last
+        // holder goes without waking the collect future, which then keeps
+        // the awaiting task's waker registered for ever.
+        if self.holders.fetch_sub(1, Relaxed) == 1
+            && !cfg!(lazyflight_break = "task_collect_last_holder_silent")
+        {
+            self.last_holder_gone();
+        }
+    }
+
+    /// No holder is left: wakes the collect future, if it is registered, so
+    /// that it lets go of the awaiting task's waker itself. Only a wake: the
+    /// collect future may make new holders (its poll may be running right
+    /// now), so whether it can still be woken is for it to decide, after it
+    /// has registered; a spurious wake costs one poll, a dropped waker that
+    /// was still needed would lose a wake.
+    #[cold]
+    #[inline(never)]
+    fn last_holder_gone(&self) {
+        self.parent.notify_all();
     }
 
     /// Records a change with `f`, then wakes the collect future.
@@ -335,8 +418,31 @@ impl<T> Drop for Shared<T> {
     }
 }
 
+/// One holder (`Shared::holders`) with its count on `Shared`: the
+/// completion callback of a scheduled child owns one, and an owned child
+/// waker is one (taken apart into its node's pointer; put back together by
+/// `node_wake` and `node_drop`). Dropping it releases the holder, then the
+/// count.
+struct Holder<T>(Arc<Shared<T>>);
+
+impl<T> Holder<T> {
+    /// A new holder on `shared`.
+    fn new(shared: &Arc<Shared<T>>) -> Self {
+        shared.hold();
+        Holder(shared.clone())
+    }
+}
+
+impl<T> Drop for Holder<T> {
+    fn drop(&mut self) {
+        // Before the `Arc` field goes: `release` may need `Shared`.
+        self.0.release();
+    }
+}
+
 /// `RawWaker` vtable of an owned child waker; the data pointer is the
-/// child's `Node`, and the waker holds one count on the node's `Shared`.
+/// child's `Node`, and the waker is one holder on the node's `Shared`, with
+/// its count (a `Holder` taken apart).
 fn node_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
     &RawWakerVTable::new(
         node_clone::<T>,
@@ -346,18 +452,37 @@ fn node_vtable<T: Send + 'static>() -> &'static RawWakerVTable {
     )
 }
 
-/// Clones an owned child waker: one more count on the node's `Shared`.
+/// Clones an owned child waker: one more holder and count on the node's
+/// `Shared`.
 ///
 /// # Safety
 ///
 /// `p` is the data pointer of an owned child waker (`node_vtable`): a
-/// `Node` whose `Shared` that waker holds a count on.
+/// `Node` whose `Shared` that waker holds a count on (or the collect
+/// future keeps alive, for the waker lent by `poll_child`).
 unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     // SAFETY: `p` is a node (see `node_vtable`), alive while the waker being
     // cloned holds its count on the node's `Shared`, whose pointer came from
     // `Arc::as_ptr`.
-    unsafe { Arc::increment_strong_count((*p.cast::<Node<T>>()).shared) };
+    unsafe {
+        let shared = (*p.cast::<Node<T>>()).shared;
+        (*shared).hold();
+        Arc::increment_strong_count(shared);
+    }
     RawWaker::new(p, node_vtable::<T>())
+}
+
+/// The holder an owned child waker is, put back together.
+///
+/// # Safety
+///
+/// `p` is the data pointer of an owned child waker (`node_vtable`): a
+/// `Node` whose `Shared` that waker holds a count on. That holder and count
+/// pass to the result.
+unsafe fn node_holder<T>(p: *const ()) -> Holder<T> {
+    // SAFETY: the waker's count keeps the node alive; its `shared` came from
+    // `Arc::as_ptr` and the count passes to the `Arc`.
+    Holder(unsafe { Arc::from_raw((*p.cast::<Node<T>>()).shared) })
 }
 
 /// Wakes an owned child waker by value: wakes the child, then releases
@@ -368,11 +493,12 @@ unsafe fn node_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
 /// `p` is the data pointer of an owned child waker (`node_vtable`): a
 /// `Node` whose `Shared` that waker holds a count on. That count is consumed.
 unsafe fn node_wake<T: Send + 'static>(p: *const ()) {
-    // SAFETY: as in `node_clone`; `wake` consumes the waker's count, owned
-    // here by `_count` and released after the wake, or while unwinding if
-    // the wake panics (as `task_wake` does for a root task's).
-    let _count = unsafe { Arc::from_raw((*p.cast::<Node<T>>()).shared) };
-    // SAFETY: as in `node_clone`: `_count` keeps the node alive.
+    // SAFETY: as in `node_clone`; `wake` consumes the waker's holder and
+    // count, owned here by `_holder` and released after the wake (which is
+    // then recorded and notified: the holder goes only after it), or while
+    // unwinding if the wake panics (as `task_wake` does for a root task's).
+    let _holder = unsafe { node_holder::<T>(p) };
+    // SAFETY: as in `node_clone`: `_holder` keeps the node alive.
     unsafe { node_wake_by_ref::<T>(p) };
 }
 
@@ -387,7 +513,8 @@ unsafe fn node_wake_by_ref<T: Send + 'static>(p: *const ()) {
     unsafe { (*p.cast::<Node<T>>()).wake() };
 }
 
-/// Drops an owned child waker: releases its count.
+/// Drops an owned child waker: releases its holder (the last one wakes the
+/// collect future, to let go of the awaiting task's waker), then its count.
 ///
 /// # Safety
 ///
@@ -396,10 +523,7 @@ unsafe fn node_wake_by_ref<T: Send + 'static>(p: *const ()) {
 unsafe fn node_drop<T: Send + 'static>(p: *const ()) {
     // SAFETY: as in `node_clone`. The node is read before the count is
     // released (releasing it may free the node).
-    unsafe {
-        let shared = (*p.cast::<Node<T>>()).shared;
-        Arc::decrement_strong_count(shared);
-    }
+    drop(unsafe { node_holder::<T>(p) });
 }
 
 /// The waker an inline child sees during its polls before any child has
@@ -432,9 +556,10 @@ unsafe fn lent_clone<T: Send + 'static>(p: *const ()) -> RawWaker {
     // thread during the poll is fine too.
     let lent = unsafe { &*p.cast::<Lent<'_, T>>() };
     let node = Shared::node(lent.shared, lent.index);
-    // SAFETY: the count is taken through the live `Arc` borrowed by `lent`,
-    // by its `as_ptr` (what `Node::shared` holds).
-    unsafe { Arc::increment_strong_count(Arc::as_ptr(lent.shared)) };
+    // A new holder, with its count taken through the live `Arc` borrowed by
+    // `lent` (whose `as_ptr` is what `Node::shared` holds), taken apart into
+    // the node's pointer.
+    mem::forget(Holder::new(lent.shared));
     RawWaker::new(node.cast::<()>(), node_vtable::<T>())
 }
 
@@ -655,6 +780,7 @@ impl<T: Send + 'static> Core<T> {
                 any: mode == Mode::Any,
                 nodes: AtomicPtr::new(core::ptr::null_mut()),
                 len: n,
+                holders: AtomicUsize::new(0),
             }),
             key: WaitKey::new(),
             mode,
@@ -912,11 +1038,13 @@ impl<T: Send + 'static> Core<T> {
             (Some(own), None) => Some(own),
             (None, inherited) => inherited.clone(),
         };
-        let shared = self.shared.clone();
+        // The callback is a holder until it has run (or is dropped uncalled):
+        // the child can still wake this future.
+        let holder = Holder::new(&self.shared);
         RawTask::spawn(
             fut,
             Ctx::new(Some(executor), local),
-            Box::new(move |t| shared.finish_child(index, t)),
+            Box::new(move |t| holder.0.finish_child(index, t)),
             FirstRun::Scheduled,
         );
     }
@@ -999,6 +1127,10 @@ impl<T: Send + 'static> Core<T> {
         }
         if self.done() {
             self.completed = true;
+            // A registration left from an earlier poll would keep the
+            // awaiting task's waker (see `Shared::holders`) for as long as
+            // this future is kept.
+            self.shared.parent.cancel(&mut self.key, || {});
             return Poll::Ready(());
         }
         let shared = &self.shared;
@@ -1013,6 +1145,24 @@ impl<T: Send + 'static> Core<T> {
                 .register(&mut self.key, cx.waker(), || shared.ready.lock().is_empty())
         {
             cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        // Registered. No holder left (or never any: children pending without
+        // keeping their wakers): nothing can wake this future any more, so
+        // the awaiting task must not keep its own waker here, in the state
+        // its own future owns (it would never be freed, nor `Abandoned`).
+        // A holder that went before this load had notified first (seen by
+        // the predicate above, or it found the registration and woke it);
+        // one left now will, when it goes last, wake this future (it finds
+        // the registration: the queue lock orders its notification after
+        // this registration, or its decrement before this load), and the
+        // next poll checks again. Relaxed: see the orderings table.
+        // Negative control `task_collect_keeps_parent_waker`: the waker is
+        // kept whatever the count (the cycle the count is there to break).
+        if shared.holders.load(Relaxed) == 0
+            && !cfg!(lazyflight_break = "task_collect_keeps_parent_waker")
+        {
+            shared.parent.cancel(&mut self.key, || {});
         }
         Poll::Pending
     }
@@ -1053,6 +1203,19 @@ impl<T: Send + 'static> Core<T> {
 impl<T> Drop for Core<T> {
     fn drop(&mut self) {
         self.shared.parent.cancel(&mut self.key, || {});
+        // `collect_any` dropped before any child claimed the win: claim it
+        // for nobody, so a scheduled child finishing later loses (its
+        // outcome is dropped), and drop the callback uncalled, as the cancel
+        // safety docs say. Once a child has claimed, its callback runs where
+        // it finishes, with or without this future. Dropped last (a quiet
+        // drop: user code, perhaps while unwinding), after the children.
+        let mut _on_win = None;
+        if self.mode == Mode::Any && self.shared.claim(DROPPED) {
+            // SAFETY: the claim succeeded: only this thread touches `on_win`
+            // (see the `Sync` impl of `Shared`).
+            let cb = self.shared.on_win.with_mut(|cb| unsafe { (*cb).take() });
+            _on_win = Some(crate::unwind::Quiet::new(cb));
+        }
         // The outcomes recorded so far and the slots left (none once the
         // outcomes were handed out): by hand, as the compact outcomes are
         // not slots.

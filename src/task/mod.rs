@@ -50,7 +50,7 @@
 //! | a wake during a poll re-polls; polls never overlap  | loom, shuttle                               |
 //! | `sync_await` never misses its wake-up               | loom                                        |
 //! | a refused resumption completes the task (`Rejected`) | loom, tests                                |
-//! | a task no waker can resume completes (`Abandoned`)   | loom, tests                                |
+//! | a task no waker can resume completes (`Abandoned`), also one awaiting a collect | loom, tests |
 //! | a wake inside a run queues, never nests, its task    | loom, tests                                |
 //! | collect: parent resumed after the last child; a wake polls only its child | loom, proptest    |
 //! | `collect_any`: one winner, its callback exactly once | loom, shuttle, proptest                    |
