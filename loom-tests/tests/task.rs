@@ -53,6 +53,22 @@ impl Future for Fired {
     }
 }
 
+/// Ready at once; keeps a clone of its waker in the slot first. In a
+/// collect child, that clone is a waker that can still wake the collect
+/// (one of its holders) for as long as the slot keeps it: the models that
+/// check how a child's wake reaches the collect keep one, so that the wake
+/// the last holder's going sends (see `Shared::holders` in collect.rs) does
+/// not stand in for the one under test.
+struct KeepsAWaker(std::sync::Arc<std::sync::Mutex<Option<Waker>>>);
+
+impl Future for KeepsAWaker {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        *self.0.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Ready(())
+    }
+}
+
 /// Fails the model if two polls of the wrapped future overlap.
 struct NoOverlap<F> {
     inner: Pin<Box<F>>,
@@ -297,7 +313,8 @@ fn task_refused_schedule_completes_with_rejected() {
 // Property: `collect_all` over two inline children, each completed by its own
 // thread at the same time: each wake lands in the ready list, the parent is
 // resumed after the last one and completes exactly once, with both results in
-// input order.
+// input order. (The first child keeps a spare waker until the end, so that
+// the resumption comes from the children's wakes themselves.)
 #[test]
 fn task_collect_all_countdown_resumes_parent_after_last_child() {
     loom::model(|| {
@@ -306,9 +323,12 @@ fn task_collect_all_countdown_resumes_parent_after_last_child() {
         let (a2, b2) = (a.clone(), b.clone());
         let ta = thread::spawn(move || a2.fire());
         let tb = thread::spawn(move || b2.fire());
+        let spare = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let keep = spare.clone();
         let out = sync_await(Lazy::new(async move {
             let children = vec![
                 Lazy::new(async move {
+                    KeepsAWaker(keep).await;
                     Fired(a).await;
                     0
                 }),
@@ -323,6 +343,7 @@ fn task_collect_all_countdown_resumes_parent_after_last_child() {
         assert_eq!(out, [0, 1]);
         ta.join().unwrap();
         tb.join().unwrap();
+        drop(spare);
     });
 }
 
@@ -364,7 +385,8 @@ fn task_collect_rewoken_child_during_its_poll_is_polled_again() {
 
 // Property: two scheduled `collect_any` children finish at the same time on
 // two threads: exactly one claims the win, the callback runs exactly once
-// with the winner's own value, and the parent resolves to that index.
+// with the winner's own value, and the parent resolves to that index (a
+// third child never finishes).
 #[test]
 fn task_collect_any_two_children_finish_at_once_one_winner() {
     loom::model(|| {
@@ -372,10 +394,20 @@ fn task_collect_any_two_children_finish_at_once_one_winner() {
         let seen = std::sync::Arc::new(StdAtomicUsize::new(usize::MAX));
         let (c, s) = (calls.clone(), seen.clone());
         let ex = executor(ThreadPerJob);
+        // A third child parks until `later` fires, at the end, so that its
+        // report, still to come, keeps the parent's registration and the
+        // resumption comes from the winner's report itself.
+        let later = Arc::new(Signal::default());
+        let n = later.clone();
         let index = sync_await(Lazy::new(async move {
             let children = vec![
                 Lazy::new(async { 0usize }).via(ex.clone()),
-                Lazy::new(async { 1usize }).via(ex),
+                Lazy::new(async { 1usize }).via(ex.clone()),
+                Lazy::new(async move {
+                    Fired(n).await;
+                    2usize
+                })
+                .via(ex),
             ];
             collect_any_with(children, move |i, v| {
                 c.fetch_add(1, SeqCst);
@@ -391,6 +423,7 @@ fn task_collect_any_two_children_finish_at_once_one_winner() {
             index,
             "the parent reports the callback's winner"
         );
+        later.fire();
     });
 }
 
