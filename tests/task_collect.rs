@@ -774,12 +774,21 @@ fn a_child_may_clone_its_waker_on_another_thread_and_keep_it() {
     );
 }
 
-/// Pending for ever, keeping every waker it is given.
-struct Hoarder(Arc<Mutex<Vec<std::task::Waker>>>);
+/// Pending for ever, keeping every waker it is given in the shared list.
+struct Hoarder<T>(
+    Arc<Mutex<Vec<std::task::Waker>>>,
+    std::marker::PhantomData<fn() -> T>,
+);
 
-impl Future for Hoarder {
-    type Output = usize;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+impl<T> Hoarder<T> {
+    fn new(kept: Arc<Mutex<Vec<std::task::Waker>>>) -> Self {
+        Hoarder(kept, std::marker::PhantomData)
+    }
+}
+
+impl<T> Future for Hoarder<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         self.0.lock().unwrap().push(cx.waker().clone());
         Poll::Pending
     }
@@ -788,7 +797,9 @@ impl Future for Hoarder {
 #[test]
 fn wakers_kept_by_collect_any_losers_outlive_the_collect() {
     let kept = Arc::new(Mutex::new(Vec::new()));
-    let mut input: Vec<Lazy<usize>> = (0..20).map(|_| Lazy::new(Hoarder(kept.clone()))).collect();
+    let mut input: Vec<Lazy<usize>> = (0..20)
+        .map(|_| Lazy::new(Hoarder::new(kept.clone())))
+        .collect();
     input.push(Lazy::new(async { 20 }));
     let out = sync_await(Lazy::new(async move { collect_any(input).await }));
     assert_eq!((out.index, out.value.value()), (20, 20));
@@ -1339,17 +1350,6 @@ fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'st
     rx.recv_timeout(limit).ok()
 }
 
-/// Pending for ever, keeping every waker it is given in the shared list.
-struct ParkedIn(Arc<Mutex<Vec<std::task::Waker>>>);
-
-impl Future for ParkedIn {
-    type Output = u32;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
-        self.0.lock().unwrap().push(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
 /// A task awaiting a collect whose children can no longer wake it is
 /// abandoned once their last waker is dropped unwoken, as a task awaiting
 /// anything else is: the collect does not keep the task's own waker for
@@ -1362,7 +1362,9 @@ fn a_task_awaiting_a_collect_no_child_can_wake_any_more_is_abandoned() {
     let w = wakers.clone();
     let waiter = std::thread::spawn(move || {
         sync_await_try(Lazy::new(async move {
-            collect_all(vec![Lazy::new(ParkedIn(w))]).await.len() as u32
+            collect_all(vec![Lazy::new(Hoarder::<u32>::new(w))])
+                .await
+                .len() as u32
         }))
         .into_result()
         .map_err(|e| e.to_string())
@@ -1451,8 +1453,8 @@ fn a_task_awaiting_a_windowed_collect_no_child_can_wake_any_more_is_abandoned() 
             let input = vec![
                 Lazy::new(async { 1 }),
                 Lazy::new(async { 2 }),
-                Lazy::new(ParkedIn(w.clone())),
-                Lazy::new(ParkedIn(w)),
+                Lazy::new(Hoarder::new(w.clone())),
+                Lazy::new(Hoarder::new(w)),
             ];
             sync_await_try(windowed(2, false, input))
                 .into_result()
