@@ -632,6 +632,18 @@ impl Drop for RunGuard {
     }
 }
 
+impl Runs {
+    /// Queues the run the caller owns (state `SCHEDULED`) of a task without
+    /// an executor, at the tail.
+    fn push<T: Send + 'static>(&self, this: &Arc<RawTask<T>>) {
+        // The job holds the run's count until the run is made.
+        let job = RunJob(Some(this.clone()));
+        self.queued
+            .borrow_mut()
+            .push_back(Box::new(move || job.run()));
+    }
+}
+
 /// Queues the run the caller owns, of a task without an executor, and
 /// returns `true`, if a run is in progress on this thread; otherwise (or
 /// where this thread's [`Runs`] is gone) returns `false`, and the caller runs
@@ -646,9 +658,7 @@ fn defer<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
         if r.depth.get() == 0 {
             return false;
         }
-        // The job holds the run's count until the run is made.
-        let job = RunJob(Some(this.clone()));
-        r.queued.borrow_mut().push_back(Box::new(move || job.run()));
+        r.push(this);
         true
     })
     .unwrap_or(false)
@@ -668,9 +678,7 @@ fn requeue_behind_queued_runs<T: Send + 'static>(
             return false;
         }
         leave();
-        // The job holds the run's count until the run is made.
-        let job = RunJob(Some(this.clone()));
-        r.queued.borrow_mut().push_back(Box::new(move || job.run()));
+        r.push(this);
         true
     })
     .unwrap_or(false)
