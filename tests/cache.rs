@@ -428,6 +428,91 @@ fn invalidate_in_flight_serves_current_callers_and_stores_nothing() {
     );
 }
 
+/// After `invalidate`, the callers of the invalidated attempt stay with it:
+/// when its init is cancelled, the longest-waiting of them runs its own init
+/// for them, beside the fresh init the next caller started, and its result
+/// is not stored; the fresh init's is.
+#[test]
+fn a_cancelled_invalidated_init_hands_over_among_its_own_callers() {
+    let cache = Cache::<u8, u32, String>::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut leader = Box::pin(cache.get(1, std::future::pending));
+    let mut waiter = pin!(cache.get(1, || async { Ok(7) }));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+
+    assert!(cache.invalidate(&1));
+    let mut fresh = pin!(cache.get(1, || async move { Ok(rx.await.unwrap()) }));
+    assert!(fresh.as_mut().poll(&mut cx).is_pending());
+    drop(leader);
+    assert_eq!(
+        waiter.as_mut().poll(&mut cx),
+        Poll::Ready(Ok(7)),
+        "the invalidated attempt's waiter ran its own init"
+    );
+    assert_eq!(cache.peek(&1), None, "and its result is not stored");
+    tx.send(9).unwrap();
+    assert_eq!(fresh.as_mut().poll(&mut cx), Poll::Ready(Ok(9)));
+    assert_eq!(cache.peek(&1), Some(Ok(9)), "the fresh init's result is");
+}
+
+/// Counts itself in `alive` while it exists.
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn new(alive: &Arc<AtomicUsize>) -> Self {
+        alive.fetch_add(1, Ordering::SeqCst);
+        Alive(alive.clone())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A `get_owned` init belongs to its entry: with every caller cancelled it
+/// stays, pending and driven by nobody, counted by `len` and kept by
+/// `purge_expired`, until a later `get` of the key resumes it (or the key is
+/// invalidated, which drops it).
+#[test]
+fn an_abandoned_owned_init_stays_in_its_entry_for_the_next_caller() {
+    let cache = Cache::<u8, u32, String>::new();
+    let alive = Arc::new(AtomicUsize::new(0));
+    let mut cx = Context::from_waker(Waker::noop());
+    let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    {
+        let counted = Alive::new(&alive);
+        let mut only = pin!(cache.get_owned(1, move || async move {
+            let _counted = counted;
+            Ok(rx.await.unwrap())
+        }));
+        assert!(only.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(cache.purge_expired(), 0);
+    assert_eq!((cache.len(), alive.load(Ordering::SeqCst)), (1, 1));
+    tx.send(3).unwrap();
+    let mut next = pin!(cache.get_owned(1, || async { unreachable!("resumes the stored init") }));
+    assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(Ok(3)));
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+
+    // Abandoned again, then invalidated: dropped at once.
+    let (_tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    {
+        let counted = Alive::new(&alive);
+        let mut only = pin!(cache.get_owned(2, move || async move {
+            let _counted = counted;
+            Ok(rx.await.unwrap())
+        }));
+        assert!(only.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(alive.load(Ordering::SeqCst), 1);
+    assert!(cache.invalidate(&2));
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}
+
 #[test]
 fn clear_len_is_empty_peek() {
     let cache = Cache::<String, usize, ()>::new();

@@ -300,3 +300,130 @@ fn a_cell_gives_back_its_waiters_after_a_stampede_whose_last_waiter_is_polled() 
 fn a_cell_gives_back_its_waiters_after_a_stampede_whose_last_waiter_is_dropped() {
     a_cell_gives_back_its_waiters_after_a_stampede(false);
 }
+
+/// A miss of a `u64 -> u64` cache, boxed so a burst of them can be held.
+type Miss<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, ()>> + 'a>>;
+
+/// A burst of misses in a cache without expiry, all in flight at once and
+/// then all cancelled, stores nothing: the emptied cache keeps under `KEPT`
+/// bytes. (Each miss keeps room in the table of stored values for every key
+/// in flight beside it, and that room was kept for ever.)
+#[test]
+fn a_cache_gives_back_a_burst_of_cancelled_misses() {
+    use std::task::{Context, Waker};
+    let cache = Cache::<u64, u64, ()>::new();
+    let before = live();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut misses: Vec<Miss<'_>> = (0..BURST)
+        .map(|k| Box::pin(cache.get(k, std::future::pending::<Result<u64, ()>>)) as Miss<'_>)
+        .collect();
+    for miss in &mut misses {
+        assert!(miss.as_mut().poll(&mut cx).is_pending());
+    }
+    let peak = live() - before;
+    drop(misses);
+    assert!(cache.is_empty());
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "an empty cache keeps {kept} bytes after a burst of misses (peak {peak})"
+    );
+}
+
+/// As above, with every attempt failing under `ErrorPolicy::SharedOnly`:
+/// nothing is ever stored, yet the room kept for values stayed.
+#[test]
+fn a_shared_only_cache_gives_back_a_burst_of_failed_attempts() {
+    use lazyflight::ErrorPolicy;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::task::{Context, Poll, Waker};
+    let cache = Cache::<u64, u64, ()>::builder()
+        .errors(ErrorPolicy::SharedOnly)
+        .build();
+    let before = live();
+    // Every attempt is held open until all are in flight, then fails.
+    let gates: Vec<Rc<Cell<bool>>> = (0..BURST).map(|_| Rc::new(Cell::new(false))).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut misses: Vec<Miss<'_>> = gates
+        .iter()
+        .zip(0..)
+        .map(|(gate, k)| {
+            let gate = gate.clone();
+            let attempt = move || {
+                std::future::poll_fn(move |_| {
+                    if gate.get() {
+                        Poll::Ready(Err(()))
+                    } else {
+                        Poll::Pending
+                    }
+                })
+            };
+            Box::pin(cache.get(k, attempt)) as Miss<'_>
+        })
+        .collect();
+    for miss in &mut misses {
+        assert!(miss.as_mut().poll(&mut cx).is_pending());
+    }
+    let peak = live() - before;
+    for gate in &gates {
+        gate.set(true);
+    }
+    for miss in &mut misses {
+        assert_eq!(miss.as_mut().poll(&mut cx), Poll::Ready(Err(())));
+    }
+    drop(misses);
+    drop(gates);
+    assert!(cache.is_empty());
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "an empty cache keeps {kept} bytes after a burst of failed attempts (peak {peak})"
+    );
+}
+
+/// As [`a_cache_gives_back_a_burst_of_cancelled_misses`], in a cache that
+/// also holds values, in every shard: the room the burst's keys kept in the
+/// table of stored values is given back at each shard's next miss.
+#[test]
+fn a_cache_holding_values_gives_back_a_burst_of_cancelled_misses_at_the_next_misses() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let cache = Cache::<u64, u64, ()>::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    // 1024 stored values: every one of the 64 shards holds some (so none of
+    // their tables of values is empty).
+    let stored = 1024;
+    for k in 0..stored {
+        let hit = Box::pin(cache.get(k, move || async move { Ok(k) }))
+            .as_mut()
+            .poll(&mut cx);
+        assert!(hit.is_ready());
+        // The first hit moves the value into the table of stored values.
+        assert!(Box::pin(cache.get(k, || async { unreachable!() }))
+            .as_mut()
+            .poll(&mut cx)
+            .is_ready());
+    }
+    let before = live();
+    let mut misses: Vec<Miss<'_>> = (stored..stored + BURST)
+        .map(|k| Box::pin(cache.get(k, std::future::pending::<Result<u64, ()>>)) as Miss<'_>)
+        .collect();
+    for miss in &mut misses {
+        assert!(miss.as_mut().poll(&mut cx).is_pending());
+    }
+    let peak = live() - before;
+    drop(misses);
+    // One more miss per shard, at the least (keys spread by hash: 4096 of
+    // them reach every one of 64 shards), each cancelled at once.
+    for k in 0..4096 {
+        let mut miss = Box::pin(cache.get(u64::MAX - k, std::future::pending::<Result<u64, ()>>));
+        assert!(miss.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(cache.len(), stored as usize);
+    let kept = live() - before;
+    assert!(
+        kept < KEPT,
+        "a cache keeps {kept} bytes after a burst of misses and a miss per shard (peak {peak})"
+    );
+}

@@ -70,7 +70,9 @@
 //! # Invariants
 //!
 //! * Per key, at most one initializer runs for the entry in the table. (An
-//!   entry already invalidated may still be finishing for its own callers.)
+//!   entry already invalidated may still be finishing for its own callers,
+//!   or, if its init was cancelled or panicked, running the init of the
+//!   longest-waiting of them.)
 //! * A caller that finds an entry in flight gets that entry's result; an
 //!   entry out of the table is never put back.
 //! * Keys never wait on each other: no lock is held across an `.await`.
@@ -98,7 +100,7 @@ use core::time::Duration;
 
 use hashbrown::HashTable;
 
-use crate::group::{free_if_empty, shrink_if_sparse, ShardsOf};
+use crate::group::{free_if_empty, shrink_empty, shrink_if_sparse, too_roomy, ShardsOf};
 use crate::sync::atomic::{fence, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use crate::sync::Arc;
 use crate::sync::MutexGuard;
@@ -192,7 +194,19 @@ impl<K, V, E> Table<K, V, E> {
             .ok()
             .map(|found| found.remove().0);
         shrink_if_sparse(&mut self.others, |s| s.hash);
+        self.trim_room();
         taken
+    }
+
+    /// Once [`Table::values`] holds nothing, gives back the room it keeps
+    /// for the keys of [`Table::others`] (see [`Cache::insert`]) beyond what
+    /// they still need: a burst of keys in flight that stored nothing
+    /// (cancelled, invalidated, failed under [`ErrorPolicy::SharedOnly`])
+    /// does not keep the memory of its peak. Runs no user code.
+    fn trim_room(&mut self) {
+        if self.values.is_empty() {
+            shrink_empty(&mut self.values, self.others.len());
+        }
     }
 
     /// Whether `entry` is the one the table holds for its key.
@@ -317,7 +331,11 @@ pub struct CacheStats {
 ///   tests.
 /// * [`invalidate`](Self::invalidate) on a key whose init is in flight: its
 ///   current callers still get that result, it is not stored, and the next
-///   `get` starts a fresh init.
+///   `get` starts a fresh init. Those callers stay with the invalidated
+///   attempt: if its init is cancelled or panics, the longest-waiting of
+///   them runs its own init for them, as without the invalidation, beside
+///   the fresh one (so two inits of the key may run at once), and its result
+///   is not stored either.
 /// * A hit allocates nothing in the cache: one shard lock, one probe of the
 ///   table of stored values, one clone (a stored error, or a result in a
 ///   timed cache, takes a second probe). What the clone of `V` allocates,
@@ -330,7 +348,12 @@ pub struct CacheStats {
 /// Entries are removed by `invalidate` and `clear`, replaced when found
 /// expired, and dropped when an init fails under
 /// [`ErrorPolicy::SharedOnly`] or is abandoned (its caller cancelled, or it
-/// panicked) with nobody waiting; there is no size bound. An expired entry
+/// panicked) with nobody waiting; there is no size bound. An init started
+/// by [`get_owned`](Self::get_owned) belongs to its entry, not to a caller:
+/// when every caller of it is cancelled it stays, pending and driven by
+/// nobody, counted by `len` and kept by `purge_expired`, until the next
+/// `get` of its key resumes it, or the key is invalidated or cleared. An
+/// expired entry
 /// is not swept in the background (the cache runs no task of its own): it
 /// keeps its memory, and counts in [`len`](Self::len), until a `get` of its
 /// key replaces it, it is invalidated or cleared, or
@@ -341,9 +364,11 @@ pub struct CacheStats {
 /// peak: at once when entries are invalidated or purged, or when the last
 /// one moves to the table of stored values; when they move there but some
 /// stay (stored errors, inits in flight), at the shard's next miss, since a
-/// hit never allocates. The table of stored values keeps its capacity until
-/// [`clear`](Self::clear): resizing it hashes every stored key, which runs
-/// `K`'s `Hash` (see below).
+/// hit never allocates. The table of stored values keeps room for every key
+/// in flight (so that a first hit never allocates either); room it no longer
+/// needs (values invalidated, keys in flight that stored nothing) is given
+/// back at the shard's next miss, which hashes every stored key and so runs
+/// `K`'s `Hash` (see below), or at once when it holds no value.
 ///
 /// # Values, errors and threads
 ///
@@ -1022,9 +1047,10 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         Ok(entry)
     }
 
-    /// Makes room in [`Table::values`] for `additional` more keys. Its slots
-    /// keep no hash (a hit reads key and value only), so growing it hashes
-    /// every stored key: user code. A panic there is caught inside the
+    /// Makes room in [`Table::values`] for `additional` more keys, or, if it
+    /// keeps far more room than that, shrinks it to twice what it needs. Its
+    /// slots keep no hash (a hit reads key and value only), so resizing it
+    /// hashes every stored key: user code. A panic there is caught inside the
     /// hasher rather than let unwind through the table (which would drop,
     /// under the lock, every slot not yet moved, and abort the process if
     /// one of those drops panicked too); the table is then rebuilt from
@@ -1043,7 +1069,16 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 0
             })
         };
-        values.reserve(additional, |(k, _)| hash(k));
+        let needed = values.len() + additional;
+        if too_roomy(values, needed) {
+            // The room kept for keys that were in flight together and stored
+            // nothing (cancelled, invalidated, failed under `SharedOnly`)
+            // while other values stayed: given back at the shard's next
+            // miss, as for the table of entries (see `insert`).
+            values.shrink_to(needed * 2, |(k, _)| hash(k));
+        } else {
+            values.reserve(additional, |(k, _)| hash(k));
+        }
         if panics.borrow().is_empty() {
             return Ok(());
         }
@@ -1183,6 +1218,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             };
             if let Ok(found) = stored {
                 let (key, value) = found.remove().0;
+                table.trim_room();
                 drop(table);
                 // The key and the value are dropped outside the lock.
                 drop_pair(key, value);
@@ -1199,6 +1235,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 Ok(found) => {
                     let removed = found.remove().0;
                     shrink_if_sparse(&mut table.others, |s| s.hash);
+                    table.trim_room();
                     (true, Some(removed))
                 }
                 Err(_) => (false, None),

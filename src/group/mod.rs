@@ -86,7 +86,7 @@
 
 mod shards;
 
-pub(crate) use shards::{free_if_empty, shrink_if_sparse, ShardsOf};
+pub(crate) use shards::{free_if_empty, shrink_empty, shrink_if_sparse, too_roomy, ShardsOf};
 
 use core::convert::Infallible;
 use core::fmt;

@@ -99,10 +99,18 @@ const KEEP: usize = 16;
 /// shrink.
 #[inline]
 pub(crate) fn shrink_if_sparse<T>(table: &mut HashTable<T>, hash: impl Fn(&T) -> u64) {
-    let capacity = slots(table);
-    if capacity > KEEP && table.len() < capacity / 4 {
+    if too_roomy(table, table.len()) {
         shrink(table, hash);
     }
+}
+
+/// Whether a table whose allocation holds more than [`KEEP`] slots would be
+/// under a quarter full with `len` entries: the threshold at which the
+/// shrinking functions give its memory back.
+#[inline]
+pub(crate) fn too_roomy<T>(table: &HashTable<T>, len: usize) -> bool {
+    let capacity = slots(table);
+    capacity > KEEP && len < capacity / 4
 }
 
 #[cold]
@@ -110,6 +118,19 @@ pub(crate) fn shrink_if_sparse<T>(table: &mut HashTable<T>, hash: impl Fn(&T) ->
 fn shrink<T>(table: &mut HashTable<T>, hash: impl Fn(&T) -> u64) {
     let len = table.len();
     table.shrink_to(len * 2, hash);
+}
+
+/// Cuts an empty table's room down to `keep` entries (twice that, as
+/// [`shrink_if_sparse`] does), once `keep` is under a quarter of its
+/// capacity (above [`KEEP`]). For `Cache`'s table of values, which keeps
+/// room for keys still in flight: emptied, it hashes nothing to shrink, so
+/// no user code runs (it may allocate the smaller table).
+#[inline]
+pub(crate) fn shrink_empty<T>(table: &mut HashTable<T>, keep: usize) {
+    debug_assert!(table.is_empty(), "only an empty table is shrunk unhashed");
+    if too_roomy(table, keep) {
+        table.shrink_to(keep * 2, |_| unreachable!("an empty table hashes nothing"));
+    }
 }
 
 /// Frees an emptied table's memory, if it holds more than [`KEEP`] slots'
