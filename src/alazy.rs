@@ -661,9 +661,20 @@ impl<T, E> ALazy<T, E> {
             self.state.store(EMPTY, Release);
         }
         #[cfg(not(lazyflight_break = "no_handoff"))]
-        // Release: pairs with the Acquire CAS of the next leader. Runs under
-        // the queue lock, so a caller about to queue sees EMPTY instead.
-        self.waiters.notify_one(|| self.state.store(EMPTY, Release));
+        // Release: pairs with the Acquire CAS of the next leader (the
+        // teardown of this initializer happens before the next one runs).
+        // Runs under the queue lock, so a caller about to queue sees EMPTY
+        // instead. Negative control `handoff_reset_relaxed`: `Relaxed`.
+        self.waiters.notify_one(|| {
+            self.state.store(
+                EMPTY,
+                if cfg!(lazyflight_break = "handoff_reset_relaxed") {
+                    Relaxed
+                } else {
+                    Release
+                },
+            )
+        });
     }
 }
 
@@ -758,8 +769,11 @@ impl<'a, T, E> Baton<'a, T, E> {
             // reads `driver` (the mutex orders the `driver` write as well).
             cell.state.store(INITIALIZING | OWNED, Release);
         }
-        // Callers queued behind us come and help drive.
-        cell.waiters.notify_all();
+        // Callers queued behind us come and help drive. (Negative control
+        // `owned_install_silent`: they are not told.)
+        if !cfg!(lazyflight_break = "owned_install_silent") {
+            cell.waiters.notify_all();
+        }
         driver
     }
 }

@@ -427,3 +427,45 @@ fn a_cache_holding_values_gives_back_a_burst_of_cancelled_misses_at_the_next_mis
         "a cache keeps {kept} bytes after a burst of misses and a miss per shard (peak {peak})"
     );
 }
+
+/// A stampede of `BURST` waiters queues on a long-lived cell while its owned
+/// initializer is being built (inside the leader's `f`), is notified all at
+/// once when the initializer is installed, and each waiter consumes its
+/// notification by being polled (it then helps drive): the emptied waiter
+/// queue gives its nodes back, as when the waiters leave by a drop.
+#[test]
+fn a_cell_gives_back_its_waiters_after_a_stampede_notified_by_an_owned_install() {
+    use lazyflight::ALazy;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    let cell = ALazy::<u64, ()>::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = live();
+    {
+        let mut waiters: Vec<Pin<Box<_>>> = (0..BURST)
+            .map(|_| Box::pin(cell.get_or_init_owned(|| async { Ok(0) })))
+            .collect();
+        let mut leader = Box::pin(cell.get_or_init_owned(|| {
+            // The cell is taken, its initializer not yet installed: every
+            // waiter queues on the cell itself.
+            let mut cx = Context::from_waker(Waker::noop());
+            for w in &mut waiters {
+                assert!(w.as_mut().poll(&mut cx).is_pending());
+            }
+            std::future::ready(Ok(1))
+        }));
+        assert_eq!(leader.as_mut().poll(&mut cx), Poll::Ready(Ok(&1)));
+        drop(leader);
+        for w in &mut waiters {
+            assert_eq!(w.as_mut().poll(&mut cx), Poll::Ready(Ok(&1)));
+        }
+    }
+    assert_eq!(cell.waiting(), 0);
+    let kept = live() - before;
+    assert!(
+        kept < 4096,
+        "a filled cell keeps {kept} bytes after a stampede of {BURST} waiters"
+    );
+}

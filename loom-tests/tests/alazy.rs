@@ -675,3 +675,109 @@ fn owned_init_completed_while_a_waiter_waker_panics_releases_every_helper() {
         helper.join().unwrap();
     });
 }
+
+/// State that only the running initializer touches (a port, a permit, a
+/// scratch file): plain memory, so loom checks every access against
+/// happens-before.
+struct InitOnly(loom::cell::UnsafeCell<usize>);
+
+// SAFETY: accessed only by the one initializer that runs at a time (the
+// property the model below checks); loom reports any other access.
+unsafe impl Sync for InitOnly {}
+
+/// Held by an initializer future; its drop (the initializer torn down by a
+/// cancelled leader) writes the initializer-only state.
+struct TearDown(Arc<InitOnly>);
+
+impl Drop for TearDown {
+    fn drop(&mut self) {
+        self.0 .0.with_mut(|p| unsafe { *p += 1 });
+    }
+}
+
+// Property: at most one initializer exists at a time, in the happens-before
+// sense: what a cancelled leader's initializer does while it is torn down
+// (its future's drop) happens before the next leader's initializer runs, even
+// when that next leader took the cell with the CAS from `EMPTY` (it loaded
+// `EMPTY` before the first leader started, and won after it gave up) rather
+// than through the queue.
+#[test]
+fn cancelled_leaders_teardown_happens_before_the_next_initializer() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let only = Arc::new(InitOnly(loom::cell::UnsafeCell::new(0)));
+        let (c, o) = (cell.clone(), only.clone());
+        let next = thread::spawn(move || {
+            block_on(c.get_or_init(|| async move {
+                let seen = o.0.with_mut(|p| unsafe {
+                    *p += 1;
+                    *p
+                });
+                Ok(seen)
+            }))
+            .owned()
+        });
+        let c = cell.clone();
+        let o = only.clone();
+        let mut leader = Box::pin(async move {
+            c.get_or_init(|| {
+                // Made only if this caller leads: its drop is the
+                // initializer's teardown.
+                let guard = TearDown(o);
+                async move {
+                    let _guard = guard;
+                    PendOnce::new().await;
+                    Ok(0)
+                }
+            })
+            .await
+            .owned()
+        });
+        let first = poll_once(leader.as_mut(), Waker::noop());
+        drop(leader);
+        let theirs = next.join().unwrap();
+        let value = theirs.expect("the other caller ends with a value");
+        assert!(
+            value == 1 || value == 2,
+            "its initializer ran, after ours if ours ran"
+        );
+        if first.is_pending() {
+            assert_eq!(cell.get(), Some(&value));
+        }
+    });
+}
+
+// Property: in the owned-initializer mode, a caller that queued on the cell
+// while the leader was still building its initializer (after the leader won
+// the cell, before the initializer was installed) is woken by the install and
+// helps drive it: a leader parked from then on does not stall it, whichever
+// way the two calls interleave.
+#[test]
+fn caller_queued_before_the_owned_install_drives_it_past_a_parked_leader() {
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let gate = Arc::new(Gate::new());
+        let c = cell.clone();
+        let waiter =
+            thread::spawn(move || block_on(c.get_or_init_owned(|| async { Ok(2) })).owned());
+        let (c, g) = (cell.clone(), gate.clone());
+        let mut leader = Box::pin(async move {
+            c.get_or_init_owned(move || async move {
+                g.wait().await;
+                Ok(1)
+            })
+            .await
+            .owned()
+        });
+        // Polled once, then parked until the waiter is done.
+        let _ = poll_once(leader.as_mut(), Waker::noop());
+        gate.open();
+        let value = waiter
+            .join()
+            .unwrap()
+            .expect("the waiter ends with a value");
+        assert!(value == 1 || value == 2);
+        assert_eq!(cell.get(), Some(&value));
+        drop(leader);
+    });
+}

@@ -412,3 +412,27 @@ fn cache_callers_cancelled_at_once_leave_no_entry() {
         assert!(cache.is_empty(), "an empty entry was left in the table");
     });
 }
+
+// Property: under `ErrorPolicy::SharedOnly` the error of an *owned* attempt
+// (`get_owned`, whose init cannot reach the table before it publishes) is
+// never stored either: a caller that meets the failed entry between its
+// publication and its removal starts afresh instead of keeping the error,
+// and once both callers are done no error is left in the cache.
+#[test]
+fn cache_shared_only_error_of_an_owned_init_is_never_stored() {
+    loom::model(|| {
+        let cache = Arc::new(
+            Cache::<u8, u8, u8>::builder()
+                .errors(ErrorPolicy::SharedOnly)
+                .build(),
+        );
+        let c2 = cache.clone();
+        let t = thread::spawn(move || block_on(c2.get_owned(1, || async { Err(1) })));
+        let mine = block_on(cache.get_owned(1, || async { Err(2) }));
+        let theirs = t.join().unwrap();
+        assert!(mine.is_err() && theirs.is_err());
+        assert!(cache.is_empty(), "a SharedOnly error stayed in the table");
+        assert_eq!(cache.peek(&1), None);
+        assert_eq!(block_on(cache.get(1, || async { Ok(3) })), Ok(3));
+    });
+}

@@ -890,7 +890,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
                 }
             })
             .await;
-        if result.is_err() {
+        // Negative control `cache_owned_shared_only_kept`: the failed owned
+        // entry is left in the table.
+        if result.is_err() && !cfg!(lazyflight_break = "cache_owned_shared_only_kept") {
             // The owned init cannot reach the table, so the error is
             // published first; `lookup` never serves a SharedOnly error
             // from the table, and this removes it (by identity; every
