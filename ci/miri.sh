@@ -62,7 +62,7 @@ fi
 cargo +nightly miri setup
 # Tests that run under Miri: the ones exercising memory and concurrency of the
 # library on real threads. Add new primitives' test files here.
-MIRI_TESTS=(alazy block_on send_sync seed_alazy task task_local task_collect group group_seed singleflight_go cache cache_alloc)
+MIRI_TESTS=(alazy block_on send_sync seed_alazy task task_local task_collect task_unwind group group_seed singleflight_go cache cache_alloc)
 # Not under Miri, and why (each runs natively in ci/test.sh):
 echo "miri: not run: tests/peer_bugs.rs (153 s under Miri, which would take the step over its budget;"
 echo "      the code paths its scenarios reach are under Miri through tests/group.rs and tests/cache.rs),"

@@ -827,3 +827,35 @@ fn task_on_threadpool() {
 fn task_on_spurious_executor() {
     task("task_on_spurious_executor", Exec::Spurious);
 }
+
+/// `SimpleExecutor::shutdown` runs the queued jobs and joins the threads
+/// before it returns, also when it overlaps another call: a second,
+/// concurrent `shutdown` (or the last handle's drop on another thread) used
+/// to return at once, while the first one was still joining, before the
+/// queued jobs had run. (If the spawned call starts late, the second call
+/// is the first: the test still holds.)
+#[test]
+fn a_concurrent_second_shutdown_waits_for_the_pool_to_stop_too() {
+    use lazyflight::task::{Executor, SimpleExecutor};
+    use std::time::Duration;
+    let ex = SimpleExecutor::new(1);
+    let ran = Arc::new(AtomicBool::new(false));
+    // A long job, then a queued one.
+    ex.schedule(Box::new(|| std::thread::sleep(Duration::from_millis(400))))
+        .unwrap();
+    let r = ran.clone();
+    ex.schedule(Box::new(move || r.store(true, SeqCst)))
+        .unwrap();
+    let first = {
+        let ex = ex.clone();
+        std::thread::spawn(move || ex.shutdown())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    ex.shutdown();
+    let done_after_second = ran.load(SeqCst);
+    first.join().unwrap();
+    assert!(
+        done_after_second,
+        "the second shutdown returned before the queued job ran (the worker was not joined)"
+    );
+}

@@ -1200,9 +1200,21 @@ impl<T: Send + 'static> Core<T> {
     }
 }
 
+/// One step of `Core`'s drop (see there).
+#[derive(Clone, Copy)]
+enum DropStep {
+    /// Cancel the awaiting task's registration (dropping its waker).
+    Cancel,
+    /// Drop compact outcome `i`.
+    Outcome(usize),
+    /// Drop late outcome `i`, if slot `i` is done.
+    Late(usize),
+    /// Drop slot `i`.
+    Slot(usize),
+}
+
 impl<T> Drop for Core<T> {
     fn drop(&mut self) {
-        self.shared.parent.cancel(&mut self.key, || {});
         // `collect_any` dropped before any child claimed the win: claim it
         // for nobody, so a scheduled child finishing later loses (its
         // outcome is dropped), and drop the callback uncalled, as the cancel
@@ -1218,34 +1230,45 @@ impl<T> Drop for Core<T> {
         }
         // The outcomes recorded so far and the slots left (none once the
         // outcomes were handed out): by hand, as the compact outcomes are
-        // not slots.
-        let (len, dense) = (self.slots.len(), self.dense);
-        // SAFETY: the slots are dropped here and the vector then only frees
-        // its buffer (its length is 0 from now on).
+        // not slots. The vector's length is 0 from here on, before any user
+        // code runs: whatever unwinds out of this drop, the vector's own
+        // drop then only frees its buffer (it never drops the compact
+        // outcomes' bytes as slots).
+        let (len, dense, next) = (self.slots.len(), self.dense, self.next);
+        // SAFETY: the slots are dropped below and the vector then only frees
+        // its buffer.
         unsafe { self.slots.set_len(0) };
         let base = self.slots.as_mut_ptr();
-        // Every element is dropped even if one's `Drop` (user code) panics,
-        // as a `Vec` does; the first such panic unwinds on afterwards.
-        // SAFETY: compact outcome `i < dense` is initialized (see `dense`),
-        // dropped once.
-        each(0..dense, |i| unsafe {
-            base.cast::<Try<T>>().add(i).drop_in_place();
-        });
-        if !self.late.is_empty() {
-            let (late, next) = (&mut self.late, self.next);
-            // SAFETY: `late[i]` is initialized exactly when
-            // `dense <= i < next` and slot `i` is done (a child not started
-            // yet may be done, with no outcome: it was polled to completion
-            // before it was collected), and dropped once; the slots are still
-            // intact.
-            each(dense..next, |i| unsafe {
+        let has_late = !self.late.is_empty();
+        let (shared, key, late) = (&self.shared, &mut self.key, &mut self.late);
+        // Every step runs even if one (user code: the awaiting task's
+        // waker's drop, an outcome's or a child's `Drop`) panics, as a `Vec`
+        // drops every element; the first such panic unwinds on afterwards.
+        // The registration goes first (a child's drop that wakes it then
+        // wakes nobody); the late outcomes before any slot, since whether
+        // one is initialized is read from its slot.
+        let steps = core::iter::once(DropStep::Cancel)
+            .chain((0..dense).map(DropStep::Outcome))
+            .chain((dense..next).filter(move |_| has_late).map(DropStep::Late))
+            .chain((dense..len).map(DropStep::Slot));
+        each(steps, |step| match step {
+            DropStep::Cancel => shared.parent.cancel(key, || {}),
+            // SAFETY: compact outcome `i < dense` is initialized (see
+            // `dense`), dropped once.
+            DropStep::Outcome(i) => unsafe { base.cast::<Try<T>>().add(i).drop_in_place() },
+            // SAFETY: `late[i]` is initialized exactly when `dense <= i <
+            // next` and slot `i` is done (a child not started yet may be
+            // done, with no outcome: it was polled to completion before it
+            // was collected), and dropped once; the slots are still intact
+            // (every `Late` step comes before the first `Slot` step).
+            DropStep::Late(i) => unsafe {
                 if (*base.add(i)).is_done() {
                     late[i].assume_init_drop();
                 }
-            });
-        }
-        // SAFETY: slot `i >= dense` is intact, dropped once.
-        each(dense..len, |i| unsafe { base.add(i).drop_in_place() });
+            },
+            // SAFETY: slot `i >= dense` is intact, dropped once.
+            DropStep::Slot(i) => unsafe { base.add(i).drop_in_place() },
+        });
     }
 }
 

@@ -328,8 +328,9 @@ impl<T: Send + 'static> Lazy<T> {
     /// `start` that began it, or out of the executor job it is (further
     /// panics from queued runs there are dropped). A callback run by a
     /// waker's drop ([`TaskError::Abandoned`](super::TaskError::Abandoned))
-    /// unwinds out of that drop, unless the thread is unwinding already:
-    /// then its panic is dropped.
+    /// unwinds out of that drop. Wherever the callback runs, if the thread
+    /// is unwinding already (a wake or a waker's drop made by a destructor
+    /// during an unwind), its panic is dropped: it would abort the process.
     ///
     /// # Examples
     ///

@@ -498,7 +498,16 @@ impl<T> RawTask<T> {
             // Outside any task: the callback is not part of the task, and
             // must not see the context of a task whose poll woke this one.
             let _outside = context::outside();
-            done(result);
+            if crate::sync::thread::panicking() {
+                // A wake (or a drop) while the thread unwinds already (a
+                // guard or a channel's sender dropped by the unwind woke the
+                // task inline): a panic from the callback would unwind out of
+                // a destructor during cleanup, which aborts the process. It
+                // is dropped; the unwind in progress goes on.
+                caught(move || done(result));
+            } else {
+                done(result);
+            }
         }
     }
 }

@@ -192,6 +192,35 @@ pub struct SimpleExecutor {
     timer_thread: thread::Thread,
     /// The timer thread's handle; taken and joined by `shutdown` (or `Drop`).
     timer: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Where `shutdown` stands, for calls that overlap the first one.
+    stop: Mutex<Stop>,
+}
+
+/// Where [`SimpleExecutor::shutdown`] stands.
+enum Stop {
+    /// Not called yet.
+    Running,
+    /// The first call is stopping the pool; the threads of later calls wait
+    /// for it, parked, to be unparked when it is done.
+    Stopping(Vec<thread::Thread>),
+    /// The first call has returned (or unwound).
+    Stopped,
+}
+
+/// Marks the first `shutdown` done when it ends, returning or unwinding, and
+/// unparks the calls waiting for it.
+struct Stopped<'a>(&'a SimpleExecutor);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let waiting = match core::mem::replace(&mut *self.0.stop.lock(), Stop::Stopped) {
+            Stop::Stopping(waiting) => waiting,
+            Stop::Running | Stop::Stopped => Vec::new(),
+        };
+        for t in waiting {
+            t.unpark();
+        }
+    }
 }
 
 impl SimpleExecutor {
@@ -246,6 +275,7 @@ impl SimpleExecutor {
             workers: Mutex::new(workers),
             timer_thread: timer.thread().clone(),
             timer: Mutex::new(Some(timer)),
+            stop: Mutex::new(Stop::Running),
         })
     }
 
@@ -253,7 +283,9 @@ impl SimpleExecutor {
     /// still run, pending timers are dropped (their tasks complete with
     /// [`TaskError::Rejected`](super::TaskError::Rejected)), later schedules
     /// are refused, and the threads are joined (but the calling thread, if
-    /// it is one of them). Calling it again does nothing.
+    /// it is one of them). Calling it again does nothing, but a call that
+    /// overlaps the first one (or the last handle's drop), from a thread not
+    /// of the pool, returns only once the pool has stopped.
     ///
     /// A task asleep on the pool ([`sleep`](super::sleep)) holds a handle to
     /// it through its context, and the pool holds the task's timer: until
@@ -285,6 +317,30 @@ impl SimpleExecutor {
         // inside a run, the runs queued on this thread go first, since a
         // worker may be waiting for one of them.
         super::make_queued_runs();
+        {
+            let mut stop = self.stop.lock();
+            match &mut *stop {
+                Stop::Running => *stop = Stop::Stopping(Vec::new()),
+                Stop::Stopped => return,
+                Stop::Stopping(waiting) => {
+                    // Another call is stopping the pool. A thread of the
+                    // pool must not wait for it: that call may be joining
+                    // this very thread.
+                    let me = thread::current();
+                    if self.current_thread_in_executor() || me.id() == self.timer_thread.id() {
+                        return;
+                    }
+                    waiting.push(me);
+                    drop(stop);
+                    // Unparked by `Stopped`; a spurious wake-up looks again.
+                    while !matches!(*self.stop.lock(), Stop::Stopped) {
+                        thread::park();
+                    }
+                    return;
+                }
+            }
+        }
+        let _stopped = Stopped(self);
         self.pool.timers.lock().shutdown = true;
         let workers = core::mem::take(&mut *self.workers.lock());
         Self::stop(&self.pool, workers);
