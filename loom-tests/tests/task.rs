@@ -655,3 +655,94 @@ fn task_collect_parent_not_abandoned_while_a_childs_waker_still_wakes() {
         assert!(dropped);
     });
 }
+
+// Property: a collect child's wake publishes what the waker wrote before it
+// to the child's next poll, also a wake that is absorbed because the child is
+// already queued in the ready list (its node's `queued` flag set): two threads
+// each store a flag (`Relaxed`) and wake the child through clones of its
+// waker; the collect future runs inline on whichever thread wakes it. The
+// absorbed wake touches neither the ready list's mutex nor the wait queue, so
+// only its `queued` swap (Release) and the collect future's clearing swap
+// (Acquire) order its flag before the poll; without them the poll could read
+// the flag as 0, park, and never be woken again.
+#[test]
+fn task_collect_absorbed_child_wake_still_publishes_to_the_childs_next_poll() {
+    loom::model(|| {
+        let flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; 2] =
+            core::array::from_fn(|_| Arc::new(Default::default()));
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let child = AllSet {
+            flags: flags.clone(),
+            waker: slot.clone(),
+        };
+        Lazy::new(async move {
+            collect_all(vec![Lazy::new(child)]).await;
+        })
+        .start(move |t| {
+            if !t.has_error() {
+                d.store(true, Ordering::Release);
+            }
+        });
+        let waker = slot.lock().unwrap().clone().expect("polled once, pending");
+        let wakers: Vec<_> = flags
+            .into_iter()
+            .map(|flag| {
+                let waker = waker.clone();
+                thread::spawn(move || {
+                    flag.store(1, Ordering::Relaxed);
+                    waker.wake();
+                })
+            })
+            .collect();
+        for w in wakers {
+            w.join().unwrap();
+        }
+        let completed = done.load(Ordering::Acquire);
+        drop(waker);
+        // Break the cycle task -> collect -> child -> slot -> waker.
+        let kept = slot.lock().unwrap().take();
+        drop(kept);
+        assert!(completed, "the child was not polled after every wake");
+    });
+}
+
+// Property: a `collect_any_with` future dropped (after its first poll) while
+// its scheduled child finishes on another thread: exactly one side owns the
+// callback. Either the drop claims the win for nobody first (the callback is
+// dropped uncalled, the child loses), or the child claims it first and takes
+// the callback to run it; never both touching it (loom checks the cell), and
+// the callback runs at most once.
+#[test]
+fn task_collect_any_dropped_while_its_scheduled_child_finishes_one_owner_of_the_callback() {
+    loom::model(|| {
+        let calls = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let c = calls.clone();
+        let child = Lazy::new(async { 3usize }).via(executor(ThreadPerJob));
+        let mut fut = collect_any_with(vec![child], move |i, v| {
+            assert_eq!((i, v.value()), (0, 3));
+            c.fetch_add(1, SeqCst);
+        });
+        let waker = Waker::noop();
+        let _ = Pin::new(&mut fut).poll(&mut Context::from_waker(waker));
+        drop(fut);
+        assert!(calls.load(SeqCst) <= 1);
+    });
+}
+
+// Property: a task awaiting a `RescheduleLazy` whose child completes on the
+// executor's thread while the awaiting task's poll checks for the outcome and
+// registers in the join slot's queue: the completion is either seen by the
+// check (or by its re-check under the queue lock) or finds the registration
+// and wakes the task. Never a lost wake-up (`sync_await` would park for ever).
+#[test]
+fn task_awaited_reschedule_lazy_completing_during_registration_wakes_the_awaiter() {
+    loom::model(|| {
+        let ex = executor(ThreadPerJob);
+        let v = sync_await(Lazy::new(async move {
+            Lazy::new(async { 4 }).via(ex).await + 1
+        }));
+        assert_eq!(v, 5);
+    });
+}

@@ -248,7 +248,13 @@ impl<T> Node<T> {
         // published before waking is seen by the poll that follows, even
         // when this wake is absorbed by one already queued; Acquire: pairs
         // with that clearing swap's Release, ordering this push after it.
-        if !self.queued.swap(true, AcqRel) {
+        // (Negative control `task_collect_wake_acquire_only`: `Acquire`.)
+        let order = if cfg!(lazyflight_break = "task_collect_wake_acquire_only") {
+            Acquire
+        } else {
+            AcqRel
+        };
+        if !self.queued.swap(true, order) {
             // SAFETY: every waker of this node holds a count on `Shared`.
             let shared = unsafe { &*self.shared };
             let index = self.index;
@@ -1222,7 +1228,15 @@ impl<T> Drop for Core<T> {
         // it finishes, with or without this future. Dropped last (a quiet
         // drop: user code, perhaps while unwinding), after the children.
         let mut _on_win = None;
-        if self.mode == Mode::Any && self.shared.claim(DROPPED) {
+        // Negative control `task_any_drop_checks_claim`: a load that sees
+        // no claim stands in for the claim itself.
+        let claimed = self.mode == Mode::Any
+            && if cfg!(lazyflight_break = "task_any_drop_checks_claim") {
+                self.shared.claimed.load(Acquire) == UNCLAIMED
+            } else {
+                self.shared.claim(DROPPED)
+            };
+        if claimed {
             // SAFETY: the claim succeeded: only this thread touches `on_win`
             // (see the `Sync` impl of `Shared`).
             let cb = self.shared.on_win.with_mut(|cb| unsafe { (*cb).take() });

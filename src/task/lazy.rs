@@ -903,11 +903,11 @@ impl<T: Send + 'static> Future for Scheduled<T> {
                 }
                 continue;
             }
-            // Acquire: as above, re-checked under the queue lock.
-            if slot
-                .waiters
-                .register(&mut this.key, cx.waker(), || !slot.done.load(Acquire))
-            {
+            // Acquire: as above, re-checked under the queue lock. (Negative
+            // control `task_scheduled_no_recheck`: not re-checked.)
+            if slot.waiters.register(&mut this.key, cx.waker(), || {
+                cfg!(lazyflight_break = "task_scheduled_no_recheck") || !slot.done.load(Acquire)
+            }) {
                 return Poll::Pending;
             }
         }

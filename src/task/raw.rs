@@ -65,7 +65,7 @@
 //!
 //! | operation                              | ordering  | pairs with                                                     |
 //! |----------------------------------------|-----------|----------------------------------------------------------------|
-//! | wake: CAS `IDLE → SCHEDULED`           | `AcqRel`  | Acquire: the runner's `Release` CAS `RUNNING → IDLE` (the body it wrote); Release: the next runner's `Acquire` |
+//! | wake: CAS `IDLE → SCHEDULED`           | `AcqRel`  | Release: the next runner's `Acquire`. Acquire: the runner's `Release` CAS `RUNNING → IDLE`; more than needed, since the next runner's own `Acquire` CAS reads this wake's write, a later update of the same word, and so synchronizes with that runner anyway (a mutation to `Release` passes every check) |
 //! | wake: CAS `RUNNING → NOTIFIED`         | `AcqRel`  | Release: the runner's failed `Acquire` CAS (what the waker published before waking is seen by the re-poll) |
 //! | wake absorbed (`SCHEDULED` / `NOTIFIED`): CAS to the same value | `AcqRel` | Release: the `Acquire` of the run that follows (`SCHEDULED → RUNNING`, or the failed CAS that finds `NOTIFIED`): what the waker published is seen by that poll, as for a wake that changed the state |
 //! | run: CAS `SCHEDULED → RUNNING`         | `Acquire` | the `Release` half of the wake CAS / the spawn store           |
