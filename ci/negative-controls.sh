@@ -35,7 +35,10 @@
 # under 0.2 s); 2 min 58 s for 24 controls, 3 min 47 s for 26 (at 5a575db), 4 min 8 s for 27 (at bd35722), 4 min 31 s for 30 (at 88f50fb), in a fresh-clone gate on the quiet
 # machine; 6 min 11 s for 35 (at f3167ee, cold target dir, shared machine); 373 s for 36 in the gate at d22c194. `--matrix` builds every file per control: 22 min for 11
 # controls, so it is for refreshing loom-tests/README.md, not for the gate.
-# Budget: 10 minutes.
+# 47 controls at 9d7e092 (2026-11-23, quiet machine): over 600 s; the builds alone
+# took 514 s for the baseline and the first 35 controls (12 to 15 s each). Two
+# controls built at once in two target directories took no less time (one build
+# keeps both cores busy). Budget: 14 minutes.
 
 # --- RUSTC_WRAPPER mode: cargo calls us as `<this script> <rustc> <args>...` ---
 if [[ -n "${__LAZYFLIGHT_NEG_WRAPPER:-}" ]]; then

@@ -304,6 +304,22 @@ fn a_cell_gives_back_its_waiters_after_a_stampede_whose_last_waiter_is_dropped()
 /// A miss of a `u64 -> u64` cache, boxed so a burst of them can be held.
 type Miss<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, ()>> + 'a>>;
 
+/// A `get` of every key in `keys` whose init never finishes, each polled
+/// once: all in flight at once.
+fn pending_misses<'a>(
+    cache: &'a Cache<u64, u64, ()>,
+    keys: std::ops::Range<u64>,
+    cx: &mut std::task::Context<'_>,
+) -> Vec<Miss<'a>> {
+    let mut misses: Vec<Miss<'a>> = keys
+        .map(|k| Box::pin(cache.get(k, std::future::pending::<Result<u64, ()>>)) as Miss<'a>)
+        .collect();
+    for miss in &mut misses {
+        assert!(miss.as_mut().poll(cx).is_pending());
+    }
+    misses
+}
+
 /// A burst of misses in a cache without expiry, all in flight at once and
 /// then all cancelled, stores nothing: the emptied cache keeps under `KEPT`
 /// bytes. (Each miss keeps room in the table of stored values for every key
@@ -314,12 +330,7 @@ fn a_cache_gives_back_a_burst_of_cancelled_misses() {
     let cache = Cache::<u64, u64, ()>::new();
     let before = live();
     let mut cx = Context::from_waker(Waker::noop());
-    let mut misses: Vec<Miss<'_>> = (0..BURST)
-        .map(|k| Box::pin(cache.get(k, std::future::pending::<Result<u64, ()>>)) as Miss<'_>)
-        .collect();
-    for miss in &mut misses {
-        assert!(miss.as_mut().poll(&mut cx).is_pending());
-    }
+    let misses = pending_misses(&cache, 0..BURST, &mut cx);
     let peak = live() - before;
     drop(misses);
     assert!(cache.is_empty());
@@ -406,19 +417,13 @@ fn a_cache_holding_values_gives_back_a_burst_of_cancelled_misses_at_the_next_mis
             .is_ready());
     }
     let before = live();
-    let mut misses: Vec<Miss<'_>> = (stored..stored + BURST)
-        .map(|k| Box::pin(cache.get(k, std::future::pending::<Result<u64, ()>>)) as Miss<'_>)
-        .collect();
-    for miss in &mut misses {
-        assert!(miss.as_mut().poll(&mut cx).is_pending());
-    }
+    let misses = pending_misses(&cache, stored..stored + BURST, &mut cx);
     let peak = live() - before;
     drop(misses);
     // One more miss per shard, at the least (keys spread by hash: 4096 of
     // them reach every one of 64 shards), each cancelled at once.
-    for k in 0..4096 {
-        let mut miss = Box::pin(cache.get(u64::MAX - k, std::future::pending::<Result<u64, ()>>));
-        assert!(miss.as_mut().poll(&mut cx).is_pending());
+    for k in u64::MAX - 4096..u64::MAX {
+        drop(pending_misses(&cache, k..k + 1, &mut cx));
     }
     assert_eq!(cache.len(), stored as usize);
     let kept = live() - before;

@@ -232,21 +232,33 @@ fn cache_error_cached_until_invalidated() {
 // is left in the cache, and the next get runs a fresh init.
 #[test]
 fn cache_shared_only_error_is_never_stored() {
-    loom::model(|| {
-        let cache = Arc::new(
-            Cache::<u8, u8, u8>::builder()
-                .errors(ErrorPolicy::SharedOnly)
-                .build(),
-        );
-        let c2 = cache.clone();
-        let t = thread::spawn(move || block_on(c2.get(1, || async { Err(1) })));
-        let mine = block_on(cache.get(1, || async { Err(2) }));
-        let theirs = t.join().unwrap();
-        assert!(mine.is_err() && theirs.is_err());
-        assert!(cache.is_empty(), "a SharedOnly error stayed in the table");
-        assert_eq!(cache.peek(&1), None);
-        assert_eq!(block_on(cache.get(1, || async { Ok(3) })), Ok(3));
-    });
+    loom::model(|| two_failing_shared_only_callers(false));
+}
+
+/// Two callers of one key in a `SharedOnly` cache race, each with an init
+/// that fails (through `get_owned` if `owned`); then no error may be left in
+/// the cache, and the next get runs a fresh init.
+fn two_failing_shared_only_callers(owned: bool) {
+    let cache = Arc::new(
+        Cache::<u8, u8, u8>::builder()
+            .errors(ErrorPolicy::SharedOnly)
+            .build(),
+    );
+    let get = move |cache: &Cache<u8, u8, u8>, e: u8| {
+        if owned {
+            block_on(cache.get_owned(1, move || async move { Err(e) }))
+        } else {
+            block_on(cache.get(1, move || async move { Err(e) }))
+        }
+    };
+    let c2 = cache.clone();
+    let t = thread::spawn(move || get(&c2, 1));
+    let mine = get(&cache, 2);
+    let theirs = t.join().unwrap();
+    assert!(mine.is_err() && theirs.is_err());
+    assert!(cache.is_empty(), "a SharedOnly error stayed in the table");
+    assert_eq!(cache.peek(&1), None);
+    assert_eq!(block_on(cache.get(1, || async { Ok(3) })), Ok(3));
 }
 
 // Property: under `ErrorPolicy::CachedFor`, an error is served until its
@@ -420,19 +432,5 @@ fn cache_callers_cancelled_at_once_leave_no_entry() {
 // and once both callers are done no error is left in the cache.
 #[test]
 fn cache_shared_only_error_of_an_owned_init_is_never_stored() {
-    loom::model(|| {
-        let cache = Arc::new(
-            Cache::<u8, u8, u8>::builder()
-                .errors(ErrorPolicy::SharedOnly)
-                .build(),
-        );
-        let c2 = cache.clone();
-        let t = thread::spawn(move || block_on(c2.get_owned(1, || async { Err(1) })));
-        let mine = block_on(cache.get_owned(1, || async { Err(2) }));
-        let theirs = t.join().unwrap();
-        assert!(mine.is_err() && theirs.is_err());
-        assert!(cache.is_empty(), "a SharedOnly error stayed in the table");
-        assert_eq!(cache.peek(&1), None);
-        assert_eq!(block_on(cache.get(1, || async { Ok(3) })), Ok(3));
-    });
+    loom::model(|| two_failing_shared_only_callers(true));
 }

@@ -203,19 +203,7 @@ fn every_wake_publishes<const N: usize>() {
         d.store(true, Ordering::Release);
     });
     let waker = slot.lock().unwrap().clone().expect("polled once, pending");
-    let wakers: Vec<_> = flags
-        .into_iter()
-        .map(|flag| {
-            let waker = waker.clone();
-            thread::spawn(move || {
-                flag.store(1, Ordering::Relaxed);
-                waker.wake();
-            })
-        })
-        .collect();
-    for w in wakers {
-        w.join().unwrap();
-    }
+    set_and_wake_from_threads(flags, &waker);
     drop(waker);
     // Break the cycle task -> slot -> waker -> task.
     slot.lock().unwrap().take();
@@ -686,19 +674,7 @@ fn task_collect_absorbed_child_wake_still_publishes_to_the_childs_next_poll() {
             }
         });
         let waker = slot.lock().unwrap().clone().expect("polled once, pending");
-        let wakers: Vec<_> = flags
-            .into_iter()
-            .map(|flag| {
-                let waker = waker.clone();
-                thread::spawn(move || {
-                    flag.store(1, Ordering::Relaxed);
-                    waker.wake();
-                })
-            })
-            .collect();
-        for w in wakers {
-            w.join().unwrap();
-        }
+        set_and_wake_from_threads(flags, &waker);
         let completed = done.load(Ordering::Acquire);
         drop(waker);
         // Break the cycle task -> collect -> child -> slot -> waker.
@@ -745,4 +721,25 @@ fn task_awaited_reschedule_lazy_completing_during_registration_wakes_the_awaiter
         }));
         assert_eq!(v, 5);
     });
+}
+
+/// Sets each flag to 1 and wakes `waker`, each from a thread of its own, and
+/// joins those threads.
+fn set_and_wake_from_threads<const N: usize>(
+    flags: [Arc<lazyflight::sync::atomic::AtomicUsize>; N],
+    waker: &Waker,
+) {
+    let wakers: Vec<_> = flags
+        .into_iter()
+        .map(|flag| {
+            let waker = waker.clone();
+            thread::spawn(move || {
+                flag.store(1, Ordering::Relaxed);
+                waker.wake();
+            })
+        })
+        .collect();
+    for w in wakers {
+        w.join().unwrap();
+    }
 }
