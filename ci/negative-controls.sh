@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Negative controls: prove that the loom suite has teeth.
 #
-# Each control is a value of the build-time cfg `lazyflight_break` that breaks
-# one guarantee of the library on purpose (declared in the root Cargo.toml's
-# `unexpected_cfgs` list). For every line of ci/negative-controls.txt this
-# script builds the loom suite with `--cfg loom --cfg lazyflight_break="<value>"`
-# and runs the models listed on that line; each of them MUST fail. A control
-# that some listed model survives fails the script. Before the controls, the
-# same models are run on the unbroken build and must pass, so that a model
-# which fails for another reason cannot pass for a catch.
+# Each control is a value of `lazyflight_break` (declared in the root
+# Cargo.toml's `unexpected_cfgs` list) that breaks one guarantee of the library
+# on purpose, at the `broken!("<value>")` sites in src/. For every line of
+# ci/negative-controls.txt this script runs the models listed on that line with
+# the control switched on; each of them MUST fail. A control that some listed
+# model survives fails the script. Before the controls, the same models are run
+# with no control and must pass, so that a model which fails for another reason
+# cannot pass for a catch.
 #
 # Usage (from anywhere; paths are relative to the repository root):
 #   ci/negative-controls.sh            # the listed models under their control
@@ -20,43 +20,19 @@
 # not counted as a catch: loom reports deadlocks itself, so a hang means the
 # model did not decide.
 #
-# Build: only the `lazyflight` crate (and the models that depend on it) is
-# rebuilt per control. Putting the control in RUSTFLAGS would also change the
-# flags of every dependency and rebuild loom and its 25-odd dependencies for
-# each control (~80 s each on the 2-core CI machine). Instead, RUSTFLAGS stays
-# `--cfg loom` for the whole build, and this script, acting as RUSTC_WRAPPER,
-# appends `--cfg lazyflight_break="<value>"` to the compiler invocations of the
-# `lazyflight` crate alone. Cargo cannot see the wrapper's environment, so the
-# script cleans those two packages before each build to force the rebuild, and
-# builds only the test files that define the models listed for the control.
+# Build: ONE build of the loom suite for every control, with
+# `--cfg loom --cfg lazyflight_break_dynamic`: in that build `broken!("<value>")`
+# is true when the LAZYFLIGHT_BREAK variable holds the value, so each control is
+# switched on at run time. (`--cfg lazyflight_break="<value>"` switches one on at
+# build time, for use by hand; the branch taken is the same.) A build per
+# control cost 12-15 s each: 514 s for 35 controls and over 600 s for 47, most
+# of the gate's budget; one build costs about what the first of them did.
 #
-# Measured on the shared 2-core machine (other builds running): 5 min 48 s for
-# 18 controls (baseline build 66 s, then 8-28 s per control; every model run
-# under 0.2 s); 2 min 58 s for 24 controls, 3 min 47 s for 26 (at 5a575db), 4 min 8 s for 27 (at bd35722), 4 min 31 s for 30 (at 88f50fb), in a fresh-clone gate on the quiet
-# machine; 6 min 11 s for 35 (at f3167ee, cold target dir, shared machine); 373 s for 36 in the gate at d22c194. `--matrix` builds every file per control: 22 min for 11
-# controls, so it is for refreshing loom-tests/README.md, not for the gate.
-# 47 controls at 9d7e092 (2026-11-23, quiet machine): over 600 s; the builds alone
-# took 514 s for the baseline and the first 35 controls (12 to 15 s each). Two
-# controls built at once in two target directories took no less time (one build
-# keeps both cores busy). Budget: 14 minutes.
-
-# --- RUSTC_WRAPPER mode: cargo calls us as `<this script> <rustc> <args>...` ---
-if [[ -n "${__LAZYFLIGHT_NEG_WRAPPER:-}" ]]; then
-    rustc=$1
-    shift
-    is_lazyflight=0
-    prev=
-    for arg in "$@"; do
-        if [[ $prev == --crate-name && $arg == lazyflight ]]; then
-            is_lazyflight=1
-        fi
-        prev=$arg
-    done
-    if [[ $is_lazyflight == 1 && -n "${LAZYFLIGHT_BREAK:-}" ]]; then
-        exec "$rustc" "$@" --cfg "lazyflight_break=\"$LAZYFLIGHT_BREAK\""
-    fi
-    exec "$rustc" "$@"
-fi
+# Measured on the shared 2-core machine, with a build per control: 5 min 48 s
+# for 18 controls, 373 s for 36 (d22c194), over 600 s for 47 (9d7e092).
+# With one build (2026-11-23, 47 controls, quiet machine, cold target dir): 96 s
+# (53 s of build, then 87 model runs of 5-160 ms each). Budget: 5 minutes.
+# `--matrix` runs every model under every control.
 
 set -euo pipefail
 
@@ -79,7 +55,8 @@ timeout_s=${LAZYFLIGHT_MODEL_TIMEOUT:-300}
 export LOOM_MAX_PREEMPTIONS=2
 export LOOM_MAX_BRANCHES=1000
 unset LOOM_MAX_PERMUTATIONS LOOM_MAX_DURATION LOOM_CHECKPOINT_FILE LOOM_CHECKPOINT_INTERVAL
-export RUSTFLAGS="--cfg loom"
+export RUSTFLAGS="--cfg loom --cfg lazyflight_break_dynamic"
+unset LAZYFLIGHT_BREAK
 # Same build as ci/loom.sh: release with debug assertions.
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true
 export CARGO_TARGET_DIR=$target_dir
@@ -99,6 +76,10 @@ while read -r control models; do
         echo "error: $list: control '$control' is not declared in Cargo.toml's lazyflight_break values" >&2
         exit 1
     fi
+    if ! grep -rqF "broken!(\"$control\")" src; then
+        echo "error: $list: control '$control' is switched nowhere: no broken!(\"$control\") in src/" >&2
+        exit 1
+    fi
     if [[ -n ${expected[$control]+x} ]]; then
         echo "error: $list: control '$control' appears twice" >&2
         exit 1
@@ -112,13 +93,12 @@ if [[ ${#controls[@]} == 0 ]]; then
 fi
 
 # --- building and running ----------------------------------------------------
-# Test binaries of the last build, and the binary holding each model.
+# Test binaries of the build, and the binary holding each model.
 declare -A binary_of=()
 all_models=()
 
 # Sets `targets` to the `--test <file>` arguments that build the files defining
-# the given models (empty in --matrix mode: every file). Building only those
-# keeps a control's rebuild to the models it is checked with.
+# the given models (empty in --matrix mode: every file).
 targets=()
 targets_for() {
     targets=()
@@ -139,14 +119,11 @@ targets_for() {
     done
 }
 
-build() { # build <control or empty> <model>...
-    local control=$1 out
-    shift
+build() { # build <model>...
+    local out
     targets_for "$@"
-    cargo clean --release -q -p lazyflight -p lazyflight-loom-tests
-    out=$(LAZYFLIGHT_BREAK=$control __LAZYFLIGHT_NEG_WRAPPER=1 RUSTC_WRAPPER=$root/ci/negative-controls.sh \
-        cargo test --release -q -p lazyflight-loom-tests "${targets[@]}" --no-run --message-format=json) || {
-        echo "error: the loom suite does not build under lazyflight_break=\"$control\"" >&2
+    out=$(cargo test --release -q -p lazyflight-loom-tests "${targets[@]}" --no-run --message-format=json) || {
+        echo "error: the loom suite does not build with --cfg lazyflight_break_dynamic" >&2
         exit 1
     }
     binary_of=()
@@ -179,7 +156,9 @@ run() {
     rc=0
     # The subshell keeps bash's "Aborted" job notice (loom aborts on a panic
     # inside a destructor) out of the report; the log has the details.
-    (timeout "$timeout_s" "$bin" --exact "$model" --test-threads=1 > "$logs/$label.$model.log" 2>&1; exit $?) 2> /dev/null || rc=$?
+    local control=$label
+    [[ $label == baseline ]] && control=
+    (LAZYFLIGHT_BREAK=$control timeout "$timeout_s" "$bin" --exact "$model" --test-threads=1 > "$logs/$label.$model.log" 2>&1; exit $?) 2> /dev/null || rc=$?
     case $rc in
         0) return 0 ;;
         124) return 2 ;;
@@ -220,8 +199,8 @@ for control in "${controls[@]}"; do
     done
 done
 t0=$(ms)
-build "" "${baseline_models[@]}"
-echo "baseline (no control): $(( ($(ms) - t0) / 1000 )) s to build"
+build "${baseline_models[@]}"
+echo "one build for every control: $(( ($(ms) - t0) / 1000 )) s"
 if [[ $matrix == 1 ]]; then
     baseline_models=("${all_models[@]}")
 fi
@@ -257,9 +236,7 @@ fi
 survived=()
 declare -A catches=()
 for control in "${controls[@]}"; do
-    t0=$(ms)
-    build "$control" ${expected[$control]}
-    echo "lazyflight_break=\"$control\": $(( ($(ms) - t0) / 1000 )) s to build"
+    echo "LAZYFLIGHT_BREAK=$control"
     models=(${expected[$control]})
     if [[ $matrix == 1 ]]; then
         for model in "${all_models[@]}"; do

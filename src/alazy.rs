@@ -93,10 +93,14 @@ const OWNED: u8 = 0b100;
 
 /// Ordering of the fast-path load. The `relaxed_get` negative control
 /// weakens it to show that the loom suite notices.
-#[cfg(not(lazyflight_break = "relaxed_get"))]
-const FAST_LOAD: crate::sync::atomic::Ordering = Acquire;
-#[cfg(lazyflight_break = "relaxed_get")]
-const FAST_LOAD: crate::sync::atomic::Ordering = Relaxed;
+#[inline(always)]
+fn fast_load() -> crate::sync::atomic::Ordering {
+    if broken!("relaxed_get") {
+        Relaxed
+    } else {
+        Acquire
+    }
+}
 
 /// The observable state of an [`ALazy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -229,7 +233,7 @@ impl<T, E> ALazy<T, E> {
     pub fn get(&self) -> Option<&T> {
         // Acquire: pairs with the Release store in `publish`, so the value's
         // bytes written before it are visible here.
-        if self.state.load(FAST_LOAD) == FILLED {
+        if self.state.load(fast_load()) == FILLED {
             // SAFETY: FILLED was observed, so `slot.value` is initialized and
             // is never written again while `&self` lives.
             Some(unsafe { self.value_unchecked() })
@@ -244,7 +248,7 @@ impl<T, E> ALazy<T, E> {
     #[inline]
     pub fn get_result(&self) -> Option<Result<&T, &E>> {
         // Acquire: pairs with the Release store in `publish`.
-        let s = self.state.load(FAST_LOAD);
+        let s = self.state.load(fast_load());
         // SAFETY: `s` was loaded with Acquire from the state word.
         unsafe { self.result_if_done(s) }
     }
@@ -412,7 +416,10 @@ impl<T, E> ALazy<T, E> {
         let mut f = Some(f);
         let mut installed: Option<Arc<Driver<T, E>>> = None;
         // Negative control: the starter takes its initializer down with it.
-        #[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+        #[cfg(any(
+            lazyflight_break = "owned_init_dies_with_starter",
+            lazyflight_break_dynamic
+        ))]
         let mut starter = StarterTearsDown(self, None);
         loop {
             match self.acquire(installed.as_deref(), true).await {
@@ -437,8 +444,11 @@ impl<T, E> ALazy<T, E> {
                     // A panic in `f` drops `lead`, which resets the cell.
                     let fut: BoxFuture<T, E> = Box::pin(f());
                     installed = Some(lead.install(fut));
-                    #[cfg(lazyflight_break = "owned_init_dies_with_starter")]
-                    {
+                    #[cfg(any(
+                        lazyflight_break = "owned_init_dies_with_starter",
+                        lazyflight_break_dynamic
+                    ))]
+                    if broken!("owned_init_dies_with_starter") {
                         starter.1 = installed.clone();
                     }
                 }
@@ -655,12 +665,11 @@ impl<T, E> ALazy<T, E> {
     /// The leader gave up (cancelled or panicked): pass the baton on.
     fn hand_off(&self) {
         debug_assert_eq!(self.state.load(Relaxed), INITIALIZING);
-        #[cfg(lazyflight_break = "no_handoff")]
-        {
+        if broken!("no_handoff") {
             // Negative control: go back to EMPTY but wake nobody.
             self.state.store(EMPTY, Release);
+            return;
         }
-        #[cfg(not(lazyflight_break = "no_handoff"))]
         // Release: pairs with the Acquire CAS of the next leader (the
         // teardown of this initializer happens before the next one runs).
         // Runs under the queue lock, so a caller about to queue sees EMPTY
@@ -668,7 +677,7 @@ impl<T, E> ALazy<T, E> {
         self.waiters.notify_one(|| {
             self.state.store(
                 EMPTY,
-                if cfg!(lazyflight_break = "handoff_reset_relaxed") {
+                if broken!("handoff_reset_relaxed") {
                     Relaxed
                 } else {
                     Release
@@ -771,7 +780,7 @@ impl<'a, T, E> Baton<'a, T, E> {
         }
         // Callers queued behind us come and help drive. (Negative control
         // `owned_install_silent`: they are not told.)
-        if !cfg!(lazyflight_break = "owned_install_silent") {
+        if !broken!("owned_install_silent") {
             cell.waiters.notify_all();
         }
         driver
@@ -824,8 +833,7 @@ impl<T, E> Future for Wait<'_, T, E> {
         // Re-checked under the queue lock: the leader's hand-off changes the
         // state under the same lock, and its completion stores the state
         // before it takes the lock to wake everyone.
-        let still_waiting =
-            || cfg!(lazyflight_break = "no_recheck") || state.load(Acquire) == INITIALIZING;
+        let still_waiting = || broken!("no_recheck") || state.load(Acquire) == INITIALIZING;
         let waiters = &this.cell.waiters;
         let registered = if this.takes_baton {
             waiters.register(&mut this.key, cx.waker(), still_waiting)
@@ -1003,8 +1011,9 @@ impl<T, E> Future for Drive<'_, T, E> {
                     // Negative control `owned_wake_before_finish`: the
                     // cell's waiters are woken before the helpers are
                     // notified, so a panicking waker skips `finish`.
-                    #[cfg(lazyflight_break = "owned_wake_before_finish")]
-                    each(mem::take(&mut wakers), Waker::wake);
+                    if broken!("owned_wake_before_finish") {
+                        each(mem::take(&mut wakers), Waker::wake);
+                    }
                     sig.finish_into(&mut wakers);
                     each(wakers, Waker::wake);
                     drop(done);
@@ -1042,10 +1051,16 @@ impl<T, E> Drop for Drive<'_, T, E> {
 /// plain leader's initializer goes with it): a pending initializer is dropped
 /// and the cell reset to `EMPTY`, so the others start over instead of
 /// resuming it.
-#[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+#[cfg(any(
+    lazyflight_break = "owned_init_dies_with_starter",
+    lazyflight_break_dynamic
+))]
 struct StarterTearsDown<'a, T, E>(&'a ALazy<T, E>, Option<Arc<Driver<T, E>>>);
 
-#[cfg(lazyflight_break = "owned_init_dies_with_starter")]
+#[cfg(any(
+    lazyflight_break = "owned_init_dies_with_starter",
+    lazyflight_break_dynamic
+))]
 impl<T, E> Drop for StarterTearsDown<'_, T, E> {
     fn drop(&mut self) {
         let Some(driver) = self.1.take() else { return };

@@ -156,9 +156,7 @@ impl List {
             NIL => self.tail = prev,
             // Negative control `queue_unlink_forward_only`: only the forward
             // link is mended; the next node keeps pointing back at this one.
-            #[cfg(lazyflight_break = "queue_unlink_forward_only")]
-            _ => {}
-            #[cfg(not(lazyflight_break = "queue_unlink_forward_only"))]
+            _ if broken!("queue_unlink_forward_only") => {}
             n => self.nodes[n].prev = prev,
         }
         let node = &mut self.nodes[key];
@@ -194,18 +192,16 @@ impl List {
     /// broadcast-only waiters (if any) with [`Notify::All`]: what they wait
     /// for has just changed.
     fn single_out(&mut self, on_vacant: impl FnOnce()) -> Woken {
-        #[cfg(not(lazyflight_break = "queue_lifo"))]
         let mut at = self.head;
-        #[cfg(not(lazyflight_break = "queue_lifo"))]
         while at != NIL && !self.nodes[at].takes_one {
             at = self.nodes[at].next;
         }
         // Negative control `queue_lifo`: the newest waiter is served first.
-        #[cfg(lazyflight_break = "queue_lifo")]
-        let mut at = self.tail;
-        #[cfg(lazyflight_break = "queue_lifo")]
-        while at != NIL && !self.nodes[at].takes_one {
-            at = self.nodes[at].prev;
+        if broken!("queue_lifo") {
+            at = self.tail;
+            while at != NIL && !self.nodes[at].takes_one {
+                at = self.nodes[at].prev;
+            }
         }
         if at != NIL {
             return Woken::One(self.notify(at, Notify::One));
@@ -364,27 +360,26 @@ impl WaitQueue {
                 list.unlink(k);
                 // Negative control `queue_cancel_leaks_node`: the node is
                 // unlinked but never freed, so its slot keeps the waker.
-                #[cfg(lazyflight_break = "queue_cancel_leaks_node")]
-                let old = Node {
-                    prev: NIL,
-                    next: NIL,
-                    slot: Slot::Waiting(None),
-                    takes_one: false,
+                let old = if broken!("queue_cancel_leaks_node") {
+                    Node {
+                        prev: NIL,
+                        next: NIL,
+                        slot: Slot::Waiting(None),
+                        takes_one: false,
+                    }
+                } else {
+                    list.nodes.remove(k)
                 };
-                #[cfg(not(lazyflight_break = "queue_cancel_leaks_node"))]
-                let old = list.nodes.remove(k);
                 (old, Woken::Nobody)
             }
             Slot::Notified(Notify::All) => (list.nodes.remove(k), Woken::Nobody),
             Slot::Notified(Notify::One) => {
                 let old = list.nodes.remove(k);
-                #[cfg(lazyflight_break = "drop_baton")]
-                let pass = {
-                    let _ = on_unclaimed;
+                let pass = if broken!("drop_baton") {
                     Woken::Nobody
+                } else {
+                    list.single_out(on_unclaimed)
                 };
-                #[cfg(not(lazyflight_break = "drop_baton"))]
-                let pass = list.single_out(on_unclaimed);
                 (old, pass)
             }
         };
@@ -442,12 +437,10 @@ impl WaitQueue {
         let woken = list.notify_every();
         drop(list);
         // The `no_wake` negative control drops the broadcast's wake-ups.
-        #[cfg(lazyflight_break = "no_wake")]
-        {
+        if broken!("no_wake") {
             drop(woken);
-            Woken::Nobody
+            return Woken::Nobody;
         }
-        #[cfg(not(lazyflight_break = "no_wake"))]
         woken
     }
 

@@ -441,7 +441,7 @@ pub struct Cache<K, V, E> {
     /// Shared (an `Arc`) so that an owned init can count its error itself.
     stats: Option<Arc<Counters>>,
     /// Negative control: one lock held across every initializer.
-    #[cfg(lazyflight_break = "cache_global_lock")]
+    #[cfg(any(lazyflight_break = "cache_global_lock", lazyflight_break_dynamic))]
     global: crate::sync::Mutex<()>,
 }
 
@@ -603,7 +603,7 @@ impl<K, V, E> Cache<K, V, E> {
         let Some(done) = entry.get_result() else {
             // Negative control: an entry in flight is purged as well, so its
             // result is not stored.
-            return cfg!(lazyflight_break = "cache_purge_in_flight");
+            return broken!("cache_purge_in_flight");
         };
         !self.is_served(done, now)
     }
@@ -658,7 +658,7 @@ impl<K, V, E> Cache<K, V, E> {
     /// Whether a cached result stamped `at` is still served at `now`.
     #[inline]
     fn fresh(&self, at: Duration, now: Duration, is_err: bool) -> bool {
-        if cfg!(lazyflight_break = "cache_ttl_unchecked") {
+        if broken!("cache_ttl_unchecked") {
             // Negative control: never expire.
             return true;
         }
@@ -754,11 +754,11 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             .get_or_init(|| {
                 ran = true;
                 self.count(|c| &c.inits);
-                #[cfg(lazyflight_break = "cache_global_lock")]
-                let held = self.global.lock();
+                #[cfg(any(lazyflight_break = "cache_global_lock", lazyflight_break_dynamic))]
+                let held = broken!("cache_global_lock").then(|| self.global.lock());
                 let attempt = init();
                 async move {
-                    #[cfg(lazyflight_break = "cache_global_lock")]
+                    #[cfg(any(lazyflight_break = "cache_global_lock", lazyflight_break_dynamic))]
                     let _held = held;
                     let result = attempt.await;
                     let at = self.now();
@@ -892,7 +892,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             .await;
         // Negative control `cache_owned_shared_only_kept`: the failed owned
         // entry is left in the table.
-        if result.is_err() && !cfg!(lazyflight_break = "cache_owned_shared_only_kept") {
+        if result.is_err() && !broken!("cache_owned_shared_only_kept") {
             // The owned init cannot reach the table, so the error is
             // published first; `lookup` never serves a SharedOnly error
             // from the table, and this removes it (by identity; every
@@ -948,8 +948,9 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             Ok(mut found) => Some({
                 // Negative control: the caller's key is dropped under the
                 // lock.
-                #[cfg(lazyflight_break = "cache_drop_key_under_lock")]
-                drop(key);
+                if broken!("cache_drop_key_under_lock") {
+                    drop(key);
+                }
                 let state = &mut found.get_mut().state;
                 match state {
                     SlotState::Error(e) => Ok(Err(e.clone())),
@@ -1127,9 +1128,8 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         // Negative control `cache_drop_cached_error`: every policy drops a
         // failed attempt's entry, so the default policy retries instead of
         // serving the cached error.
-        if (self.errors == ErrorPolicy::SharedOnly
-            && !cfg!(lazyflight_break = "cache_store_shared_error"))
-            || cfg!(lazyflight_break = "cache_drop_cached_error")
+        if (self.errors == ErrorPolicy::SharedOnly && !broken!("cache_store_shared_error"))
+            || broken!("cache_drop_cached_error")
         {
             self.remove_entry(hash, entry);
         }
@@ -1209,7 +1209,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
         let hash = self.map.hash(key);
         let (found, removed) = {
             let mut table = self.map.shard(hash).lock();
-            let stored = if cfg!(lazyflight_break = "cache_invalidate_skips_values") {
+            let stored = if broken!("cache_invalidate_skips_values") {
                 // Negative control: only entries and errors are looked for.
                 Err(())
             } else {
@@ -1229,7 +1229,7 @@ impl<K: Hash + Eq, V: Clone, E: Clone> Cache<K, V, E> {
             match table.others.find_entry(hash, |s| s.key.borrow() == key) {
                 // Negative control: an entry in flight stays in the table.
                 Ok(found)
-                    if cfg!(lazyflight_break = "cache_keep_invalidated")
+                    if broken!("cache_keep_invalidated")
                         && matches!(&found.get().state, SlotState::Pending(e) if e.get_result().is_none()) =>
                 {
                     (true, None)
@@ -1349,7 +1349,7 @@ impl<K, V, E> CacheBuilder<K, V, E> {
                     errors: AtomicU64::new(0),
                 })
             }),
-            #[cfg(lazyflight_break = "cache_global_lock")]
+            #[cfg(any(lazyflight_break = "cache_global_lock", lazyflight_break_dynamic))]
             global: crate::sync::Mutex::new(()),
         }
     }
@@ -1385,8 +1385,8 @@ impl<K, V, E> Cache<K, V, E> {
     fn remove_if_abandoned(&self, hash: u64, entry: Arc<Cell<V, E>>) {
         let mut table = self.map.shard(hash).lock();
         // Negative control: the state is read before the count.
-        #[cfg(lazyflight_break = "cache_abandon_state_first")]
-        let empty_first = entry.state() == State::Empty;
+        let empty_first =
+            broken!("cache_abandon_state_first").then(|| entry.state() == State::Empty);
         if Arc::strong_count(&entry) == 2 {
             // Acquire: the count was read `Relaxed` (`Arc::strong_count`),
             // and the last other holder let go with a `Release` decrement (or
@@ -1394,10 +1394,7 @@ impl<K, V, E> Cache<K, V, E> {
             // is seen below. (loom does not model the count as an atomic: the
             // models check the order of the two reads, not this fence.)
             fence(Acquire);
-            #[cfg(not(lazyflight_break = "cache_abandon_state_first"))]
-            let empty = entry.state() == State::Empty;
-            #[cfg(lazyflight_break = "cache_abandon_state_first")]
-            let empty = empty_first;
+            let empty = empty_first.unwrap_or_else(|| entry.state() == State::Empty);
             if empty {
                 let removed = table.take_entry(hash, &entry);
                 drop(table);
@@ -1409,16 +1406,15 @@ impl<K, V, E> Cache<K, V, E> {
         }
         // Negative control `cache_abandon_release_after_unlock`: every
         // caller lets go after unlocking.
-        let entry = if !cfg!(lazyflight_break = "cache_abandon_release_after_unlock")
-            && table.holds_entry(hash, &entry)
-        {
-            // The table's reference outlives this one: not the last, so no
-            // `Drop` of a value or error runs under the lock.
-            drop(entry);
-            None
-        } else {
-            Some(entry)
-        };
+        let entry =
+            if !broken!("cache_abandon_release_after_unlock") && table.holds_entry(hash, &entry) {
+                // The table's reference outlives this one: not the last, so no
+                // `Drop` of a value or error runs under the lock.
+                drop(entry);
+                None
+            } else {
+                Some(entry)
+            };
         drop(table);
         crate::unwind::dropped(entry);
     }
@@ -1594,12 +1590,14 @@ where
         let now = cache.now();
         let mut table = cache.map.shard(hash).lock();
         let Some((_, v)) = table.values.find(hash, |(k, _)| *k == key) else {
-            #[cfg(lazyflight_break = "cache_lookup_relocks")]
-            let table = {
-                // Negative control: `others` is probed in a critical section
-                // of its own, after `values`.
+            // Negative control `cache_lookup_relocks`: `others` is probed
+            // in a critical section of its own, after `values`.
+            #[cfg(any(lazyflight_break = "cache_lookup_relocks", lazyflight_break_dynamic))]
+            let table = if broken!("cache_lookup_relocks") {
                 drop(table);
                 cache.map.shard(hash).lock()
+            } else {
+                table
             };
             return this.miss(hash, now, table, key, init, cx);
         };
@@ -1607,14 +1605,17 @@ where
         if cache.stats.is_some() {
             table.hits = table.hits.wrapping_add(1);
         }
-        // Negative control: on a hit, the caller's key is dropped under the
-        // lock.
-        #[cfg(lazyflight_break = "cache_hit_drops_key_under_lock")]
-        drop(key);
-        drop(table);
-        // The caller's key and init (user code) are dropped outside the lock.
-        #[cfg(not(lazyflight_break = "cache_hit_drops_key_under_lock"))]
-        drop(key);
+        if broken!("cache_hit_drops_key_under_lock") {
+            // Negative control: on a hit, the caller's key is dropped under
+            // the lock.
+            drop(key);
+            drop(table);
+        } else {
+            drop(table);
+            // The caller's key and init (user code) are dropped outside the
+            // lock.
+            drop(key);
+        }
         drop(init);
         Poll::Ready(Ok(hit))
     }

@@ -570,8 +570,7 @@ impl<K: Hash + Eq, T, E> Inner<K, T, E> {
         let mut guard = self.map.shard(hash).lock();
         let table = &mut *guard;
         if let Some(slot) = table.slots.find_mut(hash, |s| s.key == key) {
-            #[cfg(lazyflight_break = "group_alloc_outside_lock")]
-            if slot.flight.is_none() {
+            if broken!("group_alloc_outside_lock") && slot.flight.is_none() {
                 // Negative control: allocate the first subscriber's flight
                 // outside the lock and store it in whatever slot has this id
                 // afterwards; the leader may have taken the slot meanwhile.
@@ -637,12 +636,11 @@ impl<K, T, E> Inner<K, T, E> {
         table.in_flight -= 1;
         // By identity, through the hash the leader kept: O(1), no key
         // compared.
-        #[cfg(not(lazyflight_break = "group_remove_by_key"))]
-        let found = table.slots.find_entry(ticket.hash, |s| s.id == ticket.id);
-        // Negative control: remove whatever flight has this key's hash (for
-        // one key, the same as removal by key).
-        #[cfg(lazyflight_break = "group_remove_by_key")]
-        let found = table.slots.find_entry(ticket.hash, |_| true);
+        // (Negative control `group_remove_by_key`: remove whatever flight
+        // has this key's hash; for one key, the same as removal by key.)
+        let found = table.slots.find_entry(ticket.hash, |s| {
+            broken!("group_remove_by_key") || s.id == ticket.id
+        });
         let (key, flight) = match found {
             Ok(slot) => {
                 let slot = slot.remove().0;
@@ -668,7 +666,7 @@ impl<K, T, E> Inner<K, T, E> {
     /// Ends the flight of `ticket` with `result`: removes it, then tells its
     /// subscribers, if any.
     fn publish(&self, ticket: Ticket, result: Result<T, E>) -> Arc<Outcome<T, E>> {
-        if cfg!(lazyflight_break = "group_publish_before_remove") {
+        if broken!("group_publish_before_remove") {
             // Negative control: publish first, so a caller arriving in
             // between joins a finished flight (or allocates one nobody will
             // publish).
@@ -711,7 +709,7 @@ impl<K, T, E> Inner<K, T, E> {
         // through `announce`.
         let key = Quiet::new(key);
         let flight = Quiet::new(flight);
-        if cfg!(lazyflight_break = "group_drop_silent") {
+        if broken!("group_drop_silent") {
             // Negative control: leave the map but never publish.
             return;
         }
@@ -964,12 +962,15 @@ impl<T, E> Future for Recv<T, E> {
             .expect("Recv polled after completion")
             .flight;
         // Acquire: pairs with the Release store of DONE in `announce`.
-        #[cfg(not(lazyflight_break = "group_relaxed_done"))]
-        let done = flight.state.load(Acquire) == DONE;
-        // Negative control: the fast path reads DONE without Acquire, so the
-        // outcome written before it need not be visible.
-        #[cfg(lazyflight_break = "group_relaxed_done")]
-        let done = flight.state.load(Relaxed) == DONE;
+        // (Negative control `group_relaxed_done`: the fast path reads DONE
+        // without Acquire, so the outcome written before it need not be
+        // visible.)
+        let order = if broken!("group_relaxed_done") {
+            Relaxed
+        } else {
+            Acquire
+        };
+        let done = flight.state.load(order) == DONE;
         let outcome = if done {
             // No lock: if this waiter's node is still in the queue, it is
             // notified (or about to be) and freed with the flight, so the key
@@ -1008,8 +1009,10 @@ impl<T, E> Drop for Recv<T, E> {
         // Negative control `group_recv_drop_no_cancel`: a dropped subscriber
         // lets go of its key, as one that saw DONE does, and leaves its node
         // (and waker) in the queue until the flight ends.
-        #[cfg(not(lazyflight_break = "group_recv_drop_no_cancel"))]
         if let Some(sub) = &self.sub {
+            if broken!("group_recv_drop_no_cancel") {
+                return;
+            }
             // Broadcast notifications only: nothing to pass on.
             sub.flight.waiters.cancel(&mut self.key, || {});
         }

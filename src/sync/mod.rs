@@ -95,6 +95,25 @@ pub use shuttle::sync::Arc;
 #[cfg(not(any(loom, shuttle)))]
 pub use std::sync::Arc;
 
+/// Whether the negative control `name` is the one named by the
+/// `LAZYFLIGHT_BREAK` variable, in a build with
+/// `--cfg lazyflight_break_dynamic` (see the crate's `broken!` macro).
+#[cfg(lazyflight_break_dynamic)]
+pub(crate) fn broken_at_run_time(name: &str) -> bool {
+    static CONTROL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CONTROL
+        .get_or_init(|| std::env::var("LAZYFLIGHT_BREAK").ok())
+        .as_deref()
+        == Some(name)
+}
+
+/// No control is switched at run time in this build.
+#[cfg(not(lazyflight_break_dynamic))]
+#[inline(always)]
+pub(crate) const fn broken_at_run_time(_name: &str) -> bool {
+    false
+}
+
 /// Something a [`Waker`](core::task::Waker) built by [`waker`] notifies.
 pub(crate) trait WakeHandle: Send + Sync + 'static {
     /// Called on every `wake` / `wake_by_ref`.

@@ -249,7 +249,7 @@ impl<T> Node<T> {
         // when this wake is absorbed by one already queued; Acquire: pairs
         // with that clearing swap's Release, ordering this push after it.
         // (Negative control `task_collect_wake_acquire_only`: `Acquire`.)
-        let order = if cfg!(lazyflight_break = "task_collect_wake_acquire_only") {
+        let order = if broken!("task_collect_wake_acquire_only") {
             Acquire
         } else {
             AcqRel
@@ -268,17 +268,15 @@ impl<T> Shared<T> {
     fn claim(&self, index: usize) -> bool {
         // Negative control `task_any_two_winners`: check, then set; two
         // children finishing at once can both win.
-        #[cfg(lazyflight_break = "task_any_two_winners")]
-        {
+        if broken!("task_any_two_winners") {
             if self.claimed.load(Acquire) != UNCLAIMED {
                 return false;
             }
             self.claimed.store(index, Release);
-            true
+            return true;
         }
         // AcqRel: the claim is the lock around `on_win`; Acquire on failure
         // is not needed (the loser touches nothing).
-        #[cfg(not(lazyflight_break = "task_any_two_winners"))]
         self.claimed
             .compare_exchange(UNCLAIMED, index, AcqRel, Relaxed)
             .is_ok()
@@ -315,9 +313,7 @@ impl<T> Shared<T> {
         // Negative control `task_collect_last_holder_silent`: the last
         // holder goes without waking the collect future, which then keeps
         // the awaiting task's waker registered for ever.
-        if self.holders.fetch_sub(1, Relaxed) == 1
-            && !cfg!(lazyflight_break = "task_collect_last_holder_silent")
-        {
+        if self.holders.fetch_sub(1, Relaxed) == 1 && !broken!("task_collect_last_holder_silent") {
             self.last_holder_gone();
         }
     }
@@ -339,16 +335,13 @@ impl<T> Shared<T> {
         // Negative control `task_collect_lost_ready`: notify first, then
         // record, so a collect future that checks the list in between
         // registers and is never woken.
-        #[cfg(lazyflight_break = "task_collect_lost_ready")]
-        {
+        if broken!("task_collect_lost_ready") {
             self.parent.notify_all();
             f(&mut self.ready.lock());
+            return;
         }
-        #[cfg(not(lazyflight_break = "task_collect_lost_ready"))]
-        {
-            f(&mut self.ready.lock());
-            self.parent.notify_all();
-        }
+        f(&mut self.ready.lock());
+        self.parent.notify_all();
     }
 
     fn finish_child(&self, index: usize, t: Try<T>) {
@@ -980,11 +973,12 @@ impl<T: Send + 'static> Core<T> {
             let node = unsafe { nodes.add(index) };
             // Negative control `task_collect_clear_after_poll`: the flag is
             // cleared after the poll instead, below.
-            #[cfg(not(lazyflight_break = "task_collect_clear_after_poll"))]
-            // AcqRel: see `Node::wake`.
-            // SAFETY: the nodes live as long as `self.shared`.
-            unsafe {
-                (*node).queued.swap(false, AcqRel);
+            if !broken!("task_collect_clear_after_poll") {
+                // AcqRel: see `Node::wake`.
+                // SAFETY: the nodes live as long as `self.shared`.
+                unsafe {
+                    (*node).queued.swap(false, AcqRel);
+                }
             }
             // The owned waker's own form (no count taken: `self.shared`
             // keeps the node alive for this poll), so `will_wake` holds
@@ -1004,8 +998,7 @@ impl<T: Send + 'static> Core<T> {
         } else {
             task.poll_movable(&mut cx)
         };
-        #[cfg(lazyflight_break = "task_collect_clear_after_poll")]
-        if !nodes.is_null() {
+        if broken!("task_collect_clear_after_poll") && !nodes.is_null() {
             // SAFETY: as above.
             unsafe { (*nodes.add(index)).queued.swap(false, AcqRel) };
         }
@@ -1165,9 +1158,7 @@ impl<T: Send + 'static> Core<T> {
         // next poll checks again. Relaxed: see the orderings table.
         // Negative control `task_collect_keeps_parent_waker`: the waker is
         // kept whatever the count (the cycle the count is there to break).
-        if shared.holders.load(Relaxed) == 0
-            && !cfg!(lazyflight_break = "task_collect_keeps_parent_waker")
-        {
+        if shared.holders.load(Relaxed) == 0 && !broken!("task_collect_keeps_parent_waker") {
             shared.parent.cancel(&mut self.key, || {});
         }
         Poll::Pending
@@ -1231,7 +1222,7 @@ impl<T> Drop for Core<T> {
         // Negative control `task_any_drop_checks_claim`: a load that sees
         // no claim stands in for the claim itself.
         let claimed = self.mode == Mode::Any
-            && if cfg!(lazyflight_break = "task_any_drop_checks_claim") {
+            && if broken!("task_any_drop_checks_claim") {
                 self.shared.claimed.load(Acquire) == UNCLAIMED
             } else {
                 self.shared.claim(DROPPED)

@@ -906,7 +906,7 @@ impl<T: Send + 'static> Future for Scheduled<T> {
             // Acquire: as above, re-checked under the queue lock. (Negative
             // control `task_scheduled_no_recheck`: not re-checked.)
             if slot.waiters.register(&mut this.key, cx.waker(), || {
-                cfg!(lazyflight_break = "task_scheduled_no_recheck") || !slot.done.load(Acquire)
+                broken!("task_scheduled_no_recheck") || !slot.done.load(Acquire)
             }) {
                 return Poll::Pending;
             }
@@ -1068,8 +1068,9 @@ pub fn sync_await_try<L: LazyTask>(task: L) -> Try<L::Output> {
     let callback = move |t: Try<L::Output>| {
         *theirs.value.lock() = Some(t);
         // Negative control `sync_no_unpark`: never unpark the waiter.
-        #[cfg(not(lazyflight_break = "task_sync_no_unpark"))]
-        theirs.waiter.unpark();
+        if !broken!("task_sync_no_unpark") {
+            theirs.waiter.unpark();
+        }
     };
     match executor {
         None => lazy.start(callback),

@@ -311,22 +311,21 @@ impl<T: Send + 'static> RawTask<T> {
                 Phase::Idle => SCHEDULED,
                 // Negative control `task_double_poll`: a wake during a poll
                 // takes the run for itself and polls concurrently.
-                #[cfg(lazyflight_break = "task_double_poll")]
-                Phase::Running => {
+                Phase::Running if broken!("task_double_poll") => {
                     this.state.store(SCHEDULED, Relaxed);
                     Self::dispatch_or_run(this);
                     return;
                 }
-                #[cfg(not(lazyflight_break = "task_double_poll"))]
                 Phase::Running => NOTIFIED,
                 // Already due for a poll: the wake is absorbed, but still
                 // made a release (an RMW to the same value), so that what
                 // the waker wrote before waking happens before that poll.
-                #[cfg(not(lazyflight_break = "task_absorbed_wake_relaxed"))]
+                // (Negative control `task_absorbed_wake_relaxed`: an
+                // absorbed wake publishes nothing.)
+                Phase::Scheduled | Phase::Notified if broken!("task_absorbed_wake_relaxed") => {
+                    return;
+                }
                 Phase::Scheduled | Phase::Notified => cur,
-                // Negative control: an absorbed wake publishes nothing.
-                #[cfg(lazyflight_break = "task_absorbed_wake_relaxed")]
-                Phase::Scheduled | Phase::Notified => return,
                 Phase::Done => return,
             };
             // AcqRel: see the orderings table.
@@ -363,12 +362,10 @@ impl<T: Send + 'static> RawTask<T> {
         let result = executor.schedule(Box::new(move || job.run()));
         // Negative control `lost_reject`: forget the refused job, so its task
         // is never resumed and never completed (async_simple #123).
-        #[cfg(lazyflight_break = "task_lost_reject")]
-        if let Err(e) = result {
-            core::mem::forget(e.into_job());
+        match result {
+            Err(e) if broken!("task_lost_reject") => core::mem::forget(e.into_job()),
+            result => drop(result),
         }
-        #[cfg(not(lazyflight_break = "task_lost_reject"))]
-        drop(result);
     }
 
     /// Polls the future; the caller owns the run (state `SCHEDULED`).
@@ -407,13 +404,11 @@ impl<T: Send + 'static> RawTask<T> {
             }
             // Negative control `task_lost_wake`: publish IDLE without looking
             // for a wake that arrived during the poll.
-            #[cfg(lazyflight_break = "task_lost_wake")]
-            {
+            if broken!("task_lost_wake") {
                 this.state.store(IDLE, Release);
                 return;
             }
             // AcqRel: see the orderings table.
-            #[allow(unreachable_code)]
             match this.state.compare_exchange(RUNNING, IDLE, AcqRel, Acquire) {
                 Ok(_) => return,
                 Err(actual) => {
@@ -423,15 +418,15 @@ impl<T: Send + 'static> RawTask<T> {
                     // swap, which acquires what that waker published (see
                     // the orderings table).
                     let leave_notified = |to| {
-                        #[cfg(not(lazyflight_break = "task_notified_exit_store"))]
-                        {
-                            let was = this.state.swap(to, Acquire);
-                            debug_assert_eq!(was, NOTIFIED, "only the runner leaves NOTIFIED");
+                        // Negative control `task_notified_exit_store`: a
+                        // plain `Relaxed` store, which reads no wake absorbed
+                        // after the failed CAS.
+                        if broken!("task_notified_exit_store") {
+                            this.state.store(to, Relaxed);
+                            return;
                         }
-                        // Negative control: a plain `Relaxed` store, which
-                        // reads no wake absorbed after the failed CAS.
-                        #[cfg(lazyflight_break = "task_notified_exit_store")]
-                        this.state.store(to, Relaxed);
+                        let was = this.state.swap(to, Acquire);
+                        debug_assert_eq!(was, NOTIFIED, "only the runner leaves NOTIFIED");
                     };
                     if this.executor.is_some() {
                         // Re-queue at the tail: this is where `yield_now`
@@ -523,9 +518,9 @@ impl<T> Drop for RawTask<T> {
     fn drop(&mut self) {
         // Negative control `task_drop_skips_callback`: free the task with
         // its callback uncalled (the code before `Abandoned`).
-        #[cfg(lazyflight_break = "task_drop_skips_callback")]
-        return;
-        #[allow(unreachable_code)]
+        if broken!("task_drop_skips_callback") {
+            return;
+        }
         let pending = self.body.with_mut(|body| {
             // SAFETY: `&mut self`: no other reference to the task is left,
             // so nothing else can touch `body`.
@@ -660,9 +655,9 @@ impl Runs {
 fn defer<T: Send + 'static>(this: &Arc<RawTask<T>>) -> bool {
     // Negative control `task_wake_nests_run`: never queue; a wake inside a
     // run runs the task nested in the `wake` (the code before the queue).
-    #[cfg(lazyflight_break = "task_wake_nests_run")]
-    return false;
-    #[allow(unreachable_code)]
+    if broken!("task_wake_nests_run") {
+        return false;
+    }
     RUNS.try_with(|r| {
         if r.depth.get() == 0 {
             return false;
