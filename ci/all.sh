@@ -4,7 +4,8 @@
 # The negative controls share one build since 2026-11-23 (switched at run time; see
 # ci/negative-controls.sh): with a build per control, 47 controls took 730 s and the gate
 # about 28 minutes (at f41aa3a, where the steps before Miri took 1,292 s). Miri runs in two
-# lanes, one per core. Measured before: 531-1116 s (531 s at 013a1c0, 534 s at 7497018, 742 s at 88f50fb, 789 s at 719ad12, 959 s at d22c194 with 36 negative controls: 373 s of it, 981 s at f8c87ab and 932 s at 0d037cd with 39)
+# lanes, one per core. At 42ec821 (2026-11-23, fresh clone, quiet machine): 816 s (clippy 76,
+# test 181, loom 74, negative controls 97, shuttle 49, Miri 242, bench build 90). Measured before: 531-1116 s (531 s at 013a1c0, 534 s at 7497018, 742 s at 88f50fb, 789 s at 719ad12, 959 s at d22c194 with 36 negative controls: 373 s of it, 981 s at f8c87ab and 932 s at 0d037cd with 39)
 # for the whole gate on a fresh clone.
 source "$(dirname "$0")/lib.sh"
 steps=(fmt shim-discipline clippy msrv test doc loom negative-controls shuttle miri bench-build)
