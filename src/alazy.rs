@@ -1114,7 +1114,16 @@ impl<T, E> Drop for PanicGuard<'_, T, E> {
         // (a lock, a port, a permit). Meanwhile helpers that take the lock
         // find no future and wait for `finish`. Its `Drop` runs during the
         // unwind, where a panic would abort: it is caught.
-        dropped(fut);
+        //
+        // Negative control `owned_panic_reset_before_teardown`: the cell is
+        // reset first and the dead initializer dropped after, so the next
+        // initializer can run beside its teardown.
+        let fut = if broken!("owned_panic_reset_before_teardown") {
+            Some(fut)
+        } else {
+            dropped(fut);
+            None
+        };
         {
             // Clear `driver` and leave OWNED under `driver`'s lock: a caller
             // that saw OWNED and then finds no driver must find the new state
@@ -1122,10 +1131,20 @@ impl<T, E> Drop for PanicGuard<'_, T, E> {
             // slip in between and be cleared.
             let mut installed = self.cell.driver.lock();
             *installed = None;
-            // Release: pairs with the Acquire CAS of the next leader. Nobody
+            // Release: pairs with the Acquire CAS of the next leader, so the
+            // teardown above happens before the next initializer runs. Nobody
             // queues on the cell while it is OWNED (they drive instead), so
             // no queue lock is needed to keep registration consistent.
-            self.cell.state.store(EMPTY, Release);
+            // Negative control `owned_panic_reset_relaxed`: `Relaxed`.
+            let order = if broken!("owned_panic_reset_relaxed") {
+                Relaxed
+            } else {
+                Release
+            };
+            self.cell.state.store(EMPTY, order);
+        }
+        if let Some(fut) = fut {
+            dropped(fut);
         }
         self.cell.waiters.notify_all();
         self.driver.sig.finish();

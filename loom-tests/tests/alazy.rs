@@ -554,11 +554,6 @@ fn owned_leader_cancelled_waiter_resumes_its_initializer() {
 // goes back to Empty (nobody is left waiting on a dead initializer), a later
 // caller initializes afresh, and the parked starter panics when it is polled
 // again. Nothing leaks (loom checks the driver's `Arc`s).
-//
-// One helper only: with two, the second one's `try_lock` of the initializer's
-// mutex hits loom's poisoned inner mutex (the lock was held while the
-// initializer panicked), which loom turns into a panic although the std build
-// ignores poisoning. See loom-tests/README.md.
 #[test]
 fn owned_initializer_panic_resets_and_others_restart() {
     silence_expected_panics();
@@ -607,6 +602,67 @@ fn owned_initializer_panic_resets_and_others_restart() {
             block_on(cell.get_or_init_owned(|| async { Ok(3) })),
             Ok(&3),
             "a later caller starts afresh"
+        );
+    });
+}
+
+// Property: the same with two helpers, so that the one that does not poll
+// the initializer into its panic finds its lock free again (the lock the
+// panic unwound through), and restarts with its own initializer once the dead
+// one is gone: exactly one helper sees the panic, the other ends with its own
+// value, and so does every later caller.
+#[test]
+fn owned_initializer_panic_with_two_helpers_the_other_restarts() {
+    silence_expected_panics();
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let gate = Arc::new(Gate::new());
+        let (c, g) = (cell.clone(), gate.clone());
+        let mut starter = Box::pin(async move {
+            c.get_or_init_owned(move || async move {
+                g.wait().await;
+                deliberate_panic()
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(starter.as_mut(), Waker::noop()).is_pending());
+
+        let helper = |value: usize| {
+            let c = cell.clone();
+            thread::spawn(move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    block_on(c.get_or_init_owned(move || async move { Ok(value) })).owned()
+                }))
+                .map_err(|payload| payload.downcast_ref::<&str>() == Some(&EXPECTED_PANIC))
+            })
+        };
+        let (one, two) = (helper(2), helper(4));
+        gate.open();
+        let (one, two) = (one.join().unwrap(), two.join().unwrap());
+        let value = match (one, two) {
+            (Err(true), Ok(Ok(v))) => {
+                assert_eq!(v, 4, "the other helper ran its own initializer");
+                v
+            }
+            (Ok(Ok(v)), Err(true)) => {
+                assert_eq!(v, 2, "the other helper ran its own initializer");
+                v
+            }
+            other => panic!("exactly one helper sees the initializer's panic: {other:?}"),
+        };
+        let again = catch_unwind(AssertUnwindSafe(|| {
+            poll_once(starter.as_mut(), Waker::noop())
+        }));
+        assert!(
+            again.is_err(),
+            "the parked starter panics when polled again"
+        );
+        drop(starter);
+        assert_eq!(
+            block_on(cell.get_or_init_owned(|| async { Ok(3) })),
+            Ok(&value),
+            "a later caller gets the restarted value"
         );
     });
 }
@@ -743,6 +799,87 @@ fn cancelled_leaders_teardown_happens_before_the_next_initializer() {
         );
         if first.is_pending() {
             assert_eq!(cell.get(), Some(&value));
+        }
+    });
+}
+
+/// An initializer that waits, then panics in its poll while it still holds
+/// `_held`: a field, so the unwind out of `poll` leaves it in place and only
+/// the future's drop tears it down (an `async` block's locals would go with
+/// the unwind itself).
+struct PanicsHolding {
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    _held: TearDown,
+}
+
+impl std::future::Future for PanicsHolding {
+    type Output = Result<usize, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        match self.wait.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => deliberate_panic(),
+        }
+    }
+}
+
+// Property: the same for an owned initializer that panics: the dead
+// initializer's teardown (its future's drop, during the unwind) happens
+// before the next initializer runs, whichever caller drove it into the panic
+// (the starter polled again, or a caller that found the cell OWNED and helped
+// drive it) and however the next caller reached `EMPTY` (after waiting for
+// the panicked attempt to finish, or with its first load). Exactly one of the
+// two sees the initializer's panic... or the starter sees it as "the owned
+// initializer panicked" when polled again; the other caller initializes
+// afresh.
+#[test]
+fn panicked_owned_initializers_teardown_happens_before_the_next_initializer() {
+    silence_expected_panics();
+    loom::model(|| {
+        let cell = Arc::new(ALazy::<usize, ()>::new());
+        let only = Arc::new(InitOnly(loom::cell::UnsafeCell::new(0)));
+        let gate = Arc::new(Gate::new());
+        let (c, o, g) = (cell.clone(), only.clone(), gate.clone());
+        let mut starter = Box::pin(async move {
+            c.get_or_init_owned(move || PanicsHolding {
+                wait: Box::pin(async move { g.wait().await }),
+                _held: TearDown(o),
+            })
+            .await
+            .owned()
+        });
+        assert!(poll_once(starter.as_mut(), Waker::noop()).is_pending());
+
+        let (c, o) = (cell.clone(), only.clone());
+        let next = thread::spawn(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                block_on(c.get_or_init(|| async move {
+                    let seen = o.0.with_mut(|p| unsafe {
+                        *p += 1;
+                        *p
+                    });
+                    Ok(seen)
+                }))
+                .owned()
+            }))
+            .map_err(|payload| payload.downcast_ref::<&str>() == Some(&EXPECTED_PANIC))
+        });
+        gate.open();
+        let mine = catch_unwind(AssertUnwindSafe(|| block_on(starter.as_mut())));
+        assert!(mine.is_err(), "the starter sees its initializer's panic");
+        drop(starter);
+        match next.join().unwrap() {
+            Err(expected) => {
+                assert!(expected, "the helper saw the initializer's own panic");
+                assert_eq!(cell.state(), State::Empty, "nobody initialized again");
+            }
+            Ok(seen) => {
+                assert_eq!(seen, Ok(2), "the next initializer ran after the teardown");
+                assert_eq!(cell.get(), Some(&2));
+            }
         }
     });
 }
