@@ -4,7 +4,7 @@
 //! | build                       | atomics, `Arc`, `Mutex`, `thread` | `UnsafeCell`                 |
 //! |-----------------------------|-----------------------------------|------------------------------|
 //! | default                     | `std`                             | a thin wrapper over `core`'s |
-//! | `RUSTFLAGS="--cfg loom"`    | `loom`                            | `loom::cell::UnsafeCell`     |
+//! | `RUSTFLAGS="--cfg loom"`    | `loom` (`Mutex`: see below)       | `loom::cell::UnsafeCell`     |
 //! | `RUSTFLAGS="--cfg shuttle"` | `shuttle`                         | a thin wrapper over `core`'s |
 //!
 //! Every primitive in lazyflight is written against this module and nothing
@@ -18,7 +18,10 @@
 //!
 //! The API mirrors loom's: [`UnsafeCell::with`] / [`UnsafeCell::with_mut`]
 //! instead of raw `get()`, and a [`Mutex`] whose `lock()` never reports
-//! poisoning (see its docs for why that is safe, and for loom's exception).
+//! poisoning (see its docs for why that is safe). Under loom that `Mutex` is
+//! not loom's, which panics at every lock after a panic under it, but a lock
+//! of our own made of loom's primitives, so models can take a lock that a
+//! panic unwound through, as real code can.
 //!
 //! Where the models differ from real threads (limits of loom and shuttle,
 //! which run every modelled thread on one OS thread):
@@ -27,7 +30,8 @@
 //!   every modelled thread while any one of them unwinds.
 //! * A modelled thread that panics fails the whole model; its
 //!   `JoinHandle::join` does not return the panic as `Err` as std's does.
-//! * loom's own `Mutex` panics when it is locked after a panic poisoned it
+//! * Under loom a [`Mutex::try_lock`] that finds the lock free but loses it
+//!   to another thread before it takes it waits for it instead of failing
 //!   (see [`Mutex`]).
 //!
 //! [loom]: https://docs.rs/loom
